@@ -1,0 +1,136 @@
+//! Names a scope binds, so that `ignore_builtins` leaves a rebound builtin (`open = ...`,
+//! `def len(...)`, `from x import print`) wrapped like any other call.
+//!
+//! The collection is deliberately generous: any binding anywhere in the scope (comprehension
+//! targets included) counts, since wrapping a builtin is harmless while skipping a user's
+//! function would lose data.
+
+use std::collections::HashSet;
+
+use ruff_python_ast::visitor::source_order::{walk_expr, walk_stmt, SourceOrderVisitor};
+use ruff_python_ast::{Expr, ExprContext, Parameters, Pattern, Stmt};
+
+/// Names bound directly in a scope whose statements are `body` and parameters `params`.
+/// Names declared `global` or `nonlocal` count too (they rebind an outer scope's name).
+pub(crate) fn bound_names(body: &[Stmt], params: Option<&Parameters>) -> HashSet<String> {
+    let mut c = Collector::default();
+    if let Some(p) = params {
+        c.parameters(p);
+    }
+    for stmt in body {
+        c.visit_stmt(stmt);
+    }
+    c.names
+}
+
+/// Names bound by a lambda's parameters and any walrus in its body.
+pub(crate) fn lambda_names(params: Option<&Parameters>, body: &Expr) -> HashSet<String> {
+    let mut c = Collector::default();
+    if let Some(p) = params {
+        c.parameters(p);
+    }
+    c.visit_expr(body);
+    c.names
+}
+
+#[derive(Default)]
+struct Collector {
+    names: HashSet<String>,
+}
+
+impl Collector {
+    fn parameters(&mut self, p: &Parameters) {
+        for param in p.iter() {
+            self.names.insert(param.name().id.to_string());
+        }
+    }
+}
+
+impl<'a> SourceOrderVisitor<'a> for Collector {
+    fn visit_stmt(&mut self, stmt: &'a Stmt) {
+        match stmt {
+            Stmt::FunctionDef(f) => {
+                // The body is another scope; decorators and defaults are evaluated here.
+                self.names.insert(f.name.id.to_string());
+                for d in &f.decorator_list {
+                    self.visit_expr(&d.expression);
+                }
+                for p in f.parameters.iter_non_variadic_params() {
+                    if let Some(default) = &p.default {
+                        self.visit_expr(default);
+                    }
+                }
+            }
+            Stmt::ClassDef(c) => {
+                self.names.insert(c.name.id.to_string());
+                for d in &c.decorator_list {
+                    self.visit_expr(&d.expression);
+                }
+                if let Some(args) = &c.arguments {
+                    self.visit_arguments(args);
+                }
+            }
+            Stmt::Import(i) => {
+                for alias in &i.names {
+                    let bound = match &alias.asname {
+                        Some(a) => a.id.as_str(),
+                        None => alias.name.id.split('.').next().unwrap_or_default(),
+                    };
+                    self.names.insert(bound.to_owned());
+                }
+            }
+            Stmt::ImportFrom(i) => {
+                for alias in &i.names {
+                    let bound = alias.asname.as_ref().unwrap_or(&alias.name);
+                    self.names.insert(bound.id.to_string());
+                }
+            }
+            Stmt::Global(g) => self.names.extend(g.names.iter().map(|n| n.id.to_string())),
+            Stmt::Nonlocal(n) => self.names.extend(n.names.iter().map(|n| n.id.to_string())),
+            Stmt::Try(t) => {
+                for handler in &t.handlers {
+                    if let Some(h) = handler.as_except_handler() {
+                        if let Some(name) = &h.name {
+                            self.names.insert(name.id.to_string());
+                        }
+                    }
+                }
+                walk_stmt(self, stmt);
+            }
+            _ => walk_stmt(self, stmt),
+        }
+    }
+
+    fn visit_expr(&mut self, expr: &'a Expr) {
+        match expr {
+            Expr::Name(n) if matches!(n.ctx, ExprContext::Store | ExprContext::Del) => {
+                self.names.insert(n.id.to_string());
+            }
+            // A lambda's body is its own scope.
+            Expr::Lambda(_) => {}
+            _ => walk_expr(self, expr),
+        }
+    }
+
+    fn visit_pattern(&mut self, pattern: &'a Pattern) {
+        match pattern {
+            Pattern::MatchAs(p) => {
+                if let Some(n) = &p.name {
+                    self.names.insert(n.id.to_string());
+                }
+            }
+            Pattern::MatchStar(p) => {
+                if let Some(n) = &p.name {
+                    self.names.insert(n.id.to_string());
+                }
+            }
+            Pattern::MatchMapping(p) => {
+                if let Some(n) = &p.rest {
+                    self.names.insert(n.id.to_string());
+                }
+            }
+            _ => {}
+        }
+        ruff_python_ast::visitor::source_order::walk_pattern(self, pattern);
+    }
+}

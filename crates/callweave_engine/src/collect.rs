@@ -1,0 +1,365 @@
+//! One pass over the module: qualnames, which rules select which functions, and which calls
+//! each rule routes.
+//!
+//! Scope rules (the rewrite contract): every call in a selected function's body is in scope,
+//! lambdas, comprehensions, generator expressions and f-string fields included. Decorators and
+//! defaults of a nested `def`, and bases of a nested `class`, run in the enclosing scope. Their
+//! bodies belong to the nested function or class: in scope for layers that include nested code
+//! (call wrapping), out of scope otherwise (flat profiling) unless selected themselves.
+//! Annotations are never rewritten, and neither is anything inside an f-string `{expr=}` field.
+
+use std::collections::HashSet;
+
+use ruff_python_ast::visitor::source_order::{
+    walk_expr, walk_stmt, SourceOrderVisitor, TraversalSignal,
+};
+use ruff_python_ast::{AnyNodeRef, Expr, ExprCall, Stmt, StmtFunctionDef};
+use ruff_text_size::Ranged;
+
+use crate::bindings;
+use crate::callname::{callee_name, CallName};
+use crate::plan::{FunctionSelector, Plan};
+use crate::source::LineIndex;
+
+/// A function some rule selected.
+#[derive(Debug)]
+pub(crate) struct SelectedFunction<'a> {
+    pub(crate) def: &'a StmtFunctionDef,
+    pub(crate) qualname: String,
+    /// Indexes of the rules that selected it, in plan order.
+    pub(crate) rules: Vec<usize>,
+}
+
+/// A call one or more rules route through their layers.
+#[derive(Debug)]
+pub(crate) struct RoutedCall<'a> {
+    pub(crate) call: &'a ExprCall,
+    pub(crate) name: Option<CallName>,
+    /// Qualname of the innermost `def` or `class` holding the call.
+    pub(crate) owner: String,
+    /// `(rule, selected function)` pairs, innermost layer first.
+    pub(crate) layers: Vec<(usize, usize)>,
+    /// Whether the call is the operand of `await`.
+    pub(crate) awaited: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Module,
+    Function,
+    Class,
+    Lambda,
+}
+
+struct Scope {
+    kind: Kind,
+    /// Qualname prefix for children (`f.<locals>`, `C`, or empty at module level).
+    prefix: String,
+    /// Qualname of the innermost def/class (for site ownership).
+    owner: String,
+    /// `(rule, selected function)` pairs active for calls directly in this scope.
+    active: Vec<(usize, usize)>,
+    /// Names bound in this scope, computed only when some active rule ignores builtins.
+    bound: Option<HashSet<String>>,
+}
+
+pub(crate) struct Collector<'a, 'p> {
+    source: &'a str,
+    lines: &'p LineIndex,
+    plan: &'p Plan,
+    needs_bindings: bool,
+    scopes: Vec<Scope>,
+    pub(crate) functions: Vec<SelectedFunction<'a>>,
+    pub(crate) calls: Vec<RoutedCall<'a>>,
+    /// Start offset of the call that is the operand of the `await` being visited.
+    awaited_call: Option<usize>,
+}
+
+impl<'a, 'p> Collector<'a, 'p> {
+    pub(crate) fn new(
+        source: &'a str,
+        lines: &'p LineIndex,
+        plan: &'p Plan,
+        module_body: &'a [Stmt],
+    ) -> Self {
+        let needs_bindings = plan.rules.iter().any(|r| r.filter.ignore_builtins);
+        let bound = needs_bindings.then(|| bindings::bound_names(module_body, None));
+        Self {
+            source,
+            lines,
+            plan,
+            needs_bindings,
+            scopes: vec![Scope {
+                kind: Kind::Module,
+                prefix: String::new(),
+                owner: String::new(),
+                active: Vec::new(),
+                bound,
+            }],
+            functions: Vec::new(),
+            calls: Vec::new(),
+            awaited_call: None,
+        }
+    }
+
+    fn current(&self) -> Option<&Scope> {
+        self.scopes.last()
+    }
+
+    fn qualname(&self, name: &str) -> String {
+        match self.current() {
+            Some(s) if !s.prefix.is_empty() => format!("{}.{name}", s.prefix),
+            _ => name.to_owned(),
+        }
+    }
+
+    /// Rules active in a nested def/class body by inheritance from the current scope.
+    fn inherited(&self) -> Vec<(usize, usize)> {
+        self.current()
+            .map(|s| {
+                s.active
+                    .iter()
+                    .copied()
+                    .filter(|&(rule, _)| {
+                        self.plan
+                            .rules
+                            .get(rule)
+                            .is_some_and(|r| r.layer.includes_nested())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn selects(&self, rule: usize, qualname: &str, first_line: u32) -> bool {
+        match self.plan.rules.get(rule).map(|r| &r.functions) {
+            Some(FunctionSelector::Globs(g)) => g.matches(qualname),
+            Some(FunctionSelector::At { qualname: q, line }) => {
+                q == qualname && *line == first_line
+            }
+            None => false,
+        }
+    }
+
+    fn line_of(&self, offset: usize) -> u32 {
+        u32::try_from(self.lines.line_col(offset).0).unwrap_or(u32::MAX)
+    }
+
+    fn visit_function(&mut self, def: &'a StmtFunctionDef) {
+        // Evaluated in the enclosing scope.
+        for d in &def.decorator_list {
+            self.visit_expr(&d.expression);
+        }
+        for p in def.parameters.iter_non_variadic_params() {
+            if let Some(default) = &p.default {
+                self.visit_expr(default);
+            }
+        }
+        let qualname = self.qualname(&def.name.id);
+        let first = def
+            .decorator_list
+            .first()
+            .map_or(def.range.start(), |d| d.range.start());
+        let first_line = self.line_of(first.to_usize());
+        let mut active = self.inherited();
+        let rules: Vec<usize> = (0..self.plan.rules.len())
+            .filter(|&r| self.selects(r, &qualname, first_line))
+            .collect();
+        if !rules.is_empty() {
+            let idx = self.functions.len();
+            for &r in &rules {
+                if !active.iter().any(|&(ar, _)| ar == r) {
+                    active.push((r, idx));
+                }
+            }
+            self.functions.push(SelectedFunction {
+                def,
+                qualname: qualname.clone(),
+                rules,
+            });
+        }
+        let bound = (self.needs_bindings && !active.is_empty())
+            .then(|| bindings::bound_names(&def.body, Some(&def.parameters)));
+        self.scopes.push(Scope {
+            kind: Kind::Function,
+            prefix: format!("{qualname}.<locals>"),
+            owner: qualname,
+            active,
+            bound,
+        });
+        for stmt in &def.body {
+            self.visit_stmt(stmt);
+        }
+        self.scopes.pop();
+    }
+
+    fn is_builtin(&self, name: &str) -> bool {
+        if !self.plan.builtins.contains(name) {
+            return false;
+        }
+        let in_class_body = self.current().is_some_and(|s| s.kind == Kind::Class);
+        for (i, scope) in self.scopes.iter().enumerate().rev() {
+            // A class scope only shadows names for code directly in its body.
+            if scope.kind == Kind::Class && !(in_class_body && i + 1 == self.scopes.len()) {
+                continue;
+            }
+            if scope.bound.as_ref().is_some_and(|b| b.contains(name)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn route_call(&mut self, call: &'a ExprCall) {
+        let Some(scope) = self.current() else { return };
+        if scope.active.is_empty() || is_frame_sensitive(call) {
+            return;
+        }
+        let name = callee_name(&call.func, self.source);
+        let simple = match call.func.as_ref() {
+            Expr::Name(n) => Some(n.id.as_str()),
+            _ => None,
+        };
+        let builtin = simple.is_some_and(|n| self.is_builtin(n));
+        let layers: Vec<(usize, usize)> = scope
+            .active
+            .iter()
+            .copied()
+            .filter(|&(rule, _)| {
+                self.plan.rules.get(rule).is_some_and(|r| {
+                    !(r.filter.ignore_builtins && builtin) && r.filter.allows(name.as_ref())
+                })
+            })
+            .collect();
+        if layers.is_empty() {
+            return;
+        }
+        let mut layers = layers;
+        layers.sort_by_key(|&(rule, _)| rule);
+        let owner = scope.owner.clone();
+        let awaited = self.awaited_call == Some(call.range().start().to_usize());
+        self.calls.push(RoutedCall {
+            call,
+            name,
+            owner,
+            layers,
+            awaited,
+        });
+    }
+}
+
+/// Calls that read their caller's frame and so must run in it: `super()`, `locals()`,
+/// `globals()`, `vars()` and `dir()` without arguments, `eval`, `exec`, `breakpoint`,
+/// `sys._getframe`, `sys._getframemodulename` and `inspect.currentframe`.
+fn is_frame_sensitive(call: &ExprCall) -> bool {
+    let no_args = call.arguments.args.is_empty() && call.arguments.keywords.is_empty();
+    match call.func.as_ref() {
+        Expr::Name(n) => match n.id.as_str() {
+            "super" | "locals" | "globals" | "vars" | "dir" => no_args,
+            "eval"
+            | "exec"
+            | "breakpoint"
+            | "_getframe"
+            | "_getframemodulename"
+            | "currentframe" => true,
+            _ => false,
+        },
+        Expr::Attribute(a) => {
+            matches!(
+                (a.value.as_ref(), a.attr.id.as_str()),
+                (Expr::Name(m), "_getframe" | "_getframemodulename") if m.id.as_str() == "sys"
+            ) || matches!(
+                (a.value.as_ref(), a.attr.id.as_str()),
+                (Expr::Name(m), "currentframe") if m.id.as_str() == "inspect"
+            )
+        }
+        _ => false,
+    }
+}
+
+impl<'a> SourceOrderVisitor<'a> for Collector<'a, '_> {
+    fn enter_node(&mut self, node: AnyNodeRef<'a>) -> TraversalSignal {
+        match node {
+            // The text of an `{expr=}` field is part of the result: never change it.
+            AnyNodeRef::InterpolatedElement(e) if e.debug_text.is_some() => TraversalSignal::Skip,
+            _ => TraversalSignal::Traverse,
+        }
+    }
+
+    fn visit_annotation(&mut self, _expr: &'a Expr) {}
+
+    fn visit_stmt(&mut self, stmt: &'a Stmt) {
+        match stmt {
+            Stmt::FunctionDef(def) => self.visit_function(def),
+            Stmt::ClassDef(class) => {
+                for d in &class.decorator_list {
+                    self.visit_expr(&d.expression);
+                }
+                if let Some(args) = &class.arguments {
+                    self.visit_arguments(args);
+                }
+                let qualname = self.qualname(&class.name.id);
+                let active = self.inherited();
+                let bound = (self.needs_bindings && !active.is_empty())
+                    .then(|| bindings::bound_names(&class.body, None));
+                self.scopes.push(Scope {
+                    kind: Kind::Class,
+                    prefix: qualname.clone(),
+                    owner: qualname,
+                    active,
+                    bound,
+                });
+                for s in &class.body {
+                    self.visit_stmt(s);
+                }
+                self.scopes.pop();
+            }
+            _ => walk_stmt(self, stmt),
+        }
+    }
+
+    fn visit_expr(&mut self, expr: &'a Expr) {
+        match expr {
+            Expr::Call(call) => {
+                self.route_call(call);
+                self.awaited_call = None;
+                walk_expr(self, expr);
+            }
+            Expr::Await(a) => {
+                if let Expr::Call(call) = a.value.as_ref() {
+                    self.awaited_call = Some(call.range().start().to_usize());
+                }
+                walk_expr(self, expr);
+            }
+            Expr::Lambda(lambda) => {
+                if let Some(params) = &lambda.parameters {
+                    for p in params.iter_non_variadic_params() {
+                        if let Some(default) = &p.default {
+                            self.visit_expr(default);
+                        }
+                    }
+                }
+                let Some(outer) = self.current() else { return };
+                let active = outer.active.clone();
+                let owner = outer.owner.clone();
+                let prefix = if outer.prefix.is_empty() {
+                    "<lambda>.<locals>".to_owned()
+                } else {
+                    format!("{}.<lambda>.<locals>", outer.prefix)
+                };
+                let bound = (self.needs_bindings && !active.is_empty())
+                    .then(|| bindings::lambda_names(lambda.parameters.as_deref(), &lambda.body));
+                self.scopes.push(Scope {
+                    kind: Kind::Lambda,
+                    prefix,
+                    owner,
+                    active,
+                    bound,
+                });
+                self.visit_expr(&lambda.body);
+                self.scopes.pop();
+            }
+            _ => walk_expr(self, expr),
+        }
+    }
+}

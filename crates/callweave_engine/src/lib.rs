@@ -1,0 +1,26 @@
+//! callweave's rewrite engine: pure Rust, no Python.
+//!
+//! Input: source text and a [`Plan`] (rules: function globs → layer + call filter). Output: a
+//! [`Rewrite`]: the new source, which is the original with small fragments inserted or replaced
+//! (never regenerated), a [`PositionMap`] back to the original, a site table and the list of
+//! rewritten functions. [`linetable`] re-encodes CPython code objects' location tables through
+//! the map so compiled code carries the original positions.
+//!
+//! Pipeline: [`source`] (decoding) → parse (ruff) → `collect` (qualnames, selection, calls in
+//! scope) → `transform::*` (edits) → [`posmap`] (apply, map).
+
+mod bindings;
+pub mod callname;
+mod collect;
+mod error;
+pub mod linetable;
+pub mod plan;
+pub mod posmap;
+mod rewrite;
+pub mod source;
+mod transform;
+
+pub use error::EngineError;
+pub use plan::{CallFilter, FunctionSelector, Layer, Plan, QualnameGlobs, Rule};
+pub use posmap::PositionMap;
+pub use rewrite::{rewrite, Function, Profiled, Rewrite, Site};

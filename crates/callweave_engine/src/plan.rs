@@ -1,0 +1,263 @@
+//! What to rewrite: rules that select functions and say which layer wraps their calls.
+
+use std::collections::HashSet;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::callname::CallName;
+use crate::EngineError;
+
+/// Which functions of a module a rule applies to.
+#[derive(Debug, Clone)]
+pub enum FunctionSelector {
+    /// Qualname globs: `.` separates levels, `*` matches within one level, `**` any depth.
+    Globs(QualnameGlobs),
+    /// Exactly one function: its qualname and the line of its `def` (or first decorator), as in
+    /// `co_firstlineno`.
+    At {
+        /// `__qualname__` of the function.
+        qualname: String,
+        /// `co_firstlineno` of the function.
+        line: u32,
+    },
+}
+
+/// A compiled set of qualname globs.
+#[derive(Debug, Clone)]
+pub struct QualnameGlobs {
+    set: GlobSet,
+}
+
+impl QualnameGlobs {
+    /// Compiles dotted globs; the empty list selects every function.
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, EngineError> {
+        let mut builder = GlobSetBuilder::new();
+        if patterns.is_empty() {
+            builder.add(dotted_glob("**")?);
+        }
+        for p in patterns {
+            builder.add(dotted_glob(p.as_ref())?);
+        }
+        let set = builder.build().map_err(|e| EngineError::BadGlob {
+            pattern: patterns
+                .iter()
+                .map(|p| p.as_ref().to_owned())
+                .collect::<Vec<_>>()
+                .join(", "),
+            reason: e.to_string(),
+        })?;
+        Ok(Self { set })
+    }
+
+    /// Whether a dotted name matches any of the globs.
+    pub fn matches(&self, dotted: &str) -> bool {
+        self.set.is_match(dotted.replace('.', "/"))
+    }
+}
+
+/// Compiles one dotted glob (`.` as the level separator) into a globset glob.
+pub fn dotted_glob(pattern: &str) -> Result<globset::Glob, EngineError> {
+    let bad = |reason: String| EngineError::BadGlob {
+        pattern: pattern.to_owned(),
+        reason,
+    };
+    if pattern.is_empty() {
+        return Err(bad("empty pattern".to_owned()));
+    }
+    if pattern.contains('/') || pattern.contains('\\') {
+        return Err(bad(
+            "'/' and '\\' are not allowed; levels are separated by '.'".to_owned(),
+        ));
+    }
+    if pattern.split('.').any(str::is_empty) {
+        return Err(bad(
+            "empty level (leading, trailing or doubled '.')".to_owned()
+        ));
+    }
+    for level in pattern.split('.') {
+        if level.contains("**") && level != "**" {
+            return Err(bad(format!("'**' must be a whole level, found {level:?}")));
+        }
+    }
+    GlobBuilder::new(&pattern.replace('.', "/"))
+        .literal_separator(true)
+        .backslash_escape(false)
+        .build()
+        .map_err(|e| bad(e.kind().to_string()))
+}
+
+/// How a selected function's calls are routed. Names are the identifiers injected into the
+/// rewritten code; they must start and end with `__` so that class bodies do not mangle them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layer {
+    /// `f(a)` → `WRAPPER(f, a)`, or `WRAPPER(f, SITES[i], a)` when `sites` is given.
+    Wrap {
+        /// Global name of the wrapper.
+        wrapper: String,
+        /// Global name of a sequence of site objects, indexed by site id, passed after the callee.
+        sites: Option<String>,
+    },
+    /// Entry/exit around the body and `TIMER(RECORD, i, f, a)` per call, `i` being the call's
+    /// index among the function's sites; `await f(a)` becomes `await ATIMER(RECORD, i, f, a)`
+    /// so that the whole await is timed.
+    Profile {
+        /// Global name of the entry callable, called with the function's index in the rewrite.
+        enter: String,
+        /// Global name of the call timer.
+        timer: String,
+        /// Global name of the awaited-call timer.
+        atimer: String,
+        /// Local name of the per-invocation record.
+        record: String,
+    },
+}
+
+impl Layer {
+    /// Whether bodies of nested `def` and `class` statements belong to the selected function.
+    pub fn includes_nested(&self) -> bool {
+        matches!(self, Self::Wrap { .. })
+    }
+
+    fn names(&self) -> Vec<&str> {
+        match self {
+            Self::Wrap { wrapper, sites } => {
+                let mut v = vec![wrapper.as_str()];
+                v.extend(sites.as_deref());
+                v
+            }
+            Self::Profile {
+                enter,
+                timer,
+                atimer,
+                record,
+            } => vec![enter, timer, atimer, record],
+        }
+    }
+}
+
+/// Which calls a rule wraps.
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    /// Skip calls whose callee is a plain builtin name not rebound by the module or function.
+    pub ignore_builtins: bool,
+    /// Calls whose name matches one of these are not wrapped.
+    pub blacklist: Vec<CallName>,
+    /// When non-empty, only calls whose name matches one of these are wrapped.
+    pub whitelist: Vec<CallName>,
+}
+
+impl CallFilter {
+    /// Builds a filter from entries in the call-name syntax; a blacklist and a whitelist at once
+    /// are rejected, as in recompyle.
+    pub fn new<S: AsRef<str>>(
+        ignore_builtins: bool,
+        blacklist: &[S],
+        whitelist: &[S],
+    ) -> Result<Self, EngineError> {
+        if !blacklist.is_empty() && !whitelist.is_empty() {
+            return Err(EngineError::BlacklistAndWhitelist);
+        }
+        let parse = |list: &[S]| -> Result<Vec<CallName>, EngineError> {
+            list.iter().map(|e| CallName::parse(e.as_ref())).collect()
+        };
+        Ok(Self {
+            ignore_builtins,
+            blacklist: parse(blacklist)?,
+            whitelist: parse(whitelist)?,
+        })
+    }
+
+    /// Whether a call with this name passes the black/white list (builtins are checked apart).
+    pub fn allows(&self, name: Option<&CallName>) -> bool {
+        if !self.whitelist.is_empty() {
+            return name.is_some_and(|n| self.whitelist.iter().any(|p| p.matches(n)));
+        }
+        !name.is_some_and(|n| self.blacklist.iter().any(|p| p.matches(n)))
+    }
+}
+
+/// One rule: which functions, which layer, which calls.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The functions it selects.
+    pub functions: FunctionSelector,
+    /// How their calls are routed.
+    pub layer: Layer,
+    /// Which of their calls.
+    pub filter: CallFilter,
+}
+
+/// Everything a rewrite needs besides the source.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Rules in order; where several rules route one call, the first is innermost.
+    pub rules: Vec<Rule>,
+    /// Names that count as builtins for `ignore_builtins` (the running Python's `builtins`).
+    pub builtins: HashSet<String>,
+}
+
+impl Plan {
+    /// Checks the injected names of every rule.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        for rule in &self.rules {
+            for name in rule.layer.names() {
+                let ok = name.len() > 4
+                    && name.starts_with("__")
+                    && name.ends_with("__")
+                    && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+                    && !name.starts_with(|c: char| c.is_ascii_digit());
+                if !ok {
+                    return Err(EngineError::BadInjectedName {
+                        name: name.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qualname_globs() {
+        let g = QualnameGlobs::new(&["Session.*", "*.place_*", "outer.<locals>.inner", "a.**.z"])
+            .expect("valid");
+        assert!(g.matches("Session.request"));
+        assert!(!g.matches("Session.request.<locals>.f"));
+        assert!(g.matches("Shop.place_order"));
+        assert!(!g.matches("place_order"));
+        assert!(g.matches("outer.<locals>.inner"));
+        assert!(g.matches("a.z"));
+        assert!(g.matches("a.b.c.z"));
+        let all = QualnameGlobs::new::<&str>(&[]).expect("valid");
+        assert!(all.matches("anything.<locals>.deep"));
+    }
+
+    #[test]
+    fn bad_globs_name_the_pattern() {
+        for bad in ["", "a..b", ".a", "a/b", "a**", "a.[b"] {
+            let err = QualnameGlobs::new(&[bad]).expect_err(bad);
+            assert!(err.to_string().contains(&format!("'{bad}'")), "{err}");
+        }
+    }
+
+    #[test]
+    fn black_and_white_lists() {
+        assert!(matches!(
+            CallFilter::new(false, &["a"], &["b"]),
+            Err(EngineError::BlacklistAndWhitelist)
+        ));
+        let f = CallFilter::new(false, &["log.*"], &[]).expect("valid");
+        assert!(!f.allows(CallName::parse("log.info").ok().as_ref()));
+        let f = CallFilter::new(false, &["a[*]"], &[]).expect("valid");
+        assert!(!f.allows(CallName::parse("a[0]").ok().as_ref()));
+        assert!(f.allows(CallName::parse("b").ok().as_ref()));
+        assert!(f.allows(None));
+        let w = CallFilter::new::<&str>(false, &[], &["b"]).expect("valid");
+        assert!(!w.allows(None));
+        assert!(w.allows(CallName::parse("b").ok().as_ref()));
+    }
+}

@@ -1,0 +1,384 @@
+//! Text edits and the position map they leave behind.
+//!
+//! The rewritten source is the original with small fragments inserted or replaced. Applying the
+//! edits records, for every byte of the new text, where it came from: copied bytes map to their
+//! original offset; inserted bytes map to the *anchor* of their edit, the original range of the
+//! construct the fragment serves (a call for a call wrapper, the `def` line for entry code).
+
+use crate::linetable::Location;
+use crate::source::LineIndex;
+use crate::EngineError;
+
+/// The original range an inserted fragment stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    /// Original start offset.
+    pub start: usize,
+    /// Original end offset (exclusive).
+    pub end: usize,
+    /// If a position *starts* inside the fragment, the whole position becomes the anchor
+    /// (inserted statements); otherwise only the endpoints inside the fragment move to it.
+    pub whole: bool,
+}
+
+/// One planned change: replace `start..end` of the original (empty for an insertion) by `text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Edit {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) text: String,
+    pub(crate) anchor: Anchor,
+}
+
+impl Edit {
+    pub(crate) fn insert(at: usize, text: impl Into<String>, anchor: Anchor) -> Self {
+        Self {
+            start: at,
+            end: at,
+            text: text.into(),
+            anchor,
+        }
+    }
+
+    pub(crate) fn replace(
+        start: usize,
+        end: usize,
+        text: impl Into<String>,
+        anchor: Anchor,
+    ) -> Self {
+        Self {
+            start,
+            end,
+            text: text.into(),
+            anchor,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Copied {
+        orig_start: usize,
+    },
+    /// `at` is the original offset the fragment was inserted at (for a replacement, the end of
+    /// the replaced range).
+    Inserted {
+        anchor: Anchor,
+        at: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Chunk {
+    new_start: usize,
+    new_end: usize,
+    origin: Origin,
+}
+
+/// Maps positions in the rewritten text back to the original text.
+#[derive(Debug, Clone)]
+pub struct PositionMap {
+    /// Sorted, contiguous, covering the whole new text; empty chunks are never stored.
+    chunks: Vec<Chunk>,
+    new_lines: LineIndex,
+    orig_lines: LineIndex,
+}
+
+/// Applies `edits` to `original`. Edits are applied in order of start offset; edits with the
+/// same start keep their planned order (an outer call's prefix before an inner one's).
+pub(crate) fn apply(
+    original: &str,
+    mut edits: Vec<Edit>,
+) -> Result<(String, PositionMap), EngineError> {
+    edits.sort_by_key(|e| e.start);
+    let mut out = String::with_capacity(original.len() + edits.len() * 24);
+    let mut chunks = Vec::with_capacity(edits.len() * 2 + 1);
+    let mut cursor = 0usize;
+    for edit in &edits {
+        if edit.start < cursor || edit.end < edit.start {
+            return Err(EngineError::OverlappingEdits { offset: edit.start });
+        }
+        let kept = original
+            .get(cursor..edit.start)
+            .ok_or(EngineError::OverlappingEdits { offset: edit.start })?;
+        push_chunk(
+            &mut chunks,
+            &mut out,
+            kept,
+            Origin::Copied { orig_start: cursor },
+        );
+        push_chunk(
+            &mut chunks,
+            &mut out,
+            &edit.text,
+            Origin::Inserted {
+                anchor: edit.anchor,
+                at: edit.end,
+            },
+        );
+        cursor = edit.end;
+    }
+    let rest = original
+        .get(cursor..)
+        .ok_or(EngineError::OverlappingEdits { offset: cursor })?;
+    push_chunk(
+        &mut chunks,
+        &mut out,
+        rest,
+        Origin::Copied { orig_start: cursor },
+    );
+    let map = PositionMap {
+        chunks,
+        new_lines: LineIndex::new(&out),
+        orig_lines: LineIndex::new(original),
+    };
+    Ok((out, map))
+}
+
+fn push_chunk(chunks: &mut Vec<Chunk>, out: &mut String, text: &str, origin: Origin) {
+    if text.is_empty() {
+        return;
+    }
+    let new_start = out.len();
+    out.push_str(text);
+    chunks.push(Chunk {
+        new_start,
+        new_end: out.len(),
+        origin,
+    });
+}
+
+impl PositionMap {
+    /// The identity map of a text that was not edited.
+    pub fn identity(text: &str) -> Self {
+        let lines = LineIndex::new(text);
+        let chunks = if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![Chunk {
+                new_start: 0,
+                new_end: text.len(),
+                origin: Origin::Copied { orig_start: 0 },
+            }]
+        };
+        Self {
+            chunks,
+            new_lines: lines.clone(),
+            orig_lines: lines,
+        }
+    }
+
+    fn chunk_at(&self, offset: usize) -> Option<&Chunk> {
+        let idx = self.chunks.partition_point(|c| c.new_end <= offset);
+        self.chunks.get(idx).or_else(|| self.chunks.last())
+    }
+
+    /// Original offset of the byte at new `offset` (a start position).
+    fn map_start(&self, offset: usize) -> Result<usize, Anchor> {
+        match self.chunk_at(offset) {
+            Some(Chunk {
+                new_start,
+                origin: Origin::Copied { orig_start },
+                ..
+            }) => Ok(orig_start + offset.saturating_sub(*new_start)),
+            Some(Chunk {
+                origin: Origin::Inserted { anchor, .. },
+                ..
+            }) => Err(*anchor),
+            None => Ok(offset),
+        }
+    }
+
+    /// Original offset for the exclusive end `offset`: decided by the byte before it. A range
+    /// ending inside an inserted statement ends where the statement was inserted; one ending
+    /// inside a call wrapper's fragment ends where its anchor (the call) ends.
+    fn map_end(&self, offset: usize) -> usize {
+        if offset == 0 {
+            return 0;
+        }
+        match self.chunk_at(offset - 1) {
+            Some(Chunk {
+                new_start,
+                origin: Origin::Copied { orig_start },
+                ..
+            }) => orig_start + offset.saturating_sub(*new_start),
+            Some(Chunk {
+                origin: Origin::Inserted { anchor, at },
+                ..
+            }) => {
+                if anchor.whole {
+                    *at
+                } else {
+                    anchor.end
+                }
+            }
+            None => offset,
+        }
+    }
+
+    /// The new-text range holding everything copied or inserted for the original range
+    /// `start..end` (edits at its boundaries included).
+    pub fn new_range(&self, start: usize, end: usize) -> (usize, usize) {
+        let mut new_start = None;
+        let mut new_end = 0;
+        for c in &self.chunks {
+            let inside = match c.origin {
+                Origin::Copied { orig_start } => {
+                    let orig_end = orig_start + (c.new_end - c.new_start);
+                    orig_start < end && start < orig_end
+                }
+                Origin::Inserted { anchor: a, .. } => {
+                    start <= a.start && a.start <= end && a.end <= end
+                }
+            };
+            if inside {
+                let (s, e) = match c.origin {
+                    Origin::Copied { orig_start } => {
+                        let s = c.new_start + start.saturating_sub(orig_start);
+                        let e = c.new_start + (end - orig_start).min(c.new_end - c.new_start);
+                        (s, e)
+                    }
+                    Origin::Inserted { .. } => (c.new_start, c.new_end),
+                };
+                new_start.get_or_insert(s);
+                new_end = new_end.max(e);
+            }
+        }
+        let s = new_start.unwrap_or(0);
+        (s, new_end.max(s))
+    }
+
+    /// Maps a 1-based line of the new text to the original line it came from.
+    pub fn map_line(&self, line: usize) -> usize {
+        if line == 0 {
+            return 0;
+        }
+        let offset = self.new_lines.line_start(line);
+        let orig = match self.map_start(offset) {
+            Ok(o) => o,
+            Err(anchor) => anchor.start,
+        };
+        self.orig_lines.line_col(orig).0
+    }
+
+    /// Maps a CPython location (1-based lines, UTF-8 byte columns) of the new text to the
+    /// original text.
+    pub fn map_location(&self, loc: Location) -> Location {
+        // Line 0 marks artificial instructions (a module's RESUME): nothing to map.
+        if loc.line < 1 {
+            return loc;
+        }
+        let (Some(col), Some(end_col)) = (loc.col, loc.end_col) else {
+            let line = usize::try_from(loc.line).map_or(0, |l| self.map_line(l));
+            let line = i32::try_from(line).unwrap_or(loc.line);
+            let end_line = if loc.end_line == loc.line {
+                line
+            } else {
+                usize::try_from(loc.end_line)
+                    .ok()
+                    .and_then(|l| i32::try_from(self.map_line(l)).ok())
+                    .unwrap_or(line)
+                    .max(line)
+            };
+            return Location {
+                line,
+                end_line,
+                col: None,
+                end_col: None,
+            };
+        };
+        let (Ok(line), Ok(end_line)) = (usize::try_from(loc.line), usize::try_from(loc.end_line))
+        else {
+            return loc;
+        };
+        let start = self.new_lines.offset(line, col as usize);
+        let end = self.new_lines.offset(end_line, end_col as usize);
+        let (orig_start, orig_end) = match self.map_start(start) {
+            Err(anchor) if anchor.whole => (anchor.start, anchor.end),
+            Err(anchor) => (anchor.start, self.map_end(end).max(anchor.start)),
+            Ok(s) => (s, self.map_end(end).max(s)),
+        };
+        self.location_of(orig_start, orig_end)
+    }
+
+    /// The original location of the original byte range `start..end`.
+    pub fn location_of(&self, start: usize, end: usize) -> Location {
+        let (l1, c1) = self.orig_lines.line_col(start);
+        let (l2, c2) = self.orig_lines.line_col(end);
+        Location {
+            line: i32::try_from(l1).unwrap_or(i32::MAX),
+            end_line: i32::try_from(l2).unwrap_or(i32::MAX),
+            col: u32::try_from(c1).ok(),
+            end_col: u32::try_from(c2).ok(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anchor(start: usize, end: usize) -> Anchor {
+        Anchor {
+            start,
+            end,
+            whole: false,
+        }
+    }
+
+    fn loc(line: i32, col: u32, end_line: i32, end_col: u32) -> Location {
+        Location {
+            line,
+            end_line,
+            col: Some(col),
+            end_col: Some(end_col),
+        }
+    }
+
+    #[test]
+    fn call_wrap_maps_back_to_the_call() {
+        // "x = f(a)\n" -> "x = W(f, a)\n"
+        let src = "x = f(a)\n";
+        let edits = vec![
+            Edit::insert(4, "W(", anchor(4, 8)),
+            Edit::replace(5, 6, ", ", anchor(5, 6)),
+        ];
+        let (new, map) = apply(src, edits).expect("applies");
+        assert_eq!(new, "x = W(f, a)\n");
+        // The whole new call maps to the original call.
+        assert_eq!(map.map_location(loc(1, 4, 1, 11)), loc(1, 4, 1, 8));
+        // The wrapper name maps to the call's range.
+        assert_eq!(map.map_location(loc(1, 4, 1, 5)), loc(1, 4, 1, 8));
+        // The argument keeps its own position.
+        assert_eq!(map.map_location(loc(1, 9, 1, 10)), loc(1, 6, 1, 7));
+    }
+
+    #[test]
+    fn inserted_lines_shift_lines_back() {
+        let src = "def f():\n    return 1\n";
+        let edits = vec![Edit::insert(
+            9,
+            "    pass\n",
+            Anchor {
+                start: 0,
+                end: 7,
+                whole: true,
+            },
+        )];
+        let (new, map) = apply(src, edits).expect("applies");
+        assert_eq!(new, "def f():\n    pass\n    return 1\n");
+        assert_eq!(map.map_line(3), 2);
+        assert_eq!(map.map_line(2), 1);
+        assert_eq!(map.map_location(loc(2, 4, 2, 8)), loc(1, 0, 1, 7));
+        assert_eq!(map.map_location(loc(3, 4, 3, 12)), loc(2, 4, 2, 12));
+    }
+
+    #[test]
+    fn overlapping_edits_are_an_error() {
+        let edits = vec![
+            Edit::replace(0, 3, "x", anchor(0, 3)),
+            Edit::insert(1, "y", anchor(1, 1)),
+        ];
+        assert!(apply("abcdef", edits).is_err());
+    }
+}

@@ -1,0 +1,252 @@
+//! The rewrite pipeline: parse → collect → plan edits → apply → position map and site table.
+
+use ruff_python_ast::visitor::source_order::SourceOrderVisitor;
+use ruff_python_parser::parse_module;
+use ruff_text_size::Ranged;
+
+use crate::collect::Collector;
+use crate::plan::{FunctionSelector, Layer, Plan};
+use crate::posmap::{self, PositionMap};
+use crate::source::LineIndex;
+use crate::transform::profile::{self, Layout};
+use crate::transform::wrap::{call_edits, LayerTokens};
+use crate::EngineError;
+
+/// One routed call, in original coordinates (1-based lines, 0-based UTF-8 byte columns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// Index in the rewrite's site table (what `SITES[i]` refers to).
+    pub id: u32,
+    /// Qualname of the innermost function or class holding the call.
+    pub function: String,
+    /// Line of the call's start.
+    pub line: u32,
+    /// Line of the call's end.
+    pub end_line: u32,
+    /// Column of the call's start.
+    pub col: u32,
+    /// Column of the call's end.
+    pub end_col: u32,
+    /// The call's exact original text.
+    pub text: String,
+    /// The callee's dotted call name, if it has one.
+    pub callee: Option<String>,
+    /// Whether the call is the operand of `await`.
+    pub awaited: bool,
+}
+
+/// A profiled function's entry in the rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profiled {
+    /// The index passed to the entry callable.
+    pub index: u32,
+    /// The plan rule that profiles it.
+    pub rule: usize,
+    /// Site ids of its timed calls, in the order of their local index.
+    pub sites: Vec<u32>,
+}
+
+/// A function some rule selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    /// `__qualname__`.
+    pub qualname: String,
+    /// `co_firstlineno`: the first decorator's line, else the `def` line.
+    pub first_line: u32,
+    /// The `def` line.
+    pub def_line: u32,
+    /// Indexes of the plan rules that selected it.
+    pub rules: Vec<usize>,
+    /// Present when a profile rule selected it.
+    pub profile: Option<Profiled>,
+    /// The function's original text, first decorator to end of body.
+    pub original_text: String,
+    /// The same function in the new source.
+    pub new_text: String,
+}
+
+/// The result of a rewrite.
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    /// The new source: the original with small fragments inserted or replaced.
+    pub source: String,
+    /// Maps positions in `source` back to the original.
+    pub map: PositionMap,
+    /// Every routed call.
+    pub sites: Vec<Site>,
+    /// Every selected function.
+    pub functions: Vec<Function>,
+}
+
+impl Rewrite {
+    /// Whether anything was changed.
+    pub fn changed(&self) -> bool {
+        !self.functions.is_empty()
+    }
+}
+
+/// Rewrites `source` according to `plan`.
+pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
+    plan.validate()?;
+    let parsed = parse_module(source).map_err(|e| {
+        let lines = LineIndex::new(source);
+        let (line, column) = lines.line_col(e.location.start().to_usize());
+        EngineError::Parse {
+            message: e.error.to_string(),
+            line,
+            column,
+        }
+    })?;
+    let lines = LineIndex::new(source);
+    let module = parsed.syntax();
+    let mut collector = Collector::new(source, &lines, plan, &module.body);
+    for stmt in &module.body {
+        collector.visit_stmt(stmt);
+    }
+    let line_u32 = |offset: usize| u32::try_from(lines.line_col(offset).0).unwrap_or(u32::MAX);
+
+    for rule in &plan.rules {
+        if let FunctionSelector::At { qualname, line } = &rule.functions {
+            let found = collector
+                .functions
+                .iter()
+                .any(|f| &f.qualname == qualname && first_line(f.def, &line_u32) == *line);
+            if !found {
+                return Err(EngineError::FunctionNotFound {
+                    qualname: qualname.clone(),
+                    line: *line,
+                });
+            }
+        }
+    }
+
+    let mut functions: Vec<Function> = collector
+        .functions
+        .iter()
+        .map(|f| Function {
+            qualname: f.qualname.clone(),
+            first_line: first_line(f.def, &line_u32),
+            def_line: line_u32(f.def.name.range.start().to_usize()),
+            rules: f.rules.clone(),
+            profile: None,
+            original_text: source
+                .get(std::ops::Range::<usize>::from(function_range(f.def)))
+                .unwrap_or_default()
+                .to_owned(),
+            new_text: String::new(),
+        })
+        .collect();
+
+    // Entry/exit edits first: at equal offsets, indentation goes before a call's prefix.
+    let cx = profile::Context {
+        source,
+        lines: &lines,
+        tokens: parsed.tokens(),
+    };
+    let mut edits = Vec::new();
+    let mut next_index = 0u32;
+    let mut reindented: Vec<(usize, usize)> = Vec::new();
+    for (fidx, f) in collector.functions.iter().enumerate() {
+        let profile_rule = f.rules.iter().copied().find(|&r| {
+            plan.rules
+                .get(r)
+                .is_some_and(|r| matches!(r.layer, Layer::Profile { .. }))
+        });
+        let Some(rule) = profile_rule else { continue };
+        let Some(Layer::Profile { enter, record, .. }) = plan.rules.get(rule).map(|r| &r.layer)
+        else {
+            continue;
+        };
+        let range = f.def.range();
+        let (start, end) = (range.start().to_usize(), range.end().to_usize());
+        if reindented.iter().any(|&(s, e)| s < start && end <= e) {
+            return Err(EngineError::Unsupported {
+                what: format!("function {:?}", f.qualname),
+                reason: "a profiled function nested in a profiled function whose body had to be re-indented".to_owned(),
+            });
+        }
+        let (fn_edits, layout) =
+            profile::entry_edits(&cx, f.def, enter, record, next_index as usize)?;
+        if layout == Layout::Reindented {
+            reindented.push((start, end));
+        }
+        edits.extend(fn_edits);
+        if let Some(func) = functions.get_mut(fidx) {
+            func.profile = Some(Profiled {
+                index: next_index,
+                rule,
+                sites: Vec::new(),
+            });
+        }
+        next_index += 1;
+    }
+
+    let mut sites = Vec::with_capacity(collector.calls.len());
+    for (i, routed) in collector.calls.iter().enumerate() {
+        let id = u32::try_from(i).unwrap_or(u32::MAX);
+        let mut tokens = Vec::with_capacity(routed.layers.len());
+        for &(rule, fidx) in &routed.layers {
+            let Some(layer) = plan.rules.get(rule).map(|r| &r.layer) else {
+                continue;
+            };
+            let mut local = 0;
+            if matches!(layer, Layer::Profile { .. }) {
+                if let Some(p) = functions.get_mut(fidx).and_then(|f| f.profile.as_mut()) {
+                    local = u32::try_from(p.sites.len()).unwrap_or(u32::MAX);
+                    p.sites.push(id);
+                }
+            }
+            tokens.push(LayerTokens::new(layer, id, local, routed.awaited));
+        }
+        edits.extend(call_edits(routed.call, &tokens));
+        let range = routed.call.range();
+        let (start, end) = (range.start().to_usize(), range.end().to_usize());
+        let (line, col) = lines.line_col(start);
+        let (end_line, end_col) = lines.line_col(end);
+        sites.push(Site {
+            id,
+            function: routed.owner.clone(),
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            end_line: u32::try_from(end_line).unwrap_or(u32::MAX),
+            col: u32::try_from(col).unwrap_or(u32::MAX),
+            end_col: u32::try_from(end_col).unwrap_or(u32::MAX),
+            text: source.get(start..end).unwrap_or_default().to_owned(),
+            callee: routed.name.as_ref().map(ToString::to_string),
+            awaited: routed.awaited,
+        });
+    }
+
+    if functions.is_empty() {
+        return Ok(Rewrite {
+            source: source.to_owned(),
+            map: PositionMap::identity(source),
+            sites,
+            functions,
+        });
+    }
+    let (new_source, map) = posmap::apply(source, edits)?;
+    for (f, selected) in functions.iter_mut().zip(&collector.functions) {
+        let range = function_range(selected.def);
+        let (start, end) = map.new_range(range.start().to_usize(), range.end().to_usize());
+        f.new_text = new_source.get(start..end).unwrap_or_default().to_owned();
+    }
+    Ok(Rewrite {
+        source: new_source,
+        map,
+        sites,
+        functions,
+    })
+}
+
+/// From the first decorator (or `def`) to the end of the body.
+fn function_range(def: &ruff_python_ast::StmtFunctionDef) -> ruff_text_size::TextRange {
+    let start = def
+        .decorator_list
+        .first()
+        .map_or(def.range.start(), |d| d.range.start());
+    ruff_text_size::TextRange::new(start, def.range.end())
+}
+
+fn first_line(def: &ruff_python_ast::StmtFunctionDef, line_of: &impl Fn(usize) -> u32) -> u32 {
+    line_of(function_range(def).start().to_usize())
+}

@@ -1,0 +1,228 @@
+//! Source text handling: PEP 263 coding declarations, the UTF-8 BOM, and line indexes.
+//!
+//! Offsets everywhere in the engine are UTF-8 byte offsets into the decoded text (BOM removed),
+//! which is also what CPython uses for `col_offset` and `co_positions()` columns.
+
+use crate::EngineError;
+
+/// Source bytes decoded to text, with what was found on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    /// The text, without a BOM.
+    pub text: String,
+    /// Whether a UTF-8 BOM was removed.
+    pub had_bom: bool,
+}
+
+/// Decodes source bytes the way CPython does for UTF-8 sources.
+///
+/// A UTF-8 BOM is removed. A PEP 263 declaration naming UTF-8 (any alias CPython accepts for it)
+/// is fine; one naming another encoding yields [`EngineError::NeedsDecoding`] so that the caller
+/// decodes with Python's own codecs and passes text instead.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, EngineError> {
+    let (body, had_bom) = match bytes.strip_prefix(b"\xef\xbb\xbf") {
+        Some(rest) => (rest, true),
+        None => (bytes, false),
+    };
+    if let Some(encoding) = declared_encoding(body) {
+        if !is_utf8_name(&encoding) {
+            return Err(EngineError::NeedsDecoding { encoding });
+        }
+    }
+    match std::str::from_utf8(body) {
+        Ok(text) => Ok(Decoded {
+            text: text.to_owned(),
+            had_bom,
+        }),
+        Err(err) => Err(EngineError::InvalidUtf8 {
+            offset: err.valid_up_to() + if had_bom { 3 } else { 0 },
+        }),
+    }
+}
+
+/// The encoding named by a PEP 263 declaration in the first two lines, if any.
+///
+/// The declaration on line 2 counts only if line 1 is a comment or blank, as in CPython's
+/// tokenizer.
+pub fn declared_encoding(bytes: &[u8]) -> Option<String> {
+    let mut lines = bytes.split(|&b| b == b'\n').take(2);
+    let first = lines.next()?;
+    if let Some(name) = coding_in_line(first) {
+        return Some(name);
+    }
+    let first_trimmed = trim_ascii_start(first);
+    if !(first_trimmed.is_empty() || first_trimmed.starts_with(b"#") || first_trimmed == b"\r") {
+        return None;
+    }
+    coding_in_line(lines.next()?)
+}
+
+fn trim_ascii_start(line: &[u8]) -> &[u8] {
+    let start = line
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\x0c'))
+        .unwrap_or(line.len());
+    line.get(start..).unwrap_or_default()
+}
+
+/// Matches CPython's rule `^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)`.
+fn coding_in_line(line: &[u8]) -> Option<String> {
+    let rest = trim_ascii_start(line);
+    let comment = rest.strip_prefix(b"#")?;
+    coding_in_line_from(comment)
+}
+
+fn coding_in_line_from(rest: &[u8]) -> Option<String> {
+    let at = find(rest, b"coding")?;
+    let after = rest.get(at + 6..)?;
+    let (&sep, after) = after.split_first()?;
+    if sep != b':' && sep != b'=' {
+        return coding_in_line_from(after);
+    }
+    name_at(after)
+}
+
+fn name_at(after: &[u8]) -> Option<String> {
+    let start = after
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(after.len());
+    let name: Vec<u8> = after
+        .get(start..)?
+        .iter()
+        .copied()
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        .collect();
+    if name.is_empty() {
+        None
+    } else {
+        String::from_utf8(name).ok()
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Whether CPython's tokenizer treats `name` as UTF-8 (it normalises `utf-8`, `utf_8`,
+/// `utf-8-*` and `utf_8_*` case-insensitively; the codec registry adds `utf8` and `u8`).
+fn is_utf8_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase().replace('_', "-");
+    matches!(lower.as_str(), "utf-8" | "utf8" | "u8" | "cp65001") || lower.starts_with("utf-8-")
+}
+
+/// Start offsets of every line of a text, with CPython's line ends: `\n`, `\r\n` and a lone `\r`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineIndex {
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl LineIndex {
+    /// Indexes `text`.
+    pub fn new(text: &str) -> Self {
+        let bytes = text.as_bytes();
+        let mut starts = vec![0];
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            match b {
+                b'\n' => starts.push(i + 1),
+                b'\r' => {
+                    if bytes.get(i + 1) == Some(&b'\n') {
+                        i += 1;
+                    }
+                    starts.push(i + 1);
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        Self {
+            starts,
+            len: bytes.len(),
+        }
+    }
+
+    /// Number of lines (a text ending in a line break has an empty last line).
+    pub fn line_count(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Offset of the start of 1-based `line`, clamped to the text.
+    pub fn line_start(&self, line: usize) -> usize {
+        match line.checked_sub(1).and_then(|i| self.starts.get(i)) {
+            Some(&start) => start,
+            None if line == 0 => 0,
+            None => self.len,
+        }
+    }
+
+    /// 1-based line and 0-based byte column of `offset`.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let idx = match self.starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        let start = self.starts.get(idx).copied().unwrap_or(0);
+        (idx + 1, offset.saturating_sub(start))
+    }
+
+    /// Offset of 1-based `line` and 0-based byte `col`, clamped to the text.
+    pub fn offset(&self, line: usize, col: usize) -> usize {
+        (self.line_start(line) + col).min(self.len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bom_is_removed() {
+        let d = decode(b"\xef\xbb\xbfx = 1\n").expect("decodes");
+        assert_eq!(d.text, "x = 1\n");
+        assert!(d.had_bom);
+    }
+
+    #[test]
+    fn coding_declarations() {
+        assert_eq!(
+            declared_encoding(b"# -*- coding: latin-1 -*-\n"),
+            Some("latin-1".into())
+        );
+        assert_eq!(
+            declared_encoding(b"#!/usr/bin/env python\n# vim: set fileencoding=cp1252 :\n"),
+            Some("cp1252".into())
+        );
+        assert_eq!(declared_encoding(b"x = 1\n# coding: latin-1\n"), None);
+        assert_eq!(declared_encoding(b"x = 1  # coding: latin-1\n"), None);
+        assert!(decode(b"# coding: utf-8\nx = 1\n").is_ok());
+        assert!(decode(b"# coding=UTF_8\nx = 1\n").is_ok());
+        assert_eq!(
+            decode(b"# coding: latin-1\nx = '\xe9'\n"),
+            Err(EngineError::NeedsDecoding {
+                encoding: "latin-1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_reports_offset() {
+        assert_eq!(
+            decode(b"x = '\xff'\n"),
+            Err(EngineError::InvalidUtf8 { offset: 5 })
+        );
+    }
+
+    #[test]
+    fn line_index_handles_all_line_ends() {
+        let idx = LineIndex::new("a\r\nb\rc\nd");
+        assert_eq!(idx.line_count(), 4);
+        assert_eq!(idx.line_col(0), (1, 0));
+        assert_eq!(idx.line_col(3), (2, 0));
+        assert_eq!(idx.line_col(5), (3, 0));
+        assert_eq!(idx.line_col(7), (4, 0));
+        assert_eq!(idx.offset(4, 0), 7);
+        assert_eq!(idx.offset(9, 0), 8);
+    }
+}

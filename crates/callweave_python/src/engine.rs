@@ -1,0 +1,256 @@
+//! Python bindings of the rewrite engine: rules, the rewrite result, and code-object
+//! position remapping.
+
+use std::collections::HashSet;
+
+use callweave_engine::linetable;
+use callweave_engine::{
+    rewrite, CallFilter, FunctionSelector, Layer, Plan, PositionMap, QualnameGlobs, Rewrite,
+    Rule as EngineRule,
+};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
+
+use crate::errors::{to_py, RewriteError};
+
+/// A rule: which functions of a module, how their calls are routed, and which calls.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct Rule {
+    inner: EngineRule,
+}
+
+fn selector(
+    functions: Option<Vec<String>>,
+    at: Option<(String, u32)>,
+) -> PyResult<FunctionSelector> {
+    match (functions, at) {
+        (Some(_), Some(_)) => Err(PyValueError::new_err(
+            "give either 'functions' globs or 'at', not both",
+        )),
+        (_, Some((qualname, line))) => Ok(FunctionSelector::At { qualname, line }),
+        (functions, None) => Ok(FunctionSelector::Globs(
+            QualnameGlobs::new(&functions.unwrap_or_default()).map_err(to_py)?,
+        )),
+    }
+}
+
+fn filter(
+    ignore_builtins: bool,
+    blacklist: Option<Vec<String>>,
+    whitelist: Option<Vec<String>>,
+) -> PyResult<CallFilter> {
+    CallFilter::new(
+        ignore_builtins,
+        &blacklist.unwrap_or_default(),
+        &whitelist.unwrap_or_default(),
+    )
+    .map_err(to_py)
+}
+
+#[pymethods]
+impl Rule {
+    /// A call-wrapping rule: `f(a)` → `wrapper(f, a)` (or `wrapper(f, sites[i], a)`).
+    #[staticmethod]
+    #[pyo3(signature = (*, wrapper, sites=None, functions=None, at=None, ignore_builtins=false, blacklist=None, whitelist=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn wrap(
+        wrapper: String,
+        sites: Option<String>,
+        functions: Option<Vec<String>>,
+        at: Option<(String, u32)>,
+        ignore_builtins: bool,
+        blacklist: Option<Vec<String>>,
+        whitelist: Option<Vec<String>>,
+    ) -> PyResult<Self> {
+        Ok(Self {
+            inner: EngineRule {
+                functions: selector(functions, at)?,
+                layer: Layer::Wrap { wrapper, sites },
+                filter: filter(ignore_builtins, blacklist, whitelist)?,
+            },
+        })
+    }
+
+    /// A flat-profiling rule: the body runs in `with enter(i) as record:` and each call is
+    /// `timer(record, site, f, a)` (`atimer` for awaited calls).
+    #[staticmethod]
+    #[pyo3(signature = (*, enter, timer, atimer, record, functions=None, at=None, ignore_builtins=false, blacklist=None, whitelist=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn profile(
+        enter: String,
+        timer: String,
+        atimer: String,
+        record: String,
+        functions: Option<Vec<String>>,
+        at: Option<(String, u32)>,
+        ignore_builtins: bool,
+        blacklist: Option<Vec<String>>,
+        whitelist: Option<Vec<String>>,
+    ) -> PyResult<Self> {
+        Ok(Self {
+            inner: EngineRule {
+                functions: selector(functions, at)?,
+                layer: Layer::Profile {
+                    enter,
+                    timer,
+                    atimer,
+                    record,
+                },
+                filter: filter(ignore_builtins, blacklist, whitelist)?,
+            },
+        })
+    }
+
+    /// Whether the rule selects a function with this qualname (glob rules only).
+    fn selects(&self, qualname: &str) -> bool {
+        match &self.inner.functions {
+            FunctionSelector::Globs(g) => g.matches(qualname),
+            FunctionSelector::At { qualname: q, .. } => q == qualname,
+        }
+    }
+}
+
+/// The result of a rewrite.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct Rewritten {
+    inner: Rewrite,
+}
+
+#[pymethods]
+impl Rewritten {
+    /// The rewritten source.
+    #[getter]
+    fn source(&self) -> &str {
+        &self.inner.source
+    }
+
+    /// Whether any function was selected.
+    #[getter]
+    fn changed(&self) -> bool {
+        self.inner.changed()
+    }
+
+    /// Site table: tuples `(id, function, line, end_line, col, end_col, text, callee, awaited)`.
+    #[getter]
+    fn sites<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        self.inner
+            .sites
+            .iter()
+            .map(|s| {
+                (
+                    s.id,
+                    s.function.as_str(),
+                    s.line,
+                    s.end_line,
+                    s.col,
+                    s.end_col,
+                    s.text.as_str(),
+                    s.callee.as_deref(),
+                    s.awaited,
+                )
+                    .into_pyobject(py)
+            })
+            .collect()
+    }
+
+    /// Selected functions: tuples `(qualname, first_line, def_line, rules, profile,
+    /// original_text, new_text)` where `profile` is `None` or `(index, rule, site_ids)`.
+    #[getter]
+    fn functions<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        self.inner
+            .functions
+            .iter()
+            .map(|f| {
+                let profile = f
+                    .profile
+                    .as_ref()
+                    .map(|p| (p.index, p.rule, p.sites.clone()));
+                (
+                    f.qualname.as_str(),
+                    f.first_line,
+                    f.def_line,
+                    f.rules.clone(),
+                    profile,
+                    f.original_text.as_str(),
+                    f.new_text.as_str(),
+                )
+                    .into_pyobject(py)
+            })
+            .collect()
+    }
+
+    /// Maps a 1-based line of the new source to the original line.
+    fn original_line(&self, line: usize) -> usize {
+        self.inner.map.map_line(line)
+    }
+
+    /// Returns `code` (and every code object nested in its constants) with the location table
+    /// and first line mapped back to the original source.
+    fn remap_code<'py>(&self, code: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        remap_code_object(code, &self.inner.map)
+    }
+}
+
+fn remap_code_object<'py>(
+    code: &Bound<'py, PyAny>,
+    map: &PositionMap,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = code.py();
+    let code_type = code.get_type();
+    let consts = code.getattr("co_consts")?;
+    let consts = consts.cast::<PyTuple>()?;
+    let mut new_consts = Vec::with_capacity(consts.len());
+    let mut any_code = false;
+    for c in consts.iter() {
+        if c.get_type().is(&code_type) {
+            new_consts.push(remap_code_object(&c, map)?);
+            any_code = true;
+        } else {
+            new_consts.push(c);
+        }
+    }
+    let table_obj = code.getattr("co_linetable")?;
+    let table = table_obj.cast::<PyBytes>()?.as_bytes();
+    let first: i32 = code.getattr("co_firstlineno")?.extract()?;
+    let new_first = usize::try_from(first)
+        .ok()
+        .and_then(|l| i32::try_from(map.map_line(l)).ok())
+        .unwrap_or(first);
+    let new_table = linetable::remap(table, first, new_first, |loc| map.map_location(loc))
+        .map_err(|e| RewriteError::new_err(format!("cannot read a location table: {e}")))?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("co_linetable", PyBytes::new(py, &new_table))?;
+    kwargs.set_item("co_firstlineno", new_first)?;
+    if any_code {
+        kwargs.set_item("co_consts", PyTuple::new(py, new_consts)?)?;
+    }
+    code.call_method("replace", (), Some(&kwargs))
+}
+
+/// Rewrites `source` with `rules` (first rule innermost); `builtins` are the names that count
+/// as builtins for `ignore_builtins`.
+#[pyfunction]
+#[pyo3(name = "rewrite", signature = (source, rules, builtins=None))]
+pub(crate) fn py_rewrite(
+    py: Python<'_>,
+    source: &str,
+    rules: Vec<PyRef<'_, Rule>>,
+    builtins: Option<HashSet<String>>,
+) -> PyResult<Rewritten> {
+    let plan = Plan {
+        rules: rules.iter().map(|r| r.inner.clone()).collect(),
+        builtins: builtins.unwrap_or_default(),
+    };
+    let result = py.detach(|| rewrite(source, &plan)).map_err(to_py)?;
+    Ok(Rewritten { inner: result })
+}
+
+/// Decodes source bytes when they are UTF-8 (BOM removed); raises `RewriteError` naming the
+/// declared encoding otherwise, so that the caller decodes with Python's codecs.
+#[pyfunction]
+pub(crate) fn decode_source(bytes: &[u8]) -> PyResult<String> {
+    callweave_engine::source::decode(bytes)
+        .map(|d| d.text)
+        .map_err(to_py)
+}

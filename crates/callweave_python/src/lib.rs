@@ -1,0 +1,24 @@
+//! `callweave._native`: the only PyO3 crate of callweave.
+//!
+//! It binds the rewrite engine (rules, rewrites, code-object position remapping) and holds
+//! the native runtime that rewritten code calls.
+
+mod engine;
+mod errors;
+
+use pyo3::prelude::*;
+
+/// The extension module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("CallweaveError", py.get_type::<errors::CallweaveError>())?;
+    m.add("RewriteError", py.get_type::<errors::RewriteError>())?;
+    m.add("ParseError", py.get_type::<errors::ParseError>())?;
+    m.add_class::<engine::Rule>()?;
+    m.add_class::<engine::Rewritten>()?;
+    m.add_function(wrap_pyfunction!(engine::py_rewrite, m)?)?;
+    m.add_function(wrap_pyfunction!(engine::decode_source, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,22 @@
+"""callweave: rewrite Python functions so that every call goes through a wrapper.
+
+The decorators :func:`wrap_calls` and :func:`rewrite_function` keep recompyle's API; the
+rewrite itself is done by a Rust engine that edits the source text in place and maps every
+position back, so tracebacks, ``inspect`` and debuggers see the code as written.
+"""
+
+from callweave._native import __version__
+from callweave.decorators import CallWrapper, rewrite_function, wrap_calls
+from callweave.errors import CallweaveError, RewriteError, SourceUnavailableError
+from callweave.sites import CallSite
+
+__all__ = [
+    "CallSite",
+    "CallWrapper",
+    "CallweaveError",
+    "RewriteError",
+    "SourceUnavailableError",
+    "__version__",
+    "rewrite_function",
+    "wrap_calls",
+]

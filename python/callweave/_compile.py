@@ -1,0 +1,84 @@
+"""Rewrite source with the native engine and compile it with the original positions."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from collections.abc import Callable, Sequence
+from types import CodeType
+
+from callweave import _native
+from callweave.errors import ParseError, RewriteError
+
+__all__ = ["BUILTIN_NAMES", "compile_rewritten", "find_code", "raise_users_syntax_error"]
+
+#: Names that ``ignore_builtins`` treats as builtins: the callables of the running Python.
+BUILTIN_NAMES: frozenset[str] = frozenset(
+    name for name, value in vars(builtins).items() if callable(value)
+)
+
+
+def raise_users_syntax_error(source: str | bytes, filename: str) -> None:
+    """Compiles the original source so that a SyntaxError in it is the running Python's own.
+
+    Returns normally when the original compiles.
+    """
+    compile(source, filename, "exec", dont_inherit=True)
+
+
+def compile_rewritten(
+    source: str,
+    filename: str,
+    rules: Sequence[_native.Rule],
+    *,
+    optimize: int = -1,
+    tree_hook: Callable[[ast.Module, _native.Rewritten], ast.Module] | None = None,
+) -> tuple[CodeType, _native.Rewritten]:
+    """Rewrites ``source`` with ``rules`` and compiles it with original positions.
+
+    Args:
+        source: The module's text (decoded).
+        filename: Its file name, for code objects and errors.
+        rules: Native rules, innermost layer first.
+        optimize: As for ``compile()``.
+        tree_hook: Called with the ``ast`` tree of the rewritten source before compiling, for
+            custom transformations; positions of the nodes it keeps are mapped back like the
+            rest, and nodes it adds should copy the location of the node they serve.
+
+    Returns:
+        The module's code object and the native rewrite result.
+
+    Raises:
+        SyntaxError: The source has a syntax error (the running Python's own).
+        RewriteError: The engine cannot rewrite this source.
+    """
+    try:
+        result = _native.rewrite(source, list(rules), BUILTIN_NAMES)
+    except ParseError as exc:
+        raise_users_syntax_error(source, filename)
+        raise RewriteError(f"{filename}: {exc}") from None
+    try:
+        if tree_hook is not None:
+            tree = tree_hook(ast.parse(result.source, filename), result)
+            ast.fix_missing_locations(tree)
+            code = compile(tree, filename, "exec", dont_inherit=True, optimize=optimize)
+        else:
+            code = compile(result.source, filename, "exec", dont_inherit=True, optimize=optimize)
+    except SyntaxError as exc:
+        raise_users_syntax_error(source, filename)
+        raise RewriteError(
+            f"{filename}: the rewritten source does not compile on this Python "
+            f"({exc.msg}, line {result.original_line(exc.lineno or 1)})"
+        ) from None
+    return result.remap_code(code), result
+
+
+def find_code(code: CodeType, qualname: str, firstlineno: int) -> CodeType | None:
+    """Finds the code object with this qualname and first line among ``code``'s nested ones."""
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        if current.co_qualname == qualname and current.co_firstlineno == firstlineno:
+            return current
+        stack.extend(c for c in current.co_consts if isinstance(c, CodeType))
+    return None

@@ -1,0 +1,142 @@
+"""``wrap_calls`` and ``rewrite_function``: recompyle's decorator API on callweave's engine."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Iterable
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from callweave import _native
+from callweave._functions import Layer, rewrite_with_layers, unique_suffix
+from callweave.sites import make_sites
+
+__all__ = ["CallWrapper", "rewrite_function", "wrap_calls"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class CallWrapper(Protocol):
+    """A call wrapper: runs ``call(*args, **kwargs)`` and returns its result.
+
+    With ``pass_site=True`` it is called as ``wrapper(call, site, *args, **kwargs)`` where
+    ``site`` is a :class:`callweave.CallSite`.
+    """
+
+    def __call__(self, call: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Runs the call."""
+        ...
+
+
+def _names(value: Iterable[str] | None, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise TypeError(f"{what} must be a collection of call names, not a string: {value!r}")
+    return list(value)
+
+
+def wrap_calls(
+    *,
+    wrapper: CallWrapper,
+    ignore_builtins: bool = False,
+    blacklist: Iterable[str] | None = None,
+    whitelist: Iterable[str] | None = None,
+    rewrite_details: dict[str, object] | None = None,
+    pass_site: bool = False,
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Rewrites the decorated function so that every call in it goes through ``wrapper``.
+
+    ``f(a, *b, k=1)`` runs as ``wrapper(f, a, *b, k=1)``; the wrapper must make the call and
+    return its result. Calls in nested functions, lambdas, comprehensions and f-strings are
+    wrapped too. Calls that read their caller's frame (``super()``, ``locals()``, ``eval`` …)
+    are never wrapped.
+
+    Args:
+        wrapper: The call wrapper.
+        ignore_builtins: Skip calls of builtins (names the module or function rebinds are not
+            builtins).
+        blacklist: Call names not to wrap, e.g. ``"log.info"``, ``"a[b]"`` for ``a["b"]()``,
+            ``"a[*]"`` for any subscript of ``a``.
+        whitelist: Call names to wrap; nothing else is. Not together with ``blacklist``.
+        rewrite_details: If given, filled with ``original_func``, ``original_source`` and
+            ``new_source``.
+        pass_site: Call ``wrapper(call, site, *args, **kwargs)`` with a
+            :class:`callweave.CallSite`.
+
+    Returns:
+        A decorator for functions, methods, classmethods and staticmethods.
+
+    Raises:
+        ValueError: An invalid blacklist/whitelist entry, or both lists at once.
+    """
+    if not callable(wrapper):
+        raise TypeError(f"wrapper must be callable, got {wrapper!r}")
+    black = _names(blacklist, "blacklist")
+    white = _names(whitelist, "whitelist")
+    # Validate now, at decoration time of the first function, with the entry named.
+    _native.Rule.wrap(
+        wrapper="__callweave_check__", functions=["x"], ignore_builtins=ignore_builtins,
+        blacklist=black, whitelist=white,
+    )
+
+    def decorate(target: Callable[P, T]) -> Callable[P, T]:
+        n = unique_suffix()
+        wrapper_name = f"__callweave_wrap_{n}__"
+        sites_name = f"__callweave_sites_{n}__" if pass_site else None
+        names: dict[str, Any] = {wrapper_name: wrapper}
+
+        def make_rule(at: tuple[str, int]) -> _native.Rule:
+            return _native.Rule.wrap(
+                wrapper=wrapper_name, sites=sites_name, at=at,
+                ignore_builtins=ignore_builtins, blacklist=black, whitelist=white,
+            )
+
+        def bind(new: Any, result: _native.Rewritten, layers: Any) -> None:
+            if sites_name is not None:
+                code = new.__code__
+                new.__globals__[sites_name] = make_sites(
+                    new.__module__, code.co_filename, result.sites
+                )
+
+        layer = Layer("wrap_calls", make_rule, names, bind)
+        return rewrite_with_layers(target, layer, rewrite_details)
+
+    return decorate
+
+
+def rewrite_function(
+    target_func: Callable[P, T],
+    transformers: Iterable[ast.NodeTransformer] = (),
+    *,
+    rewrite_details: dict[str, object] | None = None,
+) -> Callable[P, T]:
+    """Rewrites a function with custom ``ast.NodeTransformer`` instances (recompyle's API).
+
+    The transformers visit the function's ``FunctionDef`` node, in order, after callweave's
+    own layers (if the function already carries some) have been applied; nodes they keep keep
+    their original positions, and nodes they add take their location from the node they
+    replace (``ast.copy_location``) or from their parent.
+
+    Args:
+        target_func: The function, method, classmethod or staticmethod to rewrite.
+        transformers: Transformer instances applied in order.
+        rewrite_details: If given, filled with ``original_func``, ``original_source`` and
+            ``new_source`` (the latter before the custom transformers, as text).
+
+    Returns:
+        The rewritten function.
+    """
+    transformers = list(transformers)
+    for t in transformers:
+        if not isinstance(t, ast.NodeTransformer):
+            raise TypeError(f"transformers must be ast.NodeTransformer instances, got {t!r}")
+
+    def make_rule(at: tuple[str, int]) -> _native.Rule:
+        # Selects the function without routing any call: the whitelist matches nothing.
+        return _native.Rule.wrap(
+            wrapper="__callweave_unused__", at=at, whitelist=["__callweave_no_call__"]
+        )
+
+    layer = Layer("rewrite_function", make_rule, {}, None, transformers)
+    return rewrite_with_layers(target_func, layer, rewrite_details)

@@ -1,0 +1,36 @@
+# Sourced by the other scripts: finds CPython 3.11, 3.12 and 3.13 on this machine and builds
+# callweave into one virtual environment per version under .venvs/.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# Prints "VERSION PATH" for each supported CPython found (pyenv installs, then PATH).
+find_pythons() {
+  local v cand found
+  for v in 3.11 3.12 3.13; do
+    found=""
+    for cand in "$(pyenv root 2>/dev/null || echo /nonexistent)"/versions/"$v".*/bin/python"$v" \
+                /usr/local/bin/python"$v" /usr/bin/python"$v" "$(command -v python"$v" 2>/dev/null || true)"; do
+      [ -n "$cand" ] && [ -x "$cand" ] || continue
+      if "$cand" -c "import sys; assert sys.version_info[:2] == tuple(map(int, '$v'.split('.')))" 2>/dev/null; then
+        found="$cand"; break
+      fi
+    done
+    [ -n "$found" ] && echo "$v $found"
+  done
+  return 0
+}
+
+# setup_venv VERSION PYTHON: creates .venvs/pyVERSION with the test tools and callweave built
+# (release mode) into it; prints nothing but errors. Echoes the venv's python path.
+setup_venv() {
+  local v="$1" py="$2" venv="$ROOT/.venvs/py$1"
+  if [ ! -x "$venv/bin/python" ]; then
+    "$py" -m venv "$venv" >&2
+  fi
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      -r "$ROOT/scripts/requirements-dev.txt" >&2
+  (cd "$ROOT" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
+      "$venv/bin/maturin" develop --release --quiet >&2)
+  echo "$venv/bin/python"
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: the Rust workspace's tests, then pytest on every CPython among
+# 3.11, 3.12 and 3.13 found on this machine, each with callweave built for it.
+# Extra arguments go to pytest.
+source "$(dirname "$0")/pythons.sh"
+cd "$ROOT"
+
+echo "== cargo test (engine)"
+cargo test --quiet --package callweave_engine
+
+pythons="$(find_pythons)"
+if [ -z "$pythons" ]; then
+  echo "no CPython 3.11, 3.12 or 3.13 found" >&2
+  exit 1
+fi
+status=0
+while read -r v py; do
+  echo "== CPython $v ($py)"
+  vpy="$(setup_venv "$v" "$py")"
+  "$vpy" -m pytest -q -p no:cacheprovider "$@" tests || status=1
+done <<< "$pythons"
+exit $status

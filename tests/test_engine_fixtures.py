@@ -1,0 +1,119 @@
+"""Every golden fixture of the engine is also compiled and run from Python.
+
+Each fixture defines ``main()``. It runs once as written and once rewritten (every function
+selected), and must return the same value; every position of the original code objects must
+still be present in the rewritten ones.
+"""
+
+import contextlib
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from callweave import _native
+from callweave._compile import BUILTIN_NAMES
+from stdlib_sweep import positions
+
+FIXTURES = Path(__file__).resolve().parent.parent / "crates" / "callweave_engine" / "tests" / "fixtures"
+WRAP = sorted((FIXTURES / "wrap").glob("*.py"))
+PROFILE = sorted((FIXTURES / "profile").glob("*.py"))
+
+
+def load(path, name, source, names):
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    module.__dict__.update(names)
+    sys.modules[name] = module
+    try:
+        code = compile(source, str(path), "exec", dont_inherit=True) if isinstance(source, str) else source
+        exec(code, module.__dict__)
+        return module
+    finally:
+        del sys.modules[name]
+
+
+def return_ranges(text):
+    """Positions of every ``return`` statement, as co_positions() gives them."""
+    import ast
+    return {
+        (n.lineno, n.end_lineno, n.col_offset, n.end_col_offset)
+        for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Return)
+    }
+
+
+def run_both(path, rule, names, allowed_losses=frozenset()):
+    text = importlib.util.decode_source(path.read_bytes())
+    original_code = compile(text, str(path), "exec", dont_inherit=True)
+    plain = load(path, "fixture_plain", original_code, {})
+    result = _native.rewrite(text, [rule], BUILTIN_NAMES)
+    assert result.changed
+    code = result.remap_code(compile(result.source, str(path), "exec", dont_inherit=True))
+    rewritten = load(path, "fixture_rewritten", code, names)
+    before, after = positions(original_code), positions(code)
+    for key, bag in before.items():
+        lost = bag - after[key] - allowed_losses
+        assert not lost, f"{key} lost positions {sorted(lost)[:3]}"
+    return plain.main(), rewritten.main(), result
+
+
+@pytest.mark.parametrize("path", WRAP, ids=lambda p: p.stem)
+def test_wrap_fixture_runs_the_same(path):
+    seen = []
+
+    def passthrough(call, *args, **kwargs):
+        seen.append(call)
+        return call(*args, **kwargs)
+
+    rule = _native.Rule.wrap(wrapper="__w__")
+    before, after, result = run_both(path, rule, {"__w__": passthrough})
+    assert after == before
+    assert seen, "no call went through the wrapper"
+    assert len(result.sites) >= 1
+
+
+class Record:
+    def __init__(self, index):
+        self.index = index
+        self.calls = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("path", PROFILE, ids=lambda p: p.stem)
+def test_profile_fixture_runs_the_same(path):
+    entered = []
+
+    def enter(index):
+        entered.append(index)
+        return Record(index)
+
+    def timer(record, site, call, *args, **kwargs):
+        record.calls.append(site)
+        return call(*args, **kwargs)
+
+    async def atimer(record, site, call, *args, **kwargs):
+        record.calls.append(site)
+        return await call(*args, **kwargs)
+
+    rule = _native.Rule.profile(enter="__e__", timer="__t__", atimer="__at__", record="__r__")
+    names = {"__e__": enter, "__t__": timer, "__at__": atimer}
+    # CPython gives the final RETURN_VALUE of a `return` inside a `with` block the with
+    # statement's location (here: the def line); every other position must survive.
+    text = importlib.util.decode_source(path.read_bytes())
+    before, after, result = run_both(path, rule, names, frozenset(return_ranges(text)))
+    assert after == before
+    assert entered, "no profiled function was entered"
+    assert len({f[4][0] for f in result.functions}) == len(result.functions)
+
+
+def test_crlf_bom_and_tabs_fixtures_are_bytes_as_named():
+    assert (FIXTURES / "wrap" / "bom.py").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert b"\r\n" in (FIXTURES / "wrap" / "crlf.py").read_bytes()
+    assert b"\n\t" in (FIXTURES / "wrap" / "tabs.py").read_bytes()
