@@ -12,6 +12,7 @@ columns. Usable as a script (prints figures) and from the test suite.
 from __future__ import annotations
 
 import argparse
+import dis
 import importlib.util
 import sys
 import sysconfig
@@ -35,6 +36,12 @@ def stdlib_files() -> list[Path]:
     )
 
 
+# PUSH_NULL (3.11) sits at the position of the callee it prepares for; once the callee is an
+# argument of the wrapper it is not emitted there. It cannot raise, so nothing user-visible
+# (tracebacks, line events) depends on its position.
+_IGNORED_OPS = {dis.opmap[name] for name in ("PUSH_NULL",) if name in dis.opmap}
+
+
 def positions(code: CodeType) -> dict[tuple[str, int], set]:
     """Positions of every code object under ``code``, keyed by (qualname, first line)."""
     out: dict[tuple[str, int], set] = {}
@@ -43,7 +50,11 @@ def positions(code: CodeType) -> dict[tuple[str, int], set]:
         c = stack.pop()
         key = (c.co_qualname, c.co_firstlineno)
         bag = out.setdefault(key, set())
-        bag.update(p for p in c.co_positions() if p[0] is not None)
+        raw = c.co_code
+        bag.update(
+            p for i, p in enumerate(c.co_positions())
+            if p[0] is not None and raw[2 * i] not in _IGNORED_OPS
+        )
         stack.extend(k for k in c.co_consts if isinstance(k, CodeType))
     return out
 

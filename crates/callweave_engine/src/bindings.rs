@@ -33,6 +33,66 @@ pub(crate) fn lambda_names(params: Option<&Parameters>, body: &Expr) -> HashSet<
     c.names
 }
 
+/// Names bound by an import in the module's own scope (not in functions or classes): CPython
+/// does not compile `name.attr(...)` on those as a method call.
+pub(crate) fn module_imports(body: &[Stmt]) -> HashSet<String> {
+    let mut out = HashSet::new();
+    collect_imports(body, &mut out);
+    out
+}
+
+fn collect_imports(body: &[Stmt], out: &mut HashSet<String>) {
+    for stmt in body {
+        match stmt {
+            Stmt::Import(i) => {
+                for alias in &i.names {
+                    let bound = match &alias.asname {
+                        Some(a) => a.id.as_str(),
+                        None => alias.name.id.split('.').next().unwrap_or_default(),
+                    };
+                    out.insert(bound.to_owned());
+                }
+            }
+            Stmt::ImportFrom(i) => {
+                for alias in &i.names {
+                    out.insert(alias.asname.as_ref().unwrap_or(&alias.name).id.to_string());
+                }
+            }
+            Stmt::If(s) => {
+                collect_imports(&s.body, out);
+                for clause in &s.elif_else_clauses {
+                    collect_imports(&clause.body, out);
+                }
+            }
+            Stmt::Try(t) => {
+                collect_imports(&t.body, out);
+                for h in &t.handlers {
+                    if let Some(h) = h.as_except_handler() {
+                        collect_imports(&h.body, out);
+                    }
+                }
+                collect_imports(&t.orelse, out);
+                collect_imports(&t.finalbody, out);
+            }
+            Stmt::For(s) => {
+                collect_imports(&s.body, out);
+                collect_imports(&s.orelse, out);
+            }
+            Stmt::While(s) => {
+                collect_imports(&s.body, out);
+                collect_imports(&s.orelse, out);
+            }
+            Stmt::With(s) => collect_imports(&s.body, out),
+            Stmt::Match(m) => {
+                for case in &m.cases {
+                    collect_imports(&case.body, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 #[derive(Default)]
 struct Collector {
     names: HashSet<String>,

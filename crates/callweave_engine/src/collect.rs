@@ -9,6 +9,7 @@
 //! Annotations are never rewritten, and neither is anything inside an f-string `{expr=}` field.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use ruff_python_ast::visitor::source_order::{
     walk_expr, walk_stmt, SourceOrderVisitor, TraversalSignal,
@@ -34,9 +35,8 @@ pub(crate) struct SelectedFunction<'a> {
 #[derive(Debug)]
 pub(crate) struct RoutedCall<'a> {
     pub(crate) call: &'a ExprCall,
-    pub(crate) name: Option<CallName>,
     /// Qualname of the innermost `def` or `class` holding the call.
-    pub(crate) owner: String,
+    pub(crate) owner: Arc<str>,
     /// `(rule, selected function)` pairs, innermost layer first.
     pub(crate) layers: Vec<(usize, usize)>,
     /// Whether the call is the operand of `await`.
@@ -56,7 +56,7 @@ struct Scope {
     /// Qualname prefix for children (`f.<locals>`, `C`, or empty at module level).
     prefix: String,
     /// Qualname of the innermost def/class (for site ownership).
-    owner: String,
+    owner: Arc<str>,
     /// `(rule, selected function)` pairs active for calls directly in this scope.
     active: Vec<(usize, usize)>,
     /// Names bound in this scope, computed only when some active rule ignores builtins.
@@ -68,6 +68,7 @@ pub(crate) struct Collector<'a, 'p> {
     lines: &'p LineIndex,
     plan: &'p Plan,
     needs_bindings: bool,
+    needs_names: bool,
     scopes: Vec<Scope>,
     pub(crate) functions: Vec<SelectedFunction<'a>>,
     pub(crate) calls: Vec<RoutedCall<'a>>,
@@ -84,15 +85,20 @@ impl<'a, 'p> Collector<'a, 'p> {
     ) -> Self {
         let needs_bindings = plan.rules.iter().any(|r| r.filter.ignore_builtins);
         let bound = needs_bindings.then(|| bindings::bound_names(module_body, None));
+        let needs_names = plan
+            .rules
+            .iter()
+            .any(|r| !r.filter.blacklist.is_empty() || !r.filter.whitelist.is_empty());
         Self {
             source,
             lines,
             plan,
             needs_bindings,
+            needs_names,
             scopes: vec![Scope {
                 kind: Kind::Module,
                 prefix: String::new(),
-                owner: String::new(),
+                owner: Arc::from(""),
                 active: Vec::new(),
                 bound,
             }],
@@ -183,7 +189,7 @@ impl<'a, 'p> Collector<'a, 'p> {
         self.scopes.push(Scope {
             kind: Kind::Function,
             prefix: format!("{qualname}.<locals>"),
-            owner: qualname,
+            owner: Arc::from(qualname),
             active,
             bound,
         });
@@ -215,7 +221,11 @@ impl<'a, 'p> Collector<'a, 'p> {
         if scope.active.is_empty() || is_frame_sensitive(call) {
             return;
         }
-        let name = callee_name(&call.func, self.source);
+        let name: Option<CallName> = if self.needs_names {
+            callee_name(&call.func, self.source)
+        } else {
+            None
+        };
         let simple = match call.func.as_ref() {
             Expr::Name(n) => Some(n.id.as_str()),
             _ => None,
@@ -240,7 +250,6 @@ impl<'a, 'p> Collector<'a, 'p> {
         let awaited = self.awaited_call == Some(call.range().start().to_usize());
         self.calls.push(RoutedCall {
             call,
-            name,
             owner,
             layers,
             awaited,
@@ -305,7 +314,7 @@ impl<'a> SourceOrderVisitor<'a> for Collector<'a, '_> {
                 self.scopes.push(Scope {
                     kind: Kind::Class,
                     prefix: qualname.clone(),
-                    owner: qualname,
+                    owner: Arc::from(qualname),
                     active,
                     bound,
                 });

@@ -5,6 +5,8 @@
 //! original offset; inserted bytes map to the *anchor* of their edit, the original range of the
 //! construct the fragment serves (a call for a call wrapper, the `def` line for entry code).
 
+use std::borrow::Cow;
+
 use crate::linetable::Location;
 use crate::source::LineIndex;
 use crate::EngineError;
@@ -16,6 +18,10 @@ pub struct Anchor {
     pub start: usize,
     /// Original end offset (exclusive).
     pub end: usize,
+    /// Where CPython starts the location of the construct's own instruction (it differs from
+    /// `start` for method calls whose attribute name is on a later line). Used for locations
+    /// that end at `end`; locations of enclosing expressions start at `start`.
+    pub location_start: usize,
     /// If a position *starts* inside the fragment, the whole position becomes the anchor
     /// (inserted statements); otherwise only the endpoints inside the fragment move to it.
     pub whole: bool,
@@ -23,15 +29,27 @@ pub struct Anchor {
 
 /// One planned change: replace `start..end` of the original (empty for an insertion) by `text`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Edit {
+pub(crate) struct Edit<'a> {
     pub(crate) start: usize,
     pub(crate) end: usize,
-    pub(crate) text: String,
+    pub(crate) text: Cow<'a, str>,
     pub(crate) anchor: Anchor,
 }
 
-impl Edit {
-    pub(crate) fn insert(at: usize, text: impl Into<String>, anchor: Anchor) -> Self {
+impl Anchor {
+    /// An anchor for a construct whose instructions are located at its own range.
+    pub fn new(start: usize, end: usize, whole: bool) -> Self {
+        Self {
+            start,
+            end,
+            location_start: start,
+            whole,
+        }
+    }
+}
+
+impl<'a> Edit<'a> {
+    pub(crate) fn insert(at: usize, text: impl Into<Cow<'a, str>>, anchor: Anchor) -> Self {
         Self {
             start: at,
             end: at,
@@ -43,7 +61,7 @@ impl Edit {
     pub(crate) fn replace(
         start: usize,
         end: usize,
-        text: impl Into<String>,
+        text: impl Into<Cow<'a, str>>,
         anchor: Anchor,
     ) -> Self {
         Self {
@@ -60,10 +78,10 @@ enum Origin {
     Copied {
         orig_start: usize,
     },
-    /// `at` is the original offset the fragment was inserted at (for a replacement, the end of
-    /// the replaced range).
+    /// `from..at` is the original range the fragment replaced (empty for an insertion).
     Inserted {
         anchor: Anchor,
+        from: usize,
         at: usize,
     },
 }
@@ -73,6 +91,19 @@ struct Chunk {
     new_start: usize,
     new_end: usize,
     origin: Origin,
+}
+
+impl Chunk {
+    /// The original range this chunk stands for: copied bytes, or the range an edit replaced
+    /// (empty for an insertion). Non-decreasing along the chunk list.
+    fn orig_span(&self) -> (usize, usize) {
+        match self.origin {
+            Origin::Copied { orig_start } => {
+                (orig_start, orig_start + (self.new_end - self.new_start))
+            }
+            Origin::Inserted { from, at, .. } => (from, at),
+        }
+    }
 }
 
 /// Maps positions in the rewritten text back to the original text.
@@ -88,7 +119,8 @@ pub struct PositionMap {
 /// same start keep their planned order (an outer call's prefix before an inner one's).
 pub(crate) fn apply(
     original: &str,
-    mut edits: Vec<Edit>,
+    orig_lines: LineIndex,
+    mut edits: Vec<Edit<'_>>,
 ) -> Result<(String, PositionMap), EngineError> {
     edits.sort_by_key(|e| e.start);
     let mut out = String::with_capacity(original.len() + edits.len() * 24);
@@ -113,6 +145,7 @@ pub(crate) fn apply(
             &edit.text,
             Origin::Inserted {
                 anchor: edit.anchor,
+                from: edit.start,
                 at: edit.end,
             },
         );
@@ -130,7 +163,7 @@ pub(crate) fn apply(
     let map = PositionMap {
         chunks,
         new_lines: LineIndex::new(&out),
-        orig_lines: LineIndex::new(original),
+        orig_lines,
     };
     Ok((out, map))
 }
@@ -203,7 +236,7 @@ impl PositionMap {
                 ..
             }) => orig_start + offset.saturating_sub(*new_start),
             Some(Chunk {
-                origin: Origin::Inserted { anchor, at },
+                origin: Origin::Inserted { anchor, at, .. },
                 ..
             }) => {
                 if anchor.whole {
@@ -217,32 +250,28 @@ impl PositionMap {
     }
 
     /// The new-text range holding everything copied or inserted for the original range
-    /// `start..end` (edits at its boundaries included).
+    /// `start..end`, insertions at either boundary included.
     pub fn new_range(&self, start: usize, end: usize) -> (usize, usize) {
+        let first = self.chunks.partition_point(|c| {
+            let (from, to) = c.orig_span();
+            to < start || (to == start && from < to)
+        });
         let mut new_start = None;
         let mut new_end = 0;
-        for c in &self.chunks {
-            let inside = match c.origin {
-                Origin::Copied { orig_start } => {
-                    let orig_end = orig_start + (c.new_end - c.new_start);
-                    orig_start < end && start < orig_end
-                }
-                Origin::Inserted { anchor: a, .. } => {
-                    start <= a.start && a.start <= end && a.end <= end
-                }
-            };
-            if inside {
-                let (s, e) = match c.origin {
-                    Origin::Copied { orig_start } => {
-                        let s = c.new_start + start.saturating_sub(orig_start);
-                        let e = c.new_start + (end - orig_start).min(c.new_end - c.new_start);
-                        (s, e)
-                    }
-                    Origin::Inserted { .. } => (c.new_start, c.new_end),
-                };
-                new_start.get_or_insert(s);
-                new_end = new_end.max(e);
+        for c in self.chunks.get(first..).unwrap_or_default() {
+            let (from, to) = c.orig_span();
+            if from > end || (from == end && from < to) {
+                break;
             }
+            let (s, e) = match c.origin {
+                Origin::Copied { orig_start } => (
+                    c.new_start + start.saturating_sub(orig_start),
+                    c.new_end - to.saturating_sub(end),
+                ),
+                Origin::Inserted { .. } => (c.new_start, c.new_end),
+            };
+            new_start.get_or_insert(s);
+            new_end = new_end.max(e);
         }
         let s = new_start.unwrap_or(0);
         (s, new_end.max(s))
@@ -295,7 +324,15 @@ impl PositionMap {
         let end = self.new_lines.offset(end_line, end_col as usize);
         let (orig_start, orig_end) = match self.map_start(start) {
             Err(anchor) if anchor.whole => (anchor.start, anchor.end),
-            Err(anchor) => (anchor.start, self.map_end(end).max(anchor.start)),
+            Err(anchor) => {
+                let e = self.map_end(end);
+                let s = if e == anchor.end {
+                    anchor.location_start
+                } else {
+                    anchor.start
+                };
+                (s, e.max(s))
+            }
             Ok(s) => (s, self.map_end(end).max(s)),
         };
         self.location_of(orig_start, orig_end)
@@ -319,11 +356,7 @@ mod tests {
     use super::*;
 
     fn anchor(start: usize, end: usize) -> Anchor {
-        Anchor {
-            start,
-            end,
-            whole: false,
-        }
+        Anchor::new(start, end, false)
     }
 
     fn loc(line: i32, col: u32, end_line: i32, end_col: u32) -> Location {
@@ -343,7 +376,7 @@ mod tests {
             Edit::insert(4, "W(", anchor(4, 8)),
             Edit::replace(5, 6, ", ", anchor(5, 6)),
         ];
-        let (new, map) = apply(src, edits).expect("applies");
+        let (new, map) = apply(src, LineIndex::new(src), edits).expect("applies");
         assert_eq!(new, "x = W(f, a)\n");
         // The whole new call maps to the original call.
         assert_eq!(map.map_location(loc(1, 4, 1, 11)), loc(1, 4, 1, 8));
@@ -356,16 +389,8 @@ mod tests {
     #[test]
     fn inserted_lines_shift_lines_back() {
         let src = "def f():\n    return 1\n";
-        let edits = vec![Edit::insert(
-            9,
-            "    pass\n",
-            Anchor {
-                start: 0,
-                end: 7,
-                whole: true,
-            },
-        )];
-        let (new, map) = apply(src, edits).expect("applies");
+        let edits = vec![Edit::insert(9, "    pass\n", Anchor::new(0, 7, true))];
+        let (new, map) = apply(src, LineIndex::new(src), edits).expect("applies");
         assert_eq!(new, "def f():\n    pass\n    return 1\n");
         assert_eq!(map.map_line(3), 2);
         assert_eq!(map.map_line(2), 1);
@@ -379,6 +404,6 @@ mod tests {
             Edit::replace(0, 3, "x", anchor(0, 3)),
             Edit::insert(1, "y", anchor(1, 1)),
         ];
-        assert!(apply("abcdef", edits).is_err());
+        assert!(apply("abcdef", LineIndex::new("abcdef"), edits).is_err());
     }
 }

@@ -1,15 +1,19 @@
 //! The rewrite pipeline: parse → collect → plan edits → apply → position map and site table.
 
+use std::sync::Arc;
+
 use ruff_python_ast::visitor::source_order::SourceOrderVisitor;
 use ruff_python_parser::parse_module;
 use ruff_text_size::Ranged;
 
-use crate::collect::Collector;
+use crate::bindings;
+use crate::callname::callee_name;
+use crate::collect::{Collector, RoutedCall};
 use crate::plan::{FunctionSelector, Layer, Plan};
 use crate::posmap::{self, PositionMap};
 use crate::source::LineIndex;
 use crate::transform::profile::{self, Layout};
-use crate::transform::wrap::{call_edits, LayerTokens};
+use crate::transform::wrap::{call_edits, call_location_start, simple_wrap_edits, LayerTokens};
 use crate::EngineError;
 
 /// One routed call, in original coordinates (1-based lines, 0-based UTF-8 byte columns).
@@ -18,7 +22,7 @@ pub struct Site {
     /// Index in the rewrite's site table (what `SITES[i]` refers to).
     pub id: u32,
     /// Qualname of the innermost function or class holding the call.
-    pub function: String,
+    pub function: Arc<str>,
     /// Line of the call's start.
     pub line: u32,
     /// Line of the call's end.
@@ -181,9 +185,34 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
         next_index += 1;
     }
 
+    // `W(` for each rule that wraps without passing sites: shared by all its calls.
+    let simple_prefix: Vec<Option<String>> = plan
+        .rules
+        .iter()
+        .map(|r| match &r.layer {
+            Layer::Wrap {
+                wrapper,
+                sites: None,
+            } => Some(format!("{wrapper}(")),
+            _ => None,
+        })
+        .collect();
+    let module_imports = if collector.calls.is_empty() {
+        Default::default()
+    } else {
+        bindings::module_imports(&module.body)
+    };
     let mut sites = Vec::with_capacity(collector.calls.len());
     for (i, routed) in collector.calls.iter().enumerate() {
         let id = u32::try_from(i).unwrap_or(u32::MAX);
+        let location_start = call_location_start(routed.call, &lines, &module_imports);
+        if let [(rule, _)] = routed.layers.as_slice() {
+            if let Some(Some(prefix)) = simple_prefix.get(*rule) {
+                simple_wrap_edits(routed.call, prefix, location_start, &mut edits);
+                sites.push(make_site(source, &lines, routed, id));
+                continue;
+            }
+        }
         let mut tokens = Vec::with_capacity(routed.layers.len());
         for &(rule, fidx) in &routed.layers {
             let Some(layer) = plan.rules.get(rule).map(|r| &r.layer) else {
@@ -198,24 +227,12 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
             }
             tokens.push(LayerTokens::new(layer, id, local, routed.awaited));
         }
-        edits.extend(call_edits(routed.call, &tokens));
-        let range = routed.call.range();
-        let (start, end) = (range.start().to_usize(), range.end().to_usize());
-        let (line, col) = lines.line_col(start);
-        let (end_line, end_col) = lines.line_col(end);
-        sites.push(Site {
-            id,
-            function: routed.owner.clone(),
-            line: u32::try_from(line).unwrap_or(u32::MAX),
-            end_line: u32::try_from(end_line).unwrap_or(u32::MAX),
-            col: u32::try_from(col).unwrap_or(u32::MAX),
-            end_col: u32::try_from(end_col).unwrap_or(u32::MAX),
-            text: source.get(start..end).unwrap_or_default().to_owned(),
-            callee: routed.name.as_ref().map(ToString::to_string),
-            awaited: routed.awaited,
-        });
+        edits.extend(call_edits(routed.call, &tokens, location_start));
+        sites.push(make_site(source, &lines, routed, id));
     }
 
+    let selected_defs: Vec<_> = collector.functions.iter().map(|f| f.def).collect();
+    drop(collector);
     if functions.is_empty() {
         return Ok(Rewrite {
             source: source.to_owned(),
@@ -224,9 +241,9 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
             functions,
         });
     }
-    let (new_source, map) = posmap::apply(source, edits)?;
-    for (f, selected) in functions.iter_mut().zip(&collector.functions) {
-        let range = function_range(selected.def);
+    let (new_source, map) = posmap::apply(source, lines, edits)?;
+    for (f, def) in functions.iter_mut().zip(selected_defs) {
+        let range = function_range(def);
         let (start, end) = map.new_range(range.start().to_usize(), range.end().to_usize());
         f.new_text = new_source.get(start..end).unwrap_or_default().to_owned();
     }
@@ -236,6 +253,25 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
         sites,
         functions,
     })
+}
+
+fn make_site(source: &str, lines: &LineIndex, routed: &RoutedCall<'_>, id: u32) -> Site {
+    let range = routed.call.range();
+    let (start, end) = (range.start().to_usize(), range.end().to_usize());
+    let (line, col) = lines.line_col(start);
+    let (end_line, end_col) = lines.line_col(end);
+    let to_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    Site {
+        id,
+        function: routed.owner.clone(),
+        line: to_u32(line),
+        end_line: to_u32(end_line),
+        col: to_u32(col),
+        end_col: to_u32(end_col),
+        text: source.get(start..end).unwrap_or_default().to_owned(),
+        callee: callee_name(&routed.call.func, source).map(|n| n.to_string()),
+        awaited: routed.awaited,
+    }
 }
 
 /// From the first decorator (or `def`) to the end of the body.

@@ -140,7 +140,7 @@ impl Rewritten {
             .map(|s| {
                 (
                     s.id,
-                    s.function.as_str(),
+                    &*s.function,
                     s.line,
                     s.end_line,
                     s.col,

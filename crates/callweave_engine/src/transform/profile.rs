@@ -33,24 +33,20 @@ pub(crate) enum Layout {
 }
 
 /// Edits that run `def`'s body inside `with {enter}({index}) as {record}:`.
-pub(crate) fn entry_edits(
+pub(crate) fn entry_edits<'e>(
     cx: &Context<'_>,
     def: &StmtFunctionDef,
     enter: &str,
     record: &str,
     index: usize,
-) -> Result<(Vec<Edit>, Layout), EngineError> {
+) -> Result<(Vec<Edit<'e>>, Layout), EngineError> {
     let header = format!("with {enter}({index}) as {record}:");
     let def_start = def.name.range.start().to_usize();
     let (def_line, _) = cx.lines.line_col(def_start);
     let def_line_start = cx.lines.line_start(def_line);
     let d = leading_ws(cx.source, def_line_start);
     let def_kw = def_line_start + d.len();
-    let anchor = Anchor {
-        start: def_kw,
-        end: line_content_end(cx.source, def_kw),
-        whole: true,
-    };
+    let anchor = Anchor::new(def_kw, line_content_end(cx.source, def_kw), true);
     let nl = line_ending(cx.source, def_kw);
     let unsupported = |why: &str| EngineError::Unsupported {
         what: format!("function {:?}", def.name.id.as_str()),
@@ -81,11 +77,7 @@ pub(crate) fn entry_edits(
             colon,
             first_start,
             format!("{nl}{w}"),
-            Anchor {
-                start: colon,
-                end: first_start,
-                whole: false,
-            },
+            Anchor::new(colon, first_start, false),
         )];
         match (doc, rest.first()) {
             (Some(doc), Some(next)) => {
@@ -140,11 +132,7 @@ pub(crate) fn entry_edits(
                 ind_start,
                 doc_start,
                 w.clone(),
-                Anchor {
-                    start: ind_start,
-                    end: doc_start,
-                    whole: false,
-                },
+                Anchor::new(ind_start, doc_start, false),
             ));
         }
         edits.push(Edit::insert(
@@ -179,11 +167,7 @@ pub(crate) fn entry_edits(
             Some(_) => edits.push(Edit::insert(
                 content,
                 " ",
-                Anchor {
-                    start: content,
-                    end: content,
-                    whole: false,
-                },
+                Anchor::new(content, content, false),
             )),
         }
     }

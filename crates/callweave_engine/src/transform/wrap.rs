@@ -9,11 +9,14 @@
 //! callee; the call's `(` becomes `, ` followed by the innermost `POST` (or disappears when
 //! nothing follows); a lone unparenthesised generator argument gets its parentheses back.
 
+use std::collections::HashSet;
+
 use ruff_python_ast::{Expr, ExprCall};
 use ruff_text_size::Ranged;
 
 use crate::plan::Layer;
 use crate::posmap::{Anchor, Edit};
+use crate::source::LineIndex;
 
 /// The injected tokens of one layer for one call.
 pub(crate) struct LayerTokens {
@@ -46,8 +49,92 @@ impl LayerTokens {
     }
 }
 
-/// Edits routing `call` through `layers` (innermost first; must be non-empty).
-pub(crate) fn call_edits(call: &ExprCall, layers: &[LayerTokens]) -> Vec<Edit> {
+/// Where CPython starts the location of `call`'s CALL instruction: the call's start, except
+/// for a method call (`obj.name(...)` compiled with LOAD_METHOD / LOAD_ATTR+CALL) whose
+/// attribute ends on a later line than the call starts, which CPython moves to the attribute
+/// name (`update_start_location_to_match_attr`). The wrapper call inherits that location so
+/// tracebacks keep the original line and carets.
+pub(crate) fn call_location_start(
+    call: &ExprCall,
+    lines: &LineIndex,
+    module_imports: &HashSet<String>,
+) -> usize {
+    let start = call.range().start().to_usize();
+    let Expr::Attribute(attr) = call.func.as_ref() else {
+        return start;
+    };
+    let args = &call.arguments;
+    let imported =
+        matches!(attr.value.as_ref(), Expr::Name(n) if module_imports.contains(n.id.as_str()));
+    let starred = args.args.iter().any(|a| matches!(a, Expr::Starred(_)));
+    let double_star = args.keywords.iter().any(|k| k.arg.is_none());
+    let stack = args.args.len() + args.keywords.len() + usize::from(!args.keywords.is_empty());
+    // STACK_USE_GUIDELINE in CPython's compiler.
+    if imported || starred || double_star || stack >= 30 {
+        return start;
+    }
+    let attr_end = attr.range().end().to_usize();
+    if lines.line_col(start).0 == lines.line_col(attr_end).0 {
+        return start;
+    }
+    // CPython subtracts the name's length in code points from a byte column; do the same.
+    attr_end.saturating_sub(attr.attr.id.chars().count())
+}
+
+/// The common case, one wrap layer without sites: `W(` before the callee, `(` → `, ` or
+/// nothing. `prefix` is the precomputed `W(`.
+pub(crate) fn simple_wrap_edits<'e>(
+    call: &ExprCall,
+    prefix: &'e str,
+    location_start: usize,
+    edits: &mut Vec<Edit<'e>>,
+) {
+    let start = call.range().start().to_usize();
+    let end = call.range().end().to_usize();
+    let paren = call.arguments.range.start().to_usize();
+    let has_args = !call.arguments.args.is_empty() || !call.arguments.keywords.is_empty();
+    let lone_generator = match call.arguments.args.as_ref() {
+        [Expr::Generator(g)] => !g.parenthesized && call.arguments.keywords.is_empty(),
+        _ => false,
+    };
+    let open: &'static str = match (has_args, lone_generator) {
+        (_, true) => ", (",
+        (true, false) => ", ",
+        (false, false) => "",
+    };
+    edits.push(Edit::insert(
+        start,
+        prefix,
+        Anchor {
+            start,
+            end,
+            location_start,
+            whole: false,
+        },
+    ));
+    edits.push(Edit::replace(
+        paren,
+        paren + 1,
+        open,
+        Anchor::new(paren, paren + 1, false),
+    ));
+    if lone_generator {
+        let close = call.arguments.range.end().to_usize().saturating_sub(1);
+        edits.push(Edit::insert(
+            close,
+            ")",
+            Anchor::new(close, close + 1, false),
+        ));
+    }
+}
+
+/// Edits routing `call` through `layers` (innermost first; must be non-empty); `location_start`
+/// is where the call's own location starts (see [`call_location_start`]).
+pub(crate) fn call_edits<'e>(
+    call: &ExprCall,
+    layers: &[LayerTokens],
+    location_start: usize,
+) -> Vec<Edit<'e>> {
     let start = call.range().start().to_usize();
     let end = call.range().end().to_usize();
     let paren = call.arguments.range.start().to_usize();
@@ -55,6 +142,7 @@ pub(crate) fn call_edits(call: &ExprCall, layers: &[LayerTokens]) -> Vec<Edit> {
     let whole_call = Anchor {
         start,
         end,
+        location_start,
         whole: false,
     };
 
@@ -99,26 +187,13 @@ pub(crate) fn call_edits(call: &ExprCall, layers: &[LayerTokens]) -> Vec<Edit> {
 
     let mut edits = vec![
         Edit::insert(start, prefix, whole_call),
-        Edit::replace(
-            paren,
-            paren + 1,
-            open,
-            Anchor {
-                start: paren,
-                end: paren + 1,
-                whole: false,
-            },
-        ),
+        Edit::replace(paren, paren + 1, open, Anchor::new(paren, paren + 1, false)),
     ];
     if lone_generator {
         edits.push(Edit::insert(
             close,
             ")",
-            Anchor {
-                start: close,
-                end: close + 1,
-                whole: false,
-            },
+            Anchor::new(close, close + 1, false),
         ));
     }
     edits
