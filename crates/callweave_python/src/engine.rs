@@ -111,6 +111,44 @@ impl Rule {
     }
 }
 
+/// Dotted-name globs (`.` separates levels, `*` one level, `**` any depth), for module names
+/// and qualnames.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct DottedGlobs {
+    inner: QualnameGlobs,
+    patterns: Vec<String>,
+}
+
+#[pymethods]
+impl DottedGlobs {
+    /// Compiles `patterns`; a bad pattern is a `ValueError` naming it and the reason.
+    #[new]
+    fn new(patterns: Vec<String>) -> PyResult<Self> {
+        if patterns.is_empty() {
+            return Err(PyValueError::new_err("at least one glob is needed"));
+        }
+        Ok(Self {
+            inner: QualnameGlobs::new(&patterns).map_err(to_py)?,
+            patterns,
+        })
+    }
+
+    /// Whether `name` matches any of the globs.
+    fn matches(&self, name: &str) -> bool {
+        self.inner.matches(name)
+    }
+
+    /// The patterns as given.
+    #[getter]
+    fn patterns(&self) -> Vec<String> {
+        self.patterns.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("DottedGlobs({:?})", self.patterns)
+    }
+}
+
 /// The result of a rewrite.
 #[pyclass(module = "callweave._native", frozen)]
 pub(crate) struct Rewritten {

@@ -17,6 +17,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RewriteError", py.get_type::<errors::RewriteError>())?;
     m.add("ParseError", py.get_type::<errors::ParseError>())?;
     m.add_class::<engine::Rule>()?;
+    m.add_class::<engine::DottedGlobs>()?;
     m.add_class::<engine::Rewritten>()?;
     m.add_function(wrap_pyfunction!(engine::py_rewrite, m)?)?;
     m.add_function(wrap_pyfunction!(engine::decode_source, m)?)?;
