@@ -36,7 +36,12 @@ impl QualnameGlobs {
             builder.add(dotted_glob("**")?);
         }
         for p in patterns {
-            builder.add(dotted_glob(p.as_ref())?);
+            let p = p.as_ref();
+            builder.add(dotted_glob(p)?);
+            // `a.**` also matches `a` itself: `**` is "any depth", zero included.
+            if let Some(parent) = p.strip_suffix(".**") {
+                builder.add(dotted_glob(parent)?);
+            }
         }
         let set = builder.build().map_err(|e| EngineError::BadGlob {
             pattern: patterns
@@ -232,6 +237,9 @@ mod tests {
         assert!(g.matches("outer.<locals>.inner"));
         assert!(g.matches("a.z"));
         assert!(g.matches("a.b.c.z"));
+        let pkg = QualnameGlobs::new(&["shop.**"]).expect("valid");
+        assert!(pkg.matches("shop") && pkg.matches("shop.api") && pkg.matches("shop.a.b"));
+        assert!(!pkg.matches("shopping"));
         let all = QualnameGlobs::new::<&str>(&[]).expect("valid");
         assert!(all.matches("anything.<locals>.deep"));
     }
