@@ -6,6 +6,9 @@ and check that every position of the original code objects is still present in t
 rewritten ones (same qualname and first line), so every original node keeps its line and
 columns. Usable as a script (prints figures) and from the test suite.
 
+Compiling the standard library's test data emits SyntaxWarnings (and, on 3.11,
+DeprecationWarnings for invalid escapes); the sweep silences both.
+
     python tests/stdlib_sweep.py [--limit N]
 """
 
@@ -17,12 +20,13 @@ import importlib.util
 import sys
 import sysconfig
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType
 
 from callweave import _native
-from callweave._compile import BUILTIN_NAMES
+from callweave._compile import BUILTIN_NAMES, remap_code
 
 RULES = [_native.Rule.wrap(wrapper="__callweave_wrap__")]
 
@@ -36,27 +40,80 @@ def stdlib_files() -> list[Path]:
     )
 
 
-# PUSH_NULL (3.11) sits at the position of the callee it prepares for; once the callee is an
-# argument of the wrapper it is not emitted there. It cannot raise, so nothing user-visible
-# (tracebacks, line events) depends on its position.
-_IGNORED_OPS = {dis.opmap[name] for name in ("PUSH_NULL",) if name in dis.opmap}
+# PUSH_NULL (3.11) sits at the position of the callee it prepares for, and 3.13 leaves a NOP at
+# a method name after a method call on several lines; once the callee is an argument of the
+# wrapper neither is emitted there. Neither can raise, so nothing user-visible (tracebacks,
+# line events of other instructions) depends on their positions.
+_IGNORED_OPS = {dis.opmap[name] for name in ("PUSH_NULL", "NOP") if name in dis.opmap}
+
+
+# CPython 3.13+ fuses two adjacent local-variable instructions on one line into one
+# superinstruction located at the first of the pair. Wrapping `f(x)` as `W(f, x)` puts the
+# loads of `f` and `x` next to each other, so the position of `x` disappears into a
+# LOAD_FAST_LOAD_FAST located at `f`. A LOAD_FAST cannot raise and the pair is on one line, so
+# nothing user-visible (tracebacks, line events) depends on it: such a position counts as
+# fused, not lost, when the rewritten code object loads that variable as the second half of a
+# fused instruction on that line.
+_FUSED_PAIRS = frozenset(
+    name for name in ("LOAD_FAST_LOAD_FAST", "STORE_FAST_LOAD_FAST") if name in dis.opmap
+)
+
+
+def code_objects(code: CodeType) -> dict[tuple[str, int], list[CodeType]]:
+    """Every code object under ``code``, keyed by (qualname, first line)."""
+    out: dict[tuple[str, int], list[CodeType]] = {}
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        out.setdefault((c.co_qualname, c.co_firstlineno), []).append(c)
+        stack.extend(k for k in c.co_consts if isinstance(k, CodeType))
+    return out
 
 
 def positions(code: CodeType) -> dict[tuple[str, int], set]:
     """Positions of every code object under ``code``, keyed by (qualname, first line)."""
     out: dict[tuple[str, int], set] = {}
-    stack = [code]
-    while stack:
-        c = stack.pop()
-        key = (c.co_qualname, c.co_firstlineno)
-        bag = out.setdefault(key, set())
-        raw = c.co_code
-        bag.update(
-            p for i, p in enumerate(c.co_positions())
-            if p[0] is not None and raw[2 * i] not in _IGNORED_OPS
-        )
-        stack.extend(k for k in c.co_consts if isinstance(k, CodeType))
+    for key, codes in code_objects(code).items():
+        bag = out[key] = set()
+        for c in codes:
+            raw = c.co_code
+            bag.update(
+                p for i, p in enumerate(c.co_positions())
+                if p[0] is not None and raw[2 * i] not in _IGNORED_OPS
+            )
     return out
+
+
+def fused_positions(before: list[CodeType], after: list[CodeType], missing: set) -> set:
+    """The positions of ``missing`` that 3.13+ fused into a superinstruction after rewriting.
+
+    A position qualifies when only loads of local variables sit there in the original code
+    (``LOAD_FAST``, or the first half of a ``LOAD_FAST_LOAD_FAST``) and the rewritten code
+    loads each of those variables as the second half of a fused instruction on that line.
+    """
+    if not _FUSED_PAIRS:
+        return set()
+    fused = {
+        (ins.positions.lineno, ins.argval[1])
+        for c in after for ins in dis.get_instructions(c) if ins.opname in _FUSED_PAIRS
+    }
+    loads: dict[tuple, set[str] | None] = {p: set() for p in missing}
+    for c in before:
+        for ins in dis.get_instructions(c):
+            pos = tuple(ins.positions)
+            names = loads.get(pos)
+            if names is None or ins.opcode in _IGNORED_OPS:
+                continue
+            if ins.opname == "LOAD_FAST":
+                names.add(ins.argval)
+            elif ins.opname == "LOAD_FAST_LOAD_FAST":
+                names.add(ins.argval[0])
+            else:
+                loads[pos] = None
+    return {
+        pos for pos, names in loads.items()
+        if names and all((pos[0], name) in fused for name in names)
+    }
 
 
 @dataclass
@@ -70,12 +127,20 @@ class Result:
     engine_errors: list[str] = field(default_factory=list)
     compile_errors: list[str] = field(default_factory=list)
     position_losses: list[str] = field(default_factory=list)
+    fused_positions: int = 0
     sites: int = 0
     engine_seconds: float = 0.0
 
 
 def sweep(files: list[Path]) -> Result:
     """Runs the sweep over ``files``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _sweep(files)
+
+
+def _sweep(files: list[Path]) -> Result:
     r = Result()
     for path in files:
         data = path.read_bytes()
@@ -90,20 +155,26 @@ def sweep(files: list[Path]) -> Result:
         t0 = time.perf_counter()
         try:
             result = _native.rewrite(text, RULES, BUILTIN_NAMES)
-        except Exception as exc:  # noqa: BLE001 - every failure is reported
+        except Exception as exc:  # every failure is reported
             r.engine_errors.append(f"{path}: {exc}")
             continue
         r.engine_seconds += time.perf_counter() - t0
         r.sites += len(result.sites)
         try:
-            code = result.remap_code(compile(result.source, str(path), "exec", dont_inherit=True))
+            code = remap_code(result, compile(result.source, str(path), "exec", dont_inherit=True))
         except SyntaxError as exc:
             r.compile_errors.append(f"{path}: {exc}")
             continue
         r.compiled += 1
         before, after = positions(original), positions(code)
+        codes: tuple[dict, dict] | None = None
         for key, bag in before.items():
             missing = bag - after.get(key, set())
+            if missing and key in after:
+                codes = codes or (code_objects(original), code_objects(code))
+                fused = fused_positions(codes[0][key], codes[1][key], missing)
+                r.fused_positions += len(fused)
+                missing -= fused
             if missing:
                 pos = sorted(missing)[0]
                 r.position_losses.append(f"{path}: {key[0]} (line {key[1]}) lost {pos}")
@@ -127,6 +198,9 @@ def main() -> int:
     print(f"  rewritten and compiled: {r.compiled}; engine errors: {len(r.engine_errors)}; "
           f"compile errors: {len(r.compile_errors)}; files with a lost position: "
           f"{len(r.position_losses)}")
+    if _FUSED_PAIRS:
+        print(f"  positions fused into a superinstruction by this Python, not lost: "
+              f"{r.fused_positions}")
     print(f"  wrapped calls: {r.sites}; engine time {r.engine_seconds:.2f}s; total {elapsed:.1f}s")
     for line in (r.engine_errors + r.compile_errors + r.position_losses)[:20]:
         print("  " + line)

@@ -8,15 +8,33 @@ position back, so tracebacks, ``inspect`` and debuggers see the code as written.
 from callweave._native import __version__
 from callweave.decorators import CallWrapper, rewrite_function, wrap_calls
 from callweave.errors import CallweaveError, RewriteError, SourceUnavailableError
+from callweave.profiler import (
+    CallTimes,
+    FunctionStats,
+    SiteStats,
+    default_above_log,
+    default_below_log,
+    flat_profile,
+    reset_stats,
+    stats,
+)
 from callweave.sites import CallSite
 
 __all__ = [
     "CallSite",
+    "CallTimes",
     "CallWrapper",
     "CallweaveError",
+    "FunctionStats",
     "RewriteError",
+    "SiteStats",
     "SourceUnavailableError",
     "__version__",
+    "default_above_log",
+    "default_below_log",
+    "flat_profile",
+    "reset_stats",
     "rewrite_function",
+    "stats",
     "wrap_calls",
 ]

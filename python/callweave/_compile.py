@@ -4,18 +4,40 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dis
 from collections.abc import Callable, Sequence
 from types import CodeType
 
 from callweave import _native
 from callweave.errors import ParseError, RewriteError
 
-__all__ = ["BUILTIN_NAMES", "compile_rewritten", "find_code", "raise_users_syntax_error"]
+__all__ = [
+    "BUILTIN_NAMES",
+    "compile_rewritten",
+    "find_code",
+    "raise_users_syntax_error",
+    "remap_code",
+]
 
 #: Names that ``ignore_builtins`` treats as builtins: the callables of the running Python.
 BUILTIN_NAMES: frozenset[str] = frozenset(
     name for name, value in vars(builtins).items() if callable(value)
 )
+
+
+#: This Python's call instructions: CPython may start a method call's location at the
+#: method's name, and the remapper needs to know which instructions are calls.
+_CALL_OPCODES = bytes(
+    dis.opmap[name]
+    for name in ("CALL", "PRECALL", "CALL_KW", "KW_NAMES", "CALL_FUNCTION_EX")
+    if name in dis.opmap
+)
+_EXTENDED_ARG = dis.opmap["EXTENDED_ARG"]
+
+
+def remap_code(result: _native.Rewritten, code: CodeType) -> CodeType:
+    """``code`` compiled from ``result.source``, with every position mapped to the original."""
+    return result.remap_code(code, _CALL_OPCODES, _EXTENDED_ARG)
 
 
 def raise_users_syntax_error(source: str | bytes, filename: str) -> None:
@@ -70,7 +92,7 @@ def compile_rewritten(
             f"{filename}: the rewritten source does not compile on this Python "
             f"({exc.msg}, line {result.original_line(exc.lineno or 1)})"
         ) from None
-    return result.remap_code(code), result
+    return remap_code(result, code), result
 
 
 def find_code(code: CodeType, qualname: str, firstlineno: int) -> CodeType | None:

@@ -74,6 +74,9 @@ pub(crate) struct Collector<'a, 'p> {
     pub(crate) calls: Vec<RoutedCall<'a>>,
     /// Start offset of the call that is the operand of the `await` being visited.
     awaited_call: Option<usize>,
+    /// Start offset of a `super(...)` call that is the value of an attribute: CPython 3.12+
+    /// compiles `super(C, self).name` into one LOAD_SUPER_ATTR, so the call is left alone.
+    super_value: Option<usize>,
 }
 
 impl<'a, 'p> Collector<'a, 'p> {
@@ -105,6 +108,7 @@ impl<'a, 'p> Collector<'a, 'p> {
             functions: Vec::new(),
             calls: Vec::new(),
             awaited_call: None,
+            super_value: None,
         }
     }
 
@@ -218,7 +222,10 @@ impl<'a, 'p> Collector<'a, 'p> {
 
     fn route_call(&mut self, call: &'a ExprCall) {
         let Some(scope) = self.current() else { return };
-        if scope.active.is_empty() || is_frame_sensitive(call) {
+        if scope.active.is_empty()
+            || is_frame_sensitive(call)
+            || self.super_value == Some(call.range().start().to_usize())
+        {
             return;
         }
         let name: Option<CallName> = if self.needs_names {
@@ -332,6 +339,14 @@ impl<'a> SourceOrderVisitor<'a> for Collector<'a, '_> {
             Expr::Call(call) => {
                 self.route_call(call);
                 self.awaited_call = None;
+                walk_expr(self, expr);
+            }
+            Expr::Attribute(a) => {
+                if let Expr::Call(call) = a.value.as_ref() {
+                    if matches!(call.func.as_ref(), Expr::Name(n) if n.id.as_str() == "super") {
+                        self.super_value = Some(call.range().start().to_usize());
+                    }
+                }
                 walk_expr(self, expr);
             }
             Expr::Await(a) => {

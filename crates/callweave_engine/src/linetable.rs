@@ -284,9 +284,12 @@ pub fn encode(entries: &[Entry], first_line: i32) -> Vec<u8> {
 /// Decode with `old_first_line`, map every present location with `f`, encode relative to
 /// `new_first_line`.
 ///
-/// "No location" entries stay as they are, and every entry keeps its code units, so the
-/// result describes the same bytecode. `f` sees line-only locations with both columns
-/// `None`; if it keeps them `None` they stay line-only.
+/// Each entry is split into runs of code units of the same class (`class_of(unit)`), and `f`
+/// maps each run's location knowing its class: instructions of different kinds that share a
+/// location in the table may need different locations afterwards. "No location" entries stay
+/// as they are, and the code units are kept, so the result describes the same bytecode. `f`
+/// sees line-only locations with both columns `None`; if it keeps them `None` they stay
+/// line-only.
 ///
 /// # Errors
 ///
@@ -295,15 +298,35 @@ pub fn remap(
     table: &[u8],
     old_first_line: i32,
     new_first_line: i32,
-    mut f: impl FnMut(Location) -> Location,
+    class_of: impl Fn(usize) -> bool,
+    mut f: impl FnMut(Location, bool) -> Location,
 ) -> Result<Vec<u8>, LinetableError> {
-    let mut entries = decode(table, old_first_line)?;
-    for entry in &mut entries {
-        if let Some(loc) = entry.loc.as_mut() {
-            *loc = f(*loc);
+    let entries = decode(table, old_first_line)?;
+    let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
+    let mut unit = 0usize;
+    for entry in &entries {
+        let end = unit + entry.code_units as usize;
+        let Some(loc) = entry.loc else {
+            out.push(*entry);
+            unit = end;
+            continue;
+        };
+        let mut run_start = unit;
+        while run_start < end {
+            let class = class_of(run_start);
+            let mut run_end = run_start + 1;
+            while run_end < end && class_of(run_end) == class {
+                run_end += 1;
+            }
+            out.push(Entry {
+                code_units: u32::try_from(run_end - run_start).unwrap_or(u32::MAX),
+                loc: Some(f(loc, class)),
+            });
+            run_start = run_end;
         }
+        unit = end;
     }
-    Ok(encode(&entries, new_first_line))
+    Ok(encode(&out, new_first_line))
 }
 
 /// Writes one entry of `units` (1..=8) code units and updates the running line.
@@ -1094,7 +1117,7 @@ mod tests {
 
     #[test]
     fn remap_shifts_lines_and_columns() {
-        let shift = |l: Location| Location {
+        let shift = |l: Location, _class: bool| Location {
             line: l.line + 5,
             end_line: l.end_line + 5,
             col: l.col.map(|c| c + 3),
@@ -1104,13 +1127,14 @@ mod tests {
             let table = hex(v.table);
             let before = decode(&table, v.first_line).expect("decodes");
             let new_first = v.first_line + 5;
-            let remapped = remap(&table, v.first_line, new_first, shift).expect("remaps");
+            let remapped =
+                remap(&table, v.first_line, new_first, |_| false, shift).expect("remaps");
             let after = decode(&remapped, new_first).expect("decodes");
             let expected: Vec<Entry> = before
                 .iter()
                 .map(|e| Entry {
                     code_units: e.code_units,
-                    loc: e.loc.map(shift),
+                    loc: e.loc.map(|l| shift(l, false)),
                 })
                 .collect();
             assert_eq!(after, expected, "{} {}", v.python, v.name);
@@ -1136,7 +1160,7 @@ mod tests {
             ],
             1,
         );
-        let remapped = remap(&table, 1, 6, shift).expect("remaps");
+        let remapped = remap(&table, 1, 6, |_| false, shift).expect("remaps");
         assert_eq!(
             decode(&remapped, 6),
             Ok(vec![
@@ -1149,7 +1173,7 @@ mod tests {
         assert_eq!(codes(&remapped), [10, 15, 13, 14]);
         // Errors pass through.
         assert_eq!(
-            remap(&[0x01], 1, 1, shift),
+            remap(&[0x01], 1, 1, |_| false, shift),
             Err(LinetableError::BadEntryHeader { offset: 0 })
         );
     }

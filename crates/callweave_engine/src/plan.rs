@@ -102,12 +102,16 @@ pub enum Layer {
         /// Global name of a sequence of site objects, indexed by site id, passed after the callee.
         sites: Option<String>,
     },
-    /// Entry/exit around the body and `TIMER(RECORD, i, f, a)` per call, `i` being the call's
-    /// index among the function's sites; `await f(a)` becomes `await ATIMER(RECORD, i, f, a)`
-    /// so that the whole await is timed.
+    /// Entry/exit around the body (`RECORD = ENTER(i)`, `try`, `EXIT(RECORD)` in `finally`) and
+    /// `TIMER(RECORD, j, f, a)` per call, `j` being the call's index among the function's
+    /// sites; `await f(a)` becomes `await ATIMER(RECORD, j, f, a)` so that the whole await is
+    /// timed.
     Profile {
         /// Global name of the entry callable, called with the function's index in the rewrite.
         enter: String,
+        /// Global name of the exit callable: `EXIT(RECORD)`, `EXIT(RECORD, True)` on an
+        /// exception.
+        exit: String,
         /// Global name of the call timer.
         timer: String,
         /// Global name of the awaited-call timer.
@@ -132,10 +136,11 @@ impl Layer {
             }
             Self::Profile {
                 enter,
+                exit,
                 timer,
                 atimer,
                 record,
-            } => vec![enter, timer, atimer, record],
+            } => vec![enter, exit, timer, atimer, record],
         }
     }
 }

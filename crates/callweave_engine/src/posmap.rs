@@ -18,9 +18,9 @@ pub struct Anchor {
     pub start: usize,
     /// Original end offset (exclusive).
     pub end: usize,
-    /// Where CPython starts the location of the construct's own instruction (it differs from
-    /// `start` for method calls whose attribute name is on a later line). Used for locations
-    /// that end at `end`; locations of enclosing expressions start at `start`.
+    /// Where CPython starts the location of the construct's call instruction (it differs from
+    /// `start` for method calls whose attribute name is on a later line). Used for call
+    /// instructions located at the anchor; every other location starts at `start`.
     pub location_start: usize,
     /// If a position *starts* inside the fragment, the whole position becomes the anchor
     /// (inserted statements); otherwise only the endpoints inside the fragment move to it.
@@ -291,8 +291,10 @@ impl PositionMap {
     }
 
     /// Maps a CPython location (1-based lines, UTF-8 byte columns) of the new text to the
-    /// original text.
-    pub fn map_location(&self, loc: Location) -> Location {
+    /// original text. `is_call` says whether the instruction at that location is a call
+    /// instruction (CALL and its companions), whose location CPython may start at a method's
+    /// name rather than at the call's start (see [`Anchor::location_start`]).
+    pub fn map_location(&self, loc: Location, is_call: bool) -> Location {
         // Line 0 marks artificial instructions (a module's RESUME): nothing to map.
         if loc.line < 1 {
             return loc;
@@ -326,7 +328,7 @@ impl PositionMap {
             Err(anchor) if anchor.whole => (anchor.start, anchor.end),
             Err(anchor) => {
                 let e = self.map_end(end);
-                let s = if e == anchor.end {
+                let s = if is_call && e == anchor.end {
                     anchor.location_start
                 } else {
                     anchor.start
@@ -379,11 +381,11 @@ mod tests {
         let (new, map) = apply(src, LineIndex::new(src), edits).expect("applies");
         assert_eq!(new, "x = W(f, a)\n");
         // The whole new call maps to the original call.
-        assert_eq!(map.map_location(loc(1, 4, 1, 11)), loc(1, 4, 1, 8));
+        assert_eq!(map.map_location(loc(1, 4, 1, 11), false), loc(1, 4, 1, 8));
         // The wrapper name maps to the call's range.
-        assert_eq!(map.map_location(loc(1, 4, 1, 5)), loc(1, 4, 1, 8));
+        assert_eq!(map.map_location(loc(1, 4, 1, 5), false), loc(1, 4, 1, 8));
         // The argument keeps its own position.
-        assert_eq!(map.map_location(loc(1, 9, 1, 10)), loc(1, 6, 1, 7));
+        assert_eq!(map.map_location(loc(1, 9, 1, 10), false), loc(1, 6, 1, 7));
     }
 
     #[test]
@@ -394,8 +396,8 @@ mod tests {
         assert_eq!(new, "def f():\n    pass\n    return 1\n");
         assert_eq!(map.map_line(3), 2);
         assert_eq!(map.map_line(2), 1);
-        assert_eq!(map.map_location(loc(2, 4, 2, 8)), loc(1, 0, 1, 7));
-        assert_eq!(map.map_location(loc(3, 4, 3, 12)), loc(2, 4, 2, 12));
+        assert_eq!(map.map_location(loc(2, 4, 2, 8), false), loc(1, 0, 1, 7));
+        assert_eq!(map.map_location(loc(3, 4, 3, 12), false), loc(2, 4, 2, 12));
     }
 
     #[test]

@@ -141,13 +141,16 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
         })
         .collect();
 
-    // Entry/exit edits first: at equal offsets, indentation goes before a call's prefix.
+    // Entry/exit edits first: at equal offsets, indentation goes before a call's prefix; and
+    // inner functions' edits before outer ones' (a nested def ending the outer body puts both
+    // footers at one offset, the inner one first).
     let cx = profile::Context {
         source,
         lines: &lines,
         tokens: parsed.tokens(),
     };
     let mut edits = Vec::new();
+    let mut per_function: Vec<Vec<posmap::Edit<'_>>> = Vec::new();
     let mut next_index = 0u32;
     let mut reindented: Vec<(usize, usize)> = Vec::new();
     for (fidx, f) in collector.functions.iter().enumerate() {
@@ -157,7 +160,12 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
                 .is_some_and(|r| matches!(r.layer, Layer::Profile { .. }))
         });
         let Some(rule) = profile_rule else { continue };
-        let Some(Layer::Profile { enter, record, .. }) = plan.rules.get(rule).map(|r| &r.layer)
+        let Some(Layer::Profile {
+            enter,
+            exit,
+            record,
+            ..
+        }) = plan.rules.get(rule).map(|r| &r.layer)
         else {
             continue;
         };
@@ -169,12 +177,16 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
                 reason: "a profiled function nested in a profiled function whose body had to be re-indented".to_owned(),
             });
         }
-        let (fn_edits, layout) =
-            profile::entry_edits(&cx, f.def, enter, record, next_index as usize)?;
+        let names = profile::Names {
+            enter,
+            exit,
+            record,
+        };
+        let (fn_edits, layout) = profile::entry_edits(&cx, f.def, &names, next_index as usize)?;
         if layout == Layout::Reindented {
             reindented.push((start, end));
         }
-        edits.extend(fn_edits);
+        per_function.push(fn_edits);
         if let Some(func) = functions.get_mut(fidx) {
             func.profile = Some(Profiled {
                 index: next_index,
@@ -183,6 +195,9 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
             });
         }
         next_index += 1;
+    }
+    for fn_edits in per_function.into_iter().rev() {
+        edits.extend(fn_edits);
     }
 
     // `W(` for each rule that wraps without passing sites: shared by all its calls.

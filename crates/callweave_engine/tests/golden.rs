@@ -21,6 +21,7 @@ fn plan_for(transform: &str) -> Plan {
         },
         _ => Layer::Profile {
             enter: "__e__".into(),
+            exit: "__x__".into(),
             timer: "__t__".into(),
             atimer: "__at__".into(),
             record: "__r__".into(),

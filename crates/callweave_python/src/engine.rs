@@ -72,13 +72,14 @@ impl Rule {
         })
     }
 
-    /// A flat-profiling rule: the body runs in `with enter(i) as record:` and each call is
-    /// `timer(record, site, f, a)` (`atimer` for awaited calls).
+    /// A flat-profiling rule: the body runs between `record = enter(i)` and `exit(record)` and
+    /// each call is `timer(record, site, f, a)` (`atimer` for awaited calls).
     #[staticmethod]
-    #[pyo3(signature = (*, enter, timer, atimer, record, functions=None, at=None, ignore_builtins=false, blacklist=None, whitelist=None))]
+    #[pyo3(signature = (*, enter, exit, timer, atimer, record, functions=None, at=None, ignore_builtins=false, blacklist=None, whitelist=None))]
     #[allow(clippy::too_many_arguments)]
     fn profile(
         enter: String,
+        exit: String,
         timer: String,
         atimer: String,
         record: String,
@@ -93,6 +94,7 @@ impl Rule {
                 functions: selector(functions, at)?,
                 layer: Layer::Profile {
                     enter,
+                    exit,
                     timer,
                     atimer,
                     record,
@@ -224,15 +226,63 @@ impl Rewritten {
     }
 
     /// Returns `code` (and every code object nested in its constants) with the location table
-    /// and first line mapped back to the original source.
-    fn remap_code<'py>(&self, code: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        remap_code_object(code, &self.inner.map)
+    /// and first line mapped back to the original source. `call_opcodes` are the opcodes of
+    /// this Python's call instructions (CALL, PRECALL, CALL_KW, KW_NAMES…) and EXTENDED_ARG
+    /// last: CPython may start a method call's location at the method's name.
+    fn remap_code<'py>(
+        &self,
+        code: &Bound<'py, PyAny>,
+        call_opcodes: &[u8],
+        extended_arg: u8,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let ops = CallOps {
+            call: call_opcodes,
+            extended_arg,
+        };
+        remap_code_object(code, &self.inner.map, &ops)
+    }
+}
+
+struct CallOps<'a> {
+    call: &'a [u8],
+    extended_arg: u8,
+}
+
+impl CallOps<'_> {
+    /// For every code unit, whether it belongs to a call instruction: inline cache units
+    /// (opcode 0, CACHE) belong to the instruction before them, EXTENDED_ARG to the one after.
+    fn call_units(&self, code: &[u8]) -> Vec<bool> {
+        let ops: Vec<u8> = code.iter().step_by(2).copied().collect();
+        let mut out = vec![false; ops.len()];
+        let mut prev = false;
+        for i in 0..ops.len() {
+            let op = ops.get(i).copied().unwrap_or_default();
+            let class = if op == 0 {
+                prev
+            } else if op == self.extended_arg {
+                let next = ops
+                    .iter()
+                    .skip(i)
+                    .find(|&&o| o != self.extended_arg)
+                    .copied()
+                    .unwrap_or_default();
+                self.call.contains(&next)
+            } else {
+                self.call.contains(&op)
+            };
+            if let Some(slot) = out.get_mut(i) {
+                *slot = class;
+            }
+            prev = class;
+        }
+        out
     }
 }
 
 fn remap_code_object<'py>(
     code: &Bound<'py, PyAny>,
     map: &PositionMap,
+    ops: &CallOps<'_>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = code.py();
     let code_type = code.get_type();
@@ -242,7 +292,7 @@ fn remap_code_object<'py>(
     let mut any_code = false;
     for c in consts.iter() {
         if c.get_type().is(&code_type) {
-            new_consts.push(remap_code_object(&c, map)?);
+            new_consts.push(remap_code_object(&c, map, ops)?);
             any_code = true;
         } else {
             new_consts.push(c);
@@ -255,8 +305,14 @@ fn remap_code_object<'py>(
         .ok()
         .and_then(|l| i32::try_from(map.map_line(l)).ok())
         .unwrap_or(first);
-    let new_table = linetable::remap(table, first, new_first, |loc| map.map_location(loc))
-        .map_err(|e| RewriteError::new_err(format!("cannot read a location table: {e}")))?;
+    let bytecode_obj = code.getattr("co_code")?;
+    let bytecode = bytecode_obj.cast::<PyBytes>()?.as_bytes();
+    let call_units = ops.call_units(bytecode);
+    let class_of = |unit: usize| call_units.get(unit).copied().unwrap_or(false);
+    let new_table = linetable::remap(table, first, new_first, class_of, |loc, is_call| {
+        map.map_location(loc, is_call)
+    })
+    .map_err(|e| RewriteError::new_err(format!("cannot read a location table: {e}")))?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("co_linetable", PyBytes::new(py, &new_table))?;
     kwargs.set_item("co_firstlineno", new_first)?;

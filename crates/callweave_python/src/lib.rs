@@ -5,6 +5,7 @@
 
 mod engine;
 mod errors;
+mod runtime;
 
 use pyo3::prelude::*;
 
@@ -21,5 +22,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::Rewritten>()?;
     m.add_function(wrap_pyfunction!(engine::py_rewrite, m)?)?;
     m.add_function(wrap_pyfunction!(engine::decode_source, m)?)?;
+    runtime::register(m)?;
     Ok(())
 }

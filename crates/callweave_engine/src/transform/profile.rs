@@ -1,7 +1,18 @@
-//! Flat-profiling entry and exit: the function body runs inside
-//! `with ENTER(FN) as RECORD:`, so the record is a local of the function's own frame.
+//! Flat-profiling entry and exit. The body runs as
 //!
-//! The body lines are left as written where indentation allows: the `with` header goes one
+//! ```text
+//! RECORD = ENTER(FN)
+//! try:
+//!     BODY
+//! except: EXIT(RECORD, True); raise
+//! finally: EXIT(RECORD)
+//! ```
+//!
+//! so the record is a local of the function's own frame, and entry and exit are two calls of
+//! C functions. A bare `raise` re-raises without adding a traceback entry; `EXIT` is a no-op
+//! on an ended record.
+//!
+//! The body lines are left as written where indentation allows: the inserted lines go one
 //! column right of the `def`, and a docstring moves to that column too (it stays the first
 //! statement). When the body is indented by a single column or with tabs, every body line gets
 //! one more space after its indentation, except lines that start inside a string literal.
@@ -22,6 +33,14 @@ pub(crate) struct Context<'a> {
     pub(crate) tokens: &'a [Token],
 }
 
+/// The injected names of a profile layer.
+#[derive(Clone, Copy)]
+pub(crate) struct Names<'n> {
+    pub(crate) enter: &'n str,
+    pub(crate) exit: &'n str,
+    pub(crate) record: &'n str,
+}
+
 /// How the function's body was laid out, which decides whether nested profiled functions can
 /// still be given room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +55,18 @@ pub(crate) enum Layout {
 pub(crate) fn entry_edits<'e>(
     cx: &Context<'_>,
     def: &StmtFunctionDef,
-    enter: &str,
-    record: &str,
+    names: &Names<'_>,
     index: usize,
 ) -> Result<(Vec<Edit<'e>>, Layout), EngineError> {
-    let header = format!("with {enter}({index}) as {record}:");
+    let Names {
+        enter,
+        exit,
+        record,
+    } = *names;
+    let assign = format!("{record} = {enter}({index})");
+    let only_doc = format!("{exit}({enter}({index}))");
+    let except = format!("except: {exit}({record}, True); raise");
+    let finally = format!("finally: {exit}({record})");
     let def_start = def.name.range.start().to_usize();
     let (def_line, _) = cx.lines.line_col(def_start);
     let def_line_start = cx.lines.line_start(def_line);
@@ -63,6 +89,10 @@ pub(crate) fn entry_edits<'e>(
     };
     let first_start = first.range().start().to_usize();
     let first_at_line_start = only_ws_before(cx.source, cx.lines, first_start);
+    let body_end = body
+        .last()
+        .map_or(first_start, |s| s.range().end().to_usize());
+    let footer = |indent: &str| format!("{nl}{indent}{except}{nl}{indent}{finally}");
 
     if !first_at_line_start {
         // The suite is on the header line: `def f(x): a; return b`.
@@ -80,34 +110,39 @@ pub(crate) fn entry_edits<'e>(
             Anchor::new(colon, first_start, false),
         )];
         match (doc, rest.first()) {
-            (Some(doc), Some(next)) => {
-                let doc_end = doc.range().end().to_usize();
-                edits.push(Edit::replace(
-                    doc_end,
-                    next.range().start().to_usize(),
-                    format!("{nl}{w}{header} "),
-                    anchor,
-                ));
-            }
-            (Some(doc), None) => edits.push(Edit::insert(
+            (Some(doc), Some(next)) => edits.push(Edit::replace(
                 doc.range().end().to_usize(),
-                format!("{nl}{w}{header} pass"),
+                next.range().start().to_usize(),
+                format!("{nl}{w}{assign}{nl}{w}try: "),
                 anchor,
             )),
-            (None, _) => edits.push(Edit::insert(first_start, format!("{header} "), anchor)),
+            (Some(doc), None) => {
+                edits.push(Edit::insert(
+                    doc.range().end().to_usize(),
+                    format!("{nl}{w}{only_doc}"),
+                    anchor,
+                ));
+                return Ok((edits, Layout::Kept));
+            }
+            (None, _) => edits.push(Edit::insert(
+                first_start,
+                format!("{assign}{nl}{w}try: "),
+                anchor,
+            )),
         }
+        edits.push(Edit::insert(body_end, footer(&w), anchor));
         return Ok((edits, Layout::Kept));
     }
 
     let ind_start = cx.lines.line_start(cx.lines.line_col(first_start).0);
     let ind = cx.source.get(ind_start..first_start).unwrap_or_default();
     let Some(first_code) = rest.first() else {
-        // Only a docstring: time an empty block after it.
+        // Only a docstring: enter and exit right after it.
         let doc_end = first.range().end().to_usize();
         return Ok((
             vec![Edit::insert(
                 doc_end,
-                format!("{nl}{ind}{header} pass"),
+                format!("{nl}{ind}{only_doc}"),
                 anchor,
             )],
             Layout::Kept,
@@ -137,24 +172,23 @@ pub(crate) fn entry_edits<'e>(
         }
         edits.push(Edit::insert(
             code_line_start,
-            format!("{w}{header}{nl}"),
+            format!("{w}{assign}{nl}{w}try:{nl}"),
             anchor,
         ));
+        edits.push(Edit::insert(body_end, footer(&w), anchor));
         return Ok((edits, Layout::Kept));
     }
 
-    // No room: the header takes the body's indentation and the body moves one column right.
+    // No room: the inserted lines take the body's indentation and the body moves one column
+    // right.
     let mut edits = vec![Edit::insert(
         code_line_start,
-        format!("{ind}{header}{nl}"),
+        format!("{ind}{assign}{nl}{ind}try:{nl}"),
         anchor,
     )];
-    let last_end = body
-        .last()
-        .map_or(code_start, |s| s.range().end().to_usize());
     let spans = string_spans(cx.tokens);
     let (first_line, _) = cx.lines.line_col(code_start);
-    let (last_line, _) = cx.lines.line_col(last_end);
+    let (last_line, _) = cx.lines.line_col(body_end);
     for line in first_line..=last_line {
         let ls = cx.lines.line_start(line);
         if inside_any(&spans, ls) {
@@ -171,6 +205,7 @@ pub(crate) fn entry_edits<'e>(
             )),
         }
     }
+    edits.push(Edit::insert(body_end, footer(ind), anchor));
     Ok((edits, Layout::Reindented))
 }
 

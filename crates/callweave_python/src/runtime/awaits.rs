@@ -1,0 +1,228 @@
+//! Timing awaited calls over the whole await: `await f(x)` becomes
+//! `await time_await(RECORD, SITE, f, x)`, which calls `f(x)` and returns an [`AwaitTimer`]
+//! that drives the callee's awaitable and adds the time from the call to the end of the await
+//! (suspensions included) to the site.
+
+use std::cell::UnsafeCell;
+
+use pyo3::exceptions::{PyStopIteration, PyTypeError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use super::clock::ticks;
+use super::record::Record;
+
+/// Flag of generator-based coroutines (`@types.coroutine`), which `await` accepts as they are.
+const CO_ITERABLE_COROUTINE: i64 = 0x100;
+
+struct State {
+    /// The awaitable's iterator; None once finished.
+    iter: Option<Py<PyAny>>,
+}
+
+/// The awaitable returned by `time_await`.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct AwaitTimer {
+    record: Py<Record>,
+    site: usize,
+    start: u64,
+    callee: Py<PyAny>,
+    state: UnsafeCell<State>,
+}
+
+// SAFETY: see the runtime's concurrency invariant (runtime/mod.rs).
+unsafe impl Sync for AwaitTimer {}
+
+/// The iterator `await obj` would drive, with CPython's error for non-awaitables.
+fn awaitable_iter<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    let ty = obj.get_type();
+    if let Ok(await_method) = ty.getattr("__await__") {
+        let it = await_method.call1((obj,))?;
+        if it.hasattr("__next__")? {
+            return Ok(it);
+        }
+        return Err(PyTypeError::new_err(format!(
+            "__await__() returned non-iterator of type '{}'",
+            it.get_type().name()?
+        )));
+    }
+    let is_gen_coroutine = obj.hasattr("gi_code")?
+        && obj
+            .getattr("gi_code")?
+            .getattr("co_flags")?
+            .extract::<i64>()
+            .is_ok_and(|f| f & CO_ITERABLE_COROUTINE != 0);
+    if is_gen_coroutine {
+        return Ok(obj.clone());
+    }
+    let _ = py;
+    Err(PyTypeError::new_err(format!(
+        "object {} can't be used in 'await' expression",
+        ty.name()?
+    )))
+}
+
+/// Builds the timer for a call that returned `result` (or failed).
+pub(crate) fn start_await<'py>(
+    py: Python<'py>,
+    record: Bound<'py, Record>,
+    site: usize,
+    start: u64,
+    callee: Bound<'py, PyAny>,
+    result: PyResult<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, AwaitTimer>> {
+    let finish_now = |rec: &Bound<'py, Record>| {
+        // SAFETY: GIL held; `callee` is alive.
+        unsafe {
+            rec.get()
+                .add(py, site, ticks().saturating_sub(start), callee.as_ptr())
+        };
+    };
+    let iter = match result.and_then(|r| awaitable_iter(&r)) {
+        Ok(it) => it,
+        Err(e) => {
+            finish_now(&record);
+            return Err(e);
+        }
+    };
+    Bound::new(
+        py,
+        AwaitTimer {
+            record: record.unbind(),
+            site,
+            start,
+            callee: callee.unbind(),
+            state: UnsafeCell::new(State {
+                iter: Some(iter.unbind()),
+            }),
+        },
+    )
+}
+
+impl AwaitTimer {
+    fn iter(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        // SAFETY: GIL held; shared read, cloned out before any Python call.
+        unsafe { &*self.state.get() }
+            .iter
+            .as_ref()
+            .map(|i| i.clone_ref(py))
+    }
+
+    fn finish(&self, py: Python<'_>) {
+        // SAFETY: GIL held; no Python code runs while this reference lives (dropping the
+        // iterator is deferred until after the reference ends).
+        let taken = unsafe { &mut *self.state.get() }.iter.take();
+        if taken.is_some() {
+            let elapsed = ticks().saturating_sub(self.start);
+            // SAFETY: GIL held; the callee is alive (we hold a reference).
+            unsafe {
+                self.record
+                    .get()
+                    .add(py, self.site, elapsed, self.callee.as_ptr())
+            };
+        }
+        drop(taken);
+    }
+
+    /// Sends `value` into the awaitable (`None` for `__next__`).
+    fn send_value(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let Some(iter) = self.iter(py) else {
+            return Err(PyStopIteration::new_err(()));
+        };
+        let mut out: *mut ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: valid objects, GIL held; `out` receives a new reference or NULL.
+        let status = unsafe { ffi::PyIter_Send(iter.as_ptr(), value.as_ptr(), &mut out) };
+        match status {
+            ffi::PySendResult::PYGEN_NEXT => {
+                // SAFETY: a yielded value is a new reference.
+                Ok(unsafe { Bound::from_owned_ptr(py, out) }.unbind())
+            }
+            ffi::PySendResult::PYGEN_RETURN => {
+                // SAFETY: the return value is a new reference.
+                let value = unsafe { Bound::from_owned_ptr(py, out) };
+                self.finish(py);
+                Err(PyStopIteration::new_err((value.unbind(),)))
+            }
+            ffi::PySendResult::PYGEN_ERROR => {
+                let err = PyErr::fetch(py);
+                self.finish(py);
+                Err(err)
+            }
+        }
+    }
+
+    fn settle(&self, py: Python<'_>, outcome: PyResult<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        match outcome {
+            Ok(v) => Ok(v.unbind()),
+            Err(e) => {
+                self.finish(py);
+                Err(e)
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl AwaitTimer {
+    fn __await__<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
+        slf.clone()
+    }
+
+    fn __iter__<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
+        slf.clone()
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.send_value(py, &py.None().into_bound(py))
+    }
+
+    fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.send_value(py, value)
+    }
+
+    #[pyo3(signature = (typ, val=None, tb=None))]
+    fn throw(
+        &self,
+        py: Python<'_>,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let Some(iter) = self.iter(py) else {
+            return Err(PyErr::from_value(typ.clone()));
+        };
+        let iter = iter.into_bound(py);
+        if let Ok(throw) = iter.getattr("throw") {
+            let outcome = match (val, tb) {
+                (None, None) => throw.call1((typ,)),
+                (Some(v), None) => throw.call1((typ, v)),
+                (v, Some(t)) => throw.call1((
+                    typ,
+                    v.map_or_else(|| py.None().into_bound(py), Clone::clone),
+                    t,
+                )),
+            };
+            return self.settle(py, outcome);
+        }
+        self.finish(py);
+        Err(match val {
+            Some(v) if !v.is_none() => PyErr::from_value(v.clone()),
+            _ => PyErr::from_value(typ.call0().unwrap_or_else(|_| typ.clone())),
+        })
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if let Some(iter) = self.iter(py) {
+            let iter = iter.into_bound(py);
+            if let Ok(close) = iter.getattr("close") {
+                let outcome = close.call0();
+                self.finish(py);
+                outcome?;
+                return Ok(());
+            }
+        }
+        self.finish(py);
+        Ok(())
+    }
+}

@@ -1,0 +1,376 @@
+//! Profiled functions: static site information, the time limit and callbacks, and aggregates
+//! across invocations (count, total, min, max, a histogram, per-site count/total/max). Memory
+//! is fixed per function and per site.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::histogram::Histogram;
+
+/// One timed call site, in original coordinates.
+#[derive(Debug, Clone)]
+pub(crate) struct SiteInfo {
+    pub(crate) text: String,
+    pub(crate) callee: Option<String>,
+    pub(crate) line: u32,
+    pub(crate) end_line: u32,
+    pub(crate) col: u32,
+    pub(crate) end_col: u32,
+}
+
+#[derive(Default)]
+pub(crate) struct SiteAgg {
+    pub(crate) count: AtomicU64,
+    pub(crate) total_ns: AtomicU64,
+    pub(crate) max_ns: AtomicU64,
+}
+
+/// Everything the runtime knows about one profiled function.
+pub(crate) struct FunctionState {
+    pub(crate) module: String,
+    pub(crate) qualname: String,
+    pub(crate) filename: String,
+    pub(crate) line: u32,
+    pub(crate) sites: Vec<SiteInfo>,
+    pub(crate) limit_ns: u64,
+    pub(crate) limit_s: f64,
+    pub(crate) above: Option<Py<PyAny>>,
+    pub(crate) below: Option<Py<PyAny>>,
+    /// Keep every call's callee and duration per invocation (custom callbacks need them).
+    pub(crate) record_calls: bool,
+    /// The function object, once known; callbacks receive it.
+    pub(crate) func: OnceLock<Py<PyAny>>,
+    pub(crate) count: AtomicU64,
+    pub(crate) total_ns: AtomicU64,
+    pub(crate) min_ns: AtomicU64,
+    pub(crate) max_ns: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) histogram: Histogram,
+    pub(crate) site_aggs: Box<[SiteAgg]>,
+}
+
+impl FunctionState {
+    /// An unregistered function with no sites and no callbacks.
+    pub(crate) fn probe() -> Self {
+        Self {
+            module: String::new(),
+            qualname: String::new(),
+            filename: String::new(),
+            line: 0,
+            sites: Vec::new(),
+            limit_ns: u64::MAX,
+            limit_s: f64::INFINITY,
+            above: None,
+            below: None,
+            record_calls: false,
+            func: OnceLock::new(),
+            count: AtomicU64::new(0),
+            total_ns: AtomicU64::new(0),
+            min_ns: AtomicU64::new(u64::MAX),
+            max_ns: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            histogram: Histogram::new(),
+            site_aggs: Box::new([]),
+        }
+    }
+}
+
+// Writers hold the GIL (the runtime's invariant), so a relaxed load and store is an exact
+// read-modify-write without a locked instruction; atomics only let readers skip any lock.
+#[inline]
+fn add(a: &AtomicU64, v: u64) {
+    a.store(a.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
+}
+
+#[inline]
+fn raise_to(a: &AtomicU64, v: u64) {
+    if v > a.load(Ordering::Relaxed) {
+        a.store(v, Ordering::Relaxed);
+    }
+}
+
+#[inline]
+fn lower_to(a: &AtomicU64, v: u64) {
+    if v < a.load(Ordering::Relaxed) {
+        a.store(v, Ordering::Relaxed);
+    }
+}
+
+impl FunctionState {
+    /// Folds one finished invocation into the aggregates. The GIL must be held.
+    pub(crate) fn add_invocation(&self, total_ns: u64, raised: bool) {
+        add(&self.count, 1);
+        add(&self.total_ns, total_ns);
+        lower_to(&self.min_ns, total_ns);
+        raise_to(&self.max_ns, total_ns);
+        if raised {
+            add(&self.errors, 1);
+        }
+        self.histogram.record(total_ns);
+    }
+
+    /// Folds one invocation's use of a site into the aggregates. The GIL must be held.
+    pub(crate) fn add_site(&self, site: usize, count: u64, total_ns: u64, max_ns: u64) {
+        if let Some(agg) = self.site_aggs.get(site) {
+            add(&agg.count, count);
+            add(&agg.total_ns, total_ns);
+            raise_to(&agg.max_ns, max_ns);
+        }
+    }
+
+    fn reset(&self) {
+        self.count.store(0, Ordering::Relaxed);
+        self.total_ns.store(0, Ordering::Relaxed);
+        self.min_ns.store(u64::MAX, Ordering::Relaxed);
+        self.max_ns.store(0, Ordering::Relaxed);
+        self.errors.store(0, Ordering::Relaxed);
+        self.histogram.reset();
+        for s in self.site_aggs.iter() {
+            s.count.store(0, Ordering::Relaxed);
+            s.total_ns.store(0, Ordering::Relaxed);
+            s.max_ns.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Every function profiled in this process, for `stats()` and reports.
+static REGISTRY: Mutex<Vec<Arc<FunctionState>>> = Mutex::new(Vec::new());
+
+/// The Python function that runs callbacks: `dispatch(callback, total, record)`.
+pub(crate) static DISPATCHER: OnceLock<Py<PyAny>> = OnceLock::new();
+
+/// Sets the Python-level callback dispatcher (once, by `callweave.profiler`).
+#[pyfunction]
+pub(crate) fn set_dispatcher(dispatcher: Py<PyAny>) -> PyResult<()> {
+    DISPATCHER
+        .set(dispatcher)
+        .map_err(|_| PyValueError::new_err("the callback dispatcher is already set"))
+}
+
+/// A profiled function as Python sees it.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct FunctionProfile {
+    pub(crate) state: Arc<FunctionState>,
+}
+
+#[pymethods]
+impl FunctionProfile {
+    /// Registers a profiled function.
+    ///
+    /// `sites` are tuples `(text, callee, line, end_line, col, end_col)` in local-index order.
+    #[new]
+    #[pyo3(signature = (*, module, qualname, filename, line, sites, time_limit, above=None, below=None, record_calls=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        module: String,
+        qualname: String,
+        filename: String,
+        line: u32,
+        sites: Vec<(String, Option<String>, u32, u32, u32, u32)>,
+        time_limit: f64,
+        above: Option<Py<PyAny>>,
+        below: Option<Py<PyAny>>,
+        record_calls: bool,
+    ) -> PyResult<Self> {
+        if !(time_limit.is_finite() && time_limit >= 0.0) {
+            return Err(PyValueError::new_err(format!(
+                "time_limit must be a finite number of seconds >= 0, got {time_limit}"
+            )));
+        }
+        let sites: Vec<SiteInfo> = sites
+            .into_iter()
+            .map(|(text, callee, line, end_line, col, end_col)| SiteInfo {
+                text,
+                callee,
+                line,
+                end_line,
+                col,
+                end_col,
+            })
+            .collect();
+        let site_aggs = (0..sites.len()).map(|_| SiteAgg::default()).collect();
+        let state = Arc::new(FunctionState {
+            module,
+            qualname,
+            filename,
+            line,
+            sites,
+            limit_ns: (time_limit * 1e9).min(u64::MAX as f64) as u64,
+            limit_s: time_limit,
+            above,
+            below,
+            record_calls,
+            func: OnceLock::new(),
+            count: AtomicU64::new(0),
+            total_ns: AtomicU64::new(0),
+            min_ns: AtomicU64::new(u64::MAX),
+            max_ns: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            histogram: Histogram::new(),
+            site_aggs,
+        });
+        if let Ok(mut all) = REGISTRY.lock() {
+            all.push(Arc::clone(&state));
+        }
+        Ok(Self { state })
+    }
+
+    #[getter]
+    fn module(&self) -> &str {
+        &self.state.module
+    }
+
+    #[getter]
+    fn qualname(&self) -> &str {
+        &self.state.qualname
+    }
+
+    #[getter]
+    fn filename(&self) -> &str {
+        &self.state.filename
+    }
+
+    #[getter]
+    fn line(&self) -> u32 {
+        self.state.line
+    }
+
+    #[getter]
+    fn time_limit(&self) -> f64 {
+        self.state.limit_s
+    }
+
+    #[getter]
+    fn above(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state.above.as_ref().map(|a| a.clone_ref(py))
+    }
+
+    #[getter]
+    fn below(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state.below.as_ref().map(|a| a.clone_ref(py))
+    }
+
+    /// Site tuples `(text, callee, line, end_line, col, end_col)` in local-index order.
+    #[getter]
+    fn sites(&self) -> Vec<(String, Option<String>, u32, u32, u32, u32)> {
+        self.state
+            .sites
+            .iter()
+            .map(|s| {
+                (
+                    s.text.clone(),
+                    s.callee.clone(),
+                    s.line,
+                    s.end_line,
+                    s.col,
+                    s.end_col,
+                )
+            })
+            .collect()
+    }
+
+    /// The function object, or None before it is known.
+    #[getter]
+    fn function(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state.func.get().map(|f| f.clone_ref(py))
+    }
+
+    /// Records the function object (first call wins).
+    fn set_function(&self, func: Py<PyAny>) {
+        let _ = self.state.func.set(func);
+    }
+
+    /// Aggregates: a dict with `count`, `errors`, `total`, `min`, `max`, `p50`, `p95`, `p99`
+    /// (seconds) and `sites`: a list of dicts with `count`, `total`, `max` per site.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = &self.state;
+        let secs = |ns: u64| ns as f64 / 1e9;
+        let d = PyDict::new(py);
+        let count = s.count.load(Ordering::Relaxed);
+        d.set_item("count", count)?;
+        d.set_item("errors", s.errors.load(Ordering::Relaxed))?;
+        d.set_item("total", secs(s.total_ns.load(Ordering::Relaxed)))?;
+        let min = s.min_ns.load(Ordering::Relaxed);
+        d.set_item("min", if count == 0 { 0.0 } else { secs(min) })?;
+        d.set_item("max", secs(s.max_ns.load(Ordering::Relaxed)))?;
+        d.set_item("p50", secs(s.histogram.quantile(0.50)))?;
+        d.set_item("p95", secs(s.histogram.quantile(0.95)))?;
+        d.set_item("p99", secs(s.histogram.quantile(0.99)))?;
+        let mut sites = Vec::with_capacity(s.site_aggs.len());
+        for agg in s.site_aggs.iter() {
+            let sd = PyDict::new(py);
+            sd.set_item("count", agg.count.load(Ordering::Relaxed))?;
+            sd.set_item("total", secs(agg.total_ns.load(Ordering::Relaxed)))?;
+            sd.set_item("max", secs(agg.max_ns.load(Ordering::Relaxed)))?;
+            sites.push(sd);
+        }
+        d.set_item("sites", sites)?;
+        Ok(d)
+    }
+
+    /// Clears this function's aggregates.
+    fn reset(&self) {
+        self.state.reset();
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<FunctionProfile {}:{} line {}>",
+            self.state.module, self.state.qualname, self.state.line
+        )
+    }
+}
+
+/// The profiled functions of one rewrite, indexed as the rewritten code's `ENTER(i)` calls.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct ProfileTable {
+    pub(crate) functions: Vec<Arc<FunctionState>>,
+}
+
+#[pymethods]
+impl ProfileTable {
+    #[new]
+    fn new(functions: Vec<PyRef<'_, FunctionProfile>>) -> Self {
+        Self {
+            functions: functions.iter().map(|f| Arc::clone(&f.state)).collect(),
+        }
+    }
+
+    /// The entry callable for this table: `enter(i)` returns a new record for function `i`.
+    fn enter_function<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        super::timer::make_enter(slf)
+    }
+
+    fn __len__(&self) -> usize {
+        self.functions.len()
+    }
+}
+
+/// Every profiled function registered in this process.
+#[pyfunction]
+pub(crate) fn all_profiles() -> Vec<FunctionProfile> {
+    REGISTRY
+        .lock()
+        .map(|all| {
+            all.iter()
+                .map(|s| FunctionProfile {
+                    state: Arc::clone(s),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Clears the aggregates of every profiled function.
+#[pyfunction]
+pub(crate) fn reset_stats() {
+    if let Ok(all) = REGISTRY.lock() {
+        for s in all.iter() {
+            s.reset();
+        }
+    }
+}

@@ -1,0 +1,947 @@
+"""callweave's configuration: the ``[tool.callweave]`` table, found, parsed and validated.
+
+Example (``pyproject.toml``)::
+
+    [tool.callweave]
+    report = "text"          # "text" | "json:PATH" | "pstats:PATH" | "none"
+    strict = false           # true: a module that cannot be rewritten fails to import
+
+    [[tool.callweave.profile]]
+    modules = ["shop.**", "requests.sessions"]
+    functions = ["Session.request", "*.place_*"]
+    time_limit = "50ms"
+    above = "log"            # "log" | "none" | "pkg.mod:callable"
+    below = "none"
+    ignore_builtins = true
+    blacklist = ["log.*"]
+
+    [[tool.callweave.wrap]]
+    modules = ["shop.db.*"]
+    wrapper = "shop.tracing:trace_call"
+    pass_site = true
+
+Where the configuration comes from (:func:`load_config`), first match wins:
+
+1. an explicit path;
+2. the file named by the environment variable ``CALLWEAVE_CONFIG`` (an empty value counts as
+   unset);
+3. the nearest ``pyproject.toml`` with a ``[tool.callweave]`` table, searching from the
+   working directory upward. A ``pyproject.toml`` *without* the table does not stop the
+   search (as ruff does for ``[tool.ruff]``), so a sub-project's own ``pyproject.toml`` does
+   not hide the configuration of the repository around it.
+
+A file named explicitly (1 or 2) must exist and have the table; otherwise that is an error.
+
+Every problem is reported as one :class:`callweave.errors.ConfigError` whose message names
+the file, the key with its location (arrays of tables are indexed from 0 as in Python, so
+``tool.callweave.profile[0]`` is the first ``[[tool.callweave.profile]]``), the value and the
+reason, e.g.::
+
+    /srv/shop/pyproject.toml: tool.callweave.profile[1].time_limit = "-5ms": a duration
+    must not be negative
+
+A relative ``json:PATH`` or ``pstats:PATH`` report path is taken relative to the directory of
+the file that configures it, so the report lands in the same place whatever the working
+directory; without a file it is kept as written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Final, Literal, TypeAlias, cast
+
+from callweave import _native
+from callweave.errors import ConfigError
+
+__all__ = [
+    "ENV_VAR",
+    "CallbackSpec",
+    "Config",
+    "ProfileRule",
+    "Report",
+    "WrapRule",
+    "find_config",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "resolve_callable",
+]
+
+ENV_VAR: Final = "CALLWEAVE_CONFIG"
+"""The environment variable naming a configuration file."""
+
+_TABLE: Final = "tool.callweave"
+_JSON_FORMAT: Final = 1
+
+ReportKind: TypeAlias = Literal["text", "json", "pstats", "none"]
+CallbackKind: TypeAlias = Literal["log", "none", "callable"]
+
+
+# --------------------------------------------------------------------------- durations
+
+_DURATION_RE = re.compile(
+    r"\s*(?P<sign>[+-]?)(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
+    r"\s*(?P<unit>[^\s\d.+-]*)\s*"
+)
+# Unit → power of ten. "µs" is accepted with the micro sign (U+00B5) and the Greek mu (U+03BC).
+_UNITS: Final[dict[str, int]] = {"s": 0, "ms": -3, "us": -6, "\u00b5s": -6, "\u03bcs": -6}
+_UNITS_TEXT: Final = "us, µs, ms or s"
+
+
+def parse_duration(value: str | float | timedelta) -> float:
+    """Converts a duration to seconds.
+
+    Args:
+        value: A non-negative number of seconds (``int`` or ``float``), a
+            :class:`datetime.timedelta`, or a string of a number and a unit: ``"150us"``,
+            ``"150µs"``, ``"50ms"``, ``"2s"``, ``"1.5s"`` (spaces around the number and the
+            unit are allowed).
+
+    Returns:
+        The duration in seconds, finite and ``>= 0``.
+
+    Raises:
+        TypeError: ``value`` is a boolean or not a number, string or timedelta.
+        ValueError: ``value`` is negative, NaN, infinite, empty, has no unit or an unknown
+            unit, or is not a duration at all.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str | timedelta):
+        raise TypeError(
+            'a duration must be a number of seconds or a string such as "50ms", '
+            f"not {_toml_type(value)}"
+        )
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str):
+        seconds = _parse_duration_text(value)
+    else:
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError("a duration is too large") from None
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise ValueError("a duration must be finite")
+    if seconds < 0:
+        raise ValueError("a duration must not be negative")
+    return seconds if seconds != 0 else 0.0
+
+
+def _parse_duration_text(text: str) -> float:
+    if not text.strip():
+        raise ValueError("a duration must not be empty")
+    m = _DURATION_RE.fullmatch(text)
+    if m is None:
+        raise ValueError(
+            f'not a duration: expected a number and a unit ({_UNITS_TEXT}), such as "50ms"'
+        )
+    unit = m["unit"]
+    if not unit:
+        raise ValueError(
+            f'a duration string needs a unit ({_UNITS_TEXT}), such as "50ms"; '
+            "a number of seconds is written without quotes"
+        )
+    if unit not in _UNITS:
+        raise ValueError(f"unknown unit {unit!r}: use {_UNITS_TEXT}")
+    # Shift the decimal exponent instead of multiplying, so "0.1ms" is exactly float("1e-4").
+    mantissa, _, exponent = m["number"].lower().partition("e")
+    seconds = float(f"{mantissa}e{int(exponent or 0) + _UNITS[unit]}")
+    if m["sign"] == "-" and seconds != 0:
+        raise ValueError("a duration must not be negative")
+    return seconds
+
+
+# --------------------------------------------------------------------------- callable specs
+
+
+def _split_callable_spec(spec: str) -> tuple[str, str]:
+    """Splits ``"pkg.mod:attr.path"`` into module and attribute path.
+
+    Raises:
+        ValueError: The text is not of that form.
+    """
+    expected = 'expected "package.module:attribute", such as "shop.tracing:trace_call"'
+    if spec.count(":") != 1:
+        raise ValueError(f"not a callable reference: {expected}")
+    module, attrs = spec.split(":")
+    for what, dotted in (("module", module), ("attribute", attrs)):
+        if not dotted:
+            raise ValueError(f"the {what} part is empty: {expected}")
+        for part in dotted.split("."):
+            if not part.isidentifier():
+                raise ValueError(
+                    f"the {what} part {dotted!r} is not a dotted name ({part!r} is not an "
+                    f"identifier): {expected}"
+                )
+    return module, attrs
+
+
+def resolve_callable(spec: str, key: str, *, path: Path | None = None) -> Callable[..., Any]:
+    """Imports ``"pkg.mod:attr.path"`` and returns the object, which must be callable.
+
+    Args:
+        spec: The reference: a module to import, ``:``, and a dotted attribute path in it.
+        key: The configuration key the reference comes from, for messages (e.g.
+            ``"tool.callweave.wrap[0].wrapper"``).
+        path: The configuration file, for messages.
+
+    Returns:
+        The callable.
+
+    Raises:
+        ConfigError: The reference is malformed, the module cannot be imported (any
+            exception its import raises, whose text the message includes), an attribute is
+            missing, or the object is not callable.
+    """
+    where = _Where(path, key)
+    try:
+        module_name, attrs = _split_callable_spec(spec)
+    except ValueError as exc:
+        raise where.error(str(exc), spec) from None
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise where.error(
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}", spec
+        ) from exc
+    reached = module_name
+    for part in attrs.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise where.error(f"{reached!r} has no attribute {part!r} ({exc})", spec) from exc
+        except Exception as exc:
+            raise where.error(
+                f"getting {part!r} from {reached!r} failed: {type(exc).__name__}: {exc}", spec
+            ) from exc
+        reached = f"{reached}.{part}"
+    if not callable(obj):
+        raise where.error(f"{reached!r} is not callable: it is a {type(obj).__name__}", spec)
+    return cast(Callable[..., Any], obj)
+
+
+# --------------------------------------------------------------------------- value objects
+
+
+@dataclass(frozen=True)
+class CallbackSpec:
+    """What a profile rule does after a run over (``above``) or within (``below``) its limit.
+
+    Attributes:
+        kind: ``"log"`` (one log line with the per-call breakdown), ``"none"`` (nothing) or
+            ``"callable"`` (call the function named by ``target``).
+        target: For ``"callable"``, the reference ``"pkg.mod:attr.path"``; else None.
+    """
+
+    kind: CallbackKind
+    target: str | None = None
+
+    LOG: ClassVar[CallbackSpec]
+    NONE: ClassVar[CallbackSpec]
+
+    def __post_init__(self) -> None:
+        if self.kind in ("log", "none"):
+            if self.target is not None:
+                raise ValueError(f"a {self.kind!r} callback takes no target")
+        elif self.kind == "callable":
+            if self.target is None:
+                raise ValueError("a 'callable' callback needs a target")
+            _split_callable_spec(self.target)
+        else:
+            raise ValueError(f"unknown callback kind {self.kind!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> CallbackSpec:
+        """Parses ``"log"``, ``"none"`` or ``"pkg.mod:callable"``.
+
+        Raises:
+            ValueError: Anything else; the message says why.
+        """
+        if text in ("log", "none"):
+            return cls(cast(CallbackKind, text))
+        if ":" not in text:
+            raise ValueError('must be "log", "none" or a callable such as "pkg.module:func"')
+        return cls("callable", text)
+
+    def __str__(self) -> str:
+        """The configuration text: ``log``, ``none`` or the callable reference."""
+        return self.target if self.target is not None else self.kind
+
+
+CallbackSpec.LOG = CallbackSpec("log")
+CallbackSpec.NONE = CallbackSpec("none")
+
+
+@dataclass(frozen=True)
+class Report:
+    """The report written when the process exits.
+
+    Attributes:
+        kind: ``"text"`` (a readable summary), ``"json"`` or ``"pstats"`` (written to
+            ``path``), or ``"none"``.
+        path: The output file for ``"json"`` and ``"pstats"``; None otherwise.
+    """
+
+    kind: ReportKind
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind in ("text", "none"):
+            if self.path is not None:
+                raise ValueError(f"a {self.kind!r} report takes no path")
+        elif self.kind in ("json", "pstats"):
+            if self.path is None:
+                raise ValueError(f"a {self.kind!r} report needs a path")
+        else:
+            raise ValueError(f"unknown report kind {self.kind!r}")
+
+    @classmethod
+    def parse(cls, text: str, *, base: Path | None = None) -> Report:
+        """Parses ``"text"``, ``"none"``, ``"json:PATH"`` or ``"pstats:PATH"``.
+
+        Args:
+            text: The report setting.
+            base: Directory that a relative ``PATH`` is relative to; None keeps it as written.
+                ``~`` is expanded.
+
+        Raises:
+            ValueError: Anything else; the message says why.
+        """
+        kind, colon, rest = text.partition(":")
+        if kind in ("text", "none"):
+            if colon:
+                raise ValueError(f'"{kind}" takes no path; only "json:" and "pstats:" do')
+            return cls(cast(ReportKind, kind))
+        if kind in ("json", "pstats"):
+            if not rest.strip():
+                raise ValueError(f'"{kind}" needs a file: write "{kind}:PATH"')
+            path = Path(rest).expanduser()
+            if base is not None and not path.is_absolute():
+                path = base / path
+            return cls(cast(ReportKind, kind), path)
+        raise ValueError('must be "text", "none", "json:PATH" or "pstats:PATH"')
+
+    def __str__(self) -> str:
+        """The configuration text, e.g. ``json:/tmp/profile.json``."""
+        return self.kind if self.path is None else f"{self.kind}:{self.path}"
+
+
+def _tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise TypeError(f"expected a collection of strings, not the string {value!r}")
+    return tuple(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _RuleBase:
+    """Fields and helpers shared by profile and wrap rules."""
+
+    modules: tuple[str, ...]
+    functions: tuple[str, ...] | None = None
+    ignore_builtins: bool = False
+    blacklist: tuple[str, ...] | None = None
+    whitelist: tuple[str, ...] | None = None
+    _module_globs: _native.DottedGlobs = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Lists given by callers become tuples, so rules stay hashable.
+        for name in ("modules", "functions", "blacklist", "whitelist"):
+            object.__setattr__(self, name, _tuple(getattr(self, name)))
+        object.__setattr__(self, "_module_globs", _native.DottedGlobs(list(self.modules)))
+
+    def matches_module(self, name: str) -> bool:
+        """Whether the rule's module globs match a module name."""
+        return self._module_globs.matches(name)
+
+    def _common_table(self) -> dict[str, Any]:
+        table: dict[str, Any] = {
+            "modules": list(self.modules),
+            "ignore_builtins": self.ignore_builtins,
+        }
+        for name in ("functions", "blacklist", "whitelist"):
+            value = getattr(self, name)
+            if value is not None:
+                table[name] = list(value)
+        return table
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProfileRule(_RuleBase):
+    """A ``[[tool.callweave.profile]]`` rule: flat-profile the selected functions.
+
+    Attributes:
+        modules: Module-name globs (``.`` separates levels, ``*`` one level, ``**`` any
+            depth); the rule applies to the modules they match.
+        functions: Qualname globs of the functions to profile; None selects every function.
+        time_limit: Seconds; a run over it fires ``above``, one within it fires ``below``.
+        above: What to do when a run is over the limit.
+        below: What to do when a run is within the limit.
+        ignore_builtins: Do not time calls of builtins.
+        blacklist: Call names not to time (``log.*``, ``a[*]``); None for no blacklist.
+        whitelist: Call names to time, nothing else is; None for no whitelist.
+    """
+
+    time_limit: float
+    above: CallbackSpec = CallbackSpec.LOG
+    below: CallbackSpec = CallbackSpec.NONE
+
+    def to_table(self) -> dict[str, Any]:
+        """The rule as a canonical ``[[tool.callweave.profile]]`` table (JSON-compatible)."""
+        table = self._common_table()
+        table.update(time_limit=self.time_limit, above=str(self.above), below=str(self.below))
+        return table
+
+
+@dataclass(frozen=True, kw_only=True)
+class WrapRule(_RuleBase):
+    """A ``[[tool.callweave.wrap]]`` rule: route the selected functions' calls via a wrapper.
+
+    Attributes:
+        modules: Module-name globs; the rule applies to the modules they match.
+        functions: Qualname globs of the functions to rewrite; None selects every function.
+        wrapper: The wrapper, ``"pkg.mod:attr.path"``.
+        pass_site: Call the wrapper as ``wrapper(call, site, *args, **kwargs)``.
+        ignore_builtins: Do not wrap calls of builtins.
+        blacklist: Call names not to wrap; None for no blacklist.
+        whitelist: Call names to wrap, nothing else is; None for no whitelist.
+    """
+
+    wrapper: str
+    pass_site: bool = False
+
+    def to_table(self) -> dict[str, Any]:
+        """The rule as a canonical ``[[tool.callweave.wrap]]`` table (JSON-compatible)."""
+        table = self._common_table()
+        table.update(wrapper=self.wrapper, pass_site=self.pass_site)
+        return table
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """A validated ``[tool.callweave]`` configuration.
+
+    Attributes:
+        report: The report written at exit.
+        strict: A module that cannot be rewritten raises ImportError instead of importing
+            unmodified with a warning.
+        profile: Flat-profiling rules, in file order.
+        wrap: Call-wrapping rules, in file order.
+        path: The file the configuration was read from, if any.
+    """
+
+    report: Report = Report("none")
+    strict: bool = False
+    profile: tuple[ProfileRule, ...] = ()
+    wrap: tuple[WrapRule, ...] = ()
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "profile", tuple(self.profile))
+        object.__setattr__(self, "wrap", tuple(self.wrap))
+
+    def matches_module(self, name: str) -> bool:
+        """Whether any rule applies to the module ``name``."""
+        return any(r.matches_module(name) for r in self.profile) or any(
+            r.matches_module(name) for r in self.wrap
+        )
+
+    def rules_for_module(self, name: str) -> tuple[list[ProfileRule], list[WrapRule]]:
+        """The profile rules and the wrap rules that apply to the module ``name``, in order."""
+        return (
+            [r for r in self.profile if r.matches_module(name)],
+            [r for r in self.wrap if r.matches_module(name)],
+        )
+
+    def rules_hash(self, name: str) -> str:
+        """A hex SHA-256 digest of the rules that apply to the module ``name``.
+
+        It depends only on those rules (their canonical JSON, in order), not on rules for
+        other modules, the report, ``strict`` or the file's location, so it can be part of a
+        cache key for the module's rewritten code.
+        """
+        profile, wrap = self.rules_for_module(name)
+        doc = {"profile": [r.to_table() for r in profile], "wrap": [r.to_table() for r in wrap]}
+        return hashlib.sha256(_canonical_json(doc).encode()).hexdigest()
+
+    def to_table(self) -> dict[str, Any]:
+        """The configuration as a canonical ``[tool.callweave]`` table (JSON-compatible)."""
+        return {
+            "report": str(self.report),
+            "strict": self.strict,
+            "profile": [r.to_table() for r in self.profile],
+            "wrap": [r.to_table() for r in self.wrap],
+        }
+
+    def to_json(self) -> str:
+        """Serialises the configuration (with its path) for :meth:`from_json`."""
+        return _canonical_json(
+            {
+                "format": _JSON_FORMAT,
+                "path": None if self.path is None else str(self.path),
+                "table": self.to_table(),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        """Rebuilds a configuration written by :meth:`to_json`, validating it again.
+
+        Raises:
+            ConfigError: The text is not such a configuration.
+        """
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"callweave configuration JSON: not valid JSON: {exc}") from None
+        if (
+            not isinstance(doc, dict)
+            or doc.get("format") != _JSON_FORMAT
+            or not isinstance(doc.get("path"), str | None)
+            or "table" not in doc
+        ):
+            raise ConfigError(
+                "callweave configuration JSON: expected an object with "
+                f'"format": {_JSON_FORMAT}, "path" and "table" (made by Config.to_json)'
+            )
+        path = None if doc["path"] is None else Path(doc["path"])
+        return _parse(doc["table"], path, report_base=None)
+
+    def resolve(self) -> dict[str, Callable[..., Any]]:
+        """Imports every callable the configuration names (wrappers, ``above``/``below``).
+
+        Returns:
+            The callables by their reference text (``"pkg.mod:attr"``).
+
+        Raises:
+            ConfigError: For the first reference that cannot be resolved, naming its key.
+        """
+        resolved: dict[str, Callable[..., Any]] = {}
+
+        def add(spec: str, key: str) -> None:
+            if spec not in resolved:
+                resolved[spec] = resolve_callable(spec, key, path=self.path)
+
+        for i, p in enumerate(self.profile):
+            for name, cb in (("above", p.above), ("below", p.below)):
+                if cb.target is not None:
+                    add(cb.target, f"{_TABLE}.profile[{i}].{name}")
+        for i, w in enumerate(self.wrap):
+            add(w.wrapper, f"{_TABLE}.wrap[{i}].wrapper")
+        return resolved
+
+
+def _canonical_json(doc: object) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+# --------------------------------------------------------------------------- error locations
+
+_MISSING: Final = object()
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _show(value: object) -> str:
+    """A value as it would look in TOML, roughly; long values are cut."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+@dataclass(frozen=True)
+class _Where:
+    """A key's location in the configuration, and the file, for messages."""
+
+    file: Path | None
+    key: str
+
+    def child(self, key: str) -> _Where:
+        return _Where(self.file, f"{self.key}.{key if _BARE_KEY.fullmatch(key) else _show(key)}")
+
+    def item(self, index: int) -> _Where:
+        return _Where(self.file, f"{self.key}[{index}]")
+
+    def error(self, reason: str, value: object = _MISSING) -> ConfigError:
+        where = self.key if value is _MISSING else f"{self.key} = {_show(value)}"
+        prefix = "" if self.file is None else f"{self.file}: "
+        return ConfigError(f"{prefix}{where}: {reason}")
+
+
+# --------------------------------------------------------------------------- parsing
+
+_TOP_KEYS: Final = ("report", "strict", "profile", "wrap")
+_COMMON_KEYS: Final = ("modules", "functions", "ignore_builtins", "blacklist", "whitelist")
+_PROFILE_KEYS: Final = (*_COMMON_KEYS, "time_limit", "above", "below")
+_WRAP_KEYS: Final = (*_COMMON_KEYS, "wrapper", "pass_site")
+_ELSEWHERE: Final[dict[str, dict[str, str]]] = {
+    "top": {
+        k: "it belongs in a [[tool.callweave.profile]] or [[tool.callweave.wrap]] rule"
+        for k in (*_PROFILE_KEYS, *_WRAP_KEYS)
+    },
+    "profile": {
+        k: "it is a key of [[tool.callweave.wrap]] rules"
+        for k in _WRAP_KEYS
+        if k not in _PROFILE_KEYS
+    },
+    "wrap": {
+        k: "it is a key of [[tool.callweave.profile]] rules"
+        for k in _PROFILE_KEYS
+        if k not in _WRAP_KEYS
+    },
+}
+
+
+def _toml_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "a table"
+    return f"a {type(value).__name__}"
+
+
+def _check_keys(
+    table: Mapping[str, Any], allowed: Sequence[str], where: _Where, elsewhere: Mapping[str, str]
+) -> None:
+    for key in table:
+        if key in allowed:
+            continue
+        hint = elsewhere.get(key)
+        if hint is None:
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"the keys here are: {', '.join(allowed)}"
+            )
+        raise where.child(key).error(f"unknown key; {hint}", table[key])
+
+
+def _table(value: object, where: _Where) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise where.error(f"must be a table, not {_toml_type(value)}", value)
+    return value
+
+
+def _bool(table: Mapping[str, Any], key: str, default: bool, where: _Where) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise where.child(key).error(f"must be true or false, not {_toml_type(value)}", value)
+    return value
+
+
+def _string(table: Mapping[str, Any], key: str, where: _Where) -> str | None:
+    if key not in table:
+        return None
+    value = table[key]
+    if not isinstance(value, str):
+        raise where.child(key).error(f"must be a string, not {_toml_type(value)}", value)
+    return value
+
+
+def _strings(
+    table: Mapping[str, Any], key: str, where: _Where, *, empty: str | None
+) -> list[str] | None:
+    """An array of strings, or None when absent.
+
+    ``empty`` is the reason an empty array is rejected; None allows it.
+    """
+    if key not in table:
+        return None
+    value = table[key]
+    at = where.child(key)
+    if isinstance(value, str):
+        raise at.error(f"must be an array of strings, not a string; write [{_show(value)}]", value)
+    if not isinstance(value, list):
+        raise at.error(f"must be an array of strings, not {_toml_type(value)}", value)
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise at.item(i).error(f"must be a string, not {_toml_type(item)}", item)
+    if not value and empty is not None:
+        raise at.error(empty, value)
+    return value
+
+
+def _globs(table: Mapping[str, Any], key: str, where: _Where, *, empty: str) -> list[str] | None:
+    patterns = _strings(table, key, where, empty=empty)
+    for i, pattern in enumerate(patterns or ()):
+        at = where.child(key).item(i)
+        if key == "modules" and ":" in pattern:
+            raise at.error(
+                "a module glob can not contain ':'; put function globs under 'functions'",
+                pattern,
+            )
+        try:
+            _native.DottedGlobs([pattern])
+        except ValueError as exc:
+            raise at.error(str(exc), pattern) from None
+    return patterns
+
+
+def _call_lists(
+    table: Mapping[str, Any], where: _Where
+) -> tuple[list[str] | None, list[str] | None]:
+    blacklist = _strings(table, "blacklist", where, empty=None)
+    whitelist = _strings(
+        table,
+        "whitelist",
+        where,
+        empty="must not be empty (it would select no call); leave it out to select every call",
+    )
+    for key, names in (("blacklist", blacklist), ("whitelist", whitelist)):
+        for i, name in enumerate(names or ()):
+            try:
+                _native.Rule.wrap(
+                    wrapper="__x__",
+                    functions=["x"],
+                    blacklist=[name] if key == "blacklist" else None,
+                    whitelist=[name] if key == "whitelist" else None,
+                )
+            except ValueError as exc:
+                raise where.child(key).item(i).error(str(exc), name) from None
+    if blacklist is not None and whitelist is not None:
+        raise where.child("whitelist").error(
+            "can not be used together with 'blacklist' in one rule; use one or the other",
+            whitelist,
+        )
+    try:
+        _native.Rule.wrap(
+            wrapper="__x__", functions=["x"], blacklist=blacklist, whitelist=whitelist
+        )
+    except ValueError as exc:  # pragma: no cover - each entry was checked above
+        raise where.error(str(exc)) from None
+    return (blacklist or None), whitelist
+
+
+def _common(table: Mapping[str, Any], where: _Where) -> dict[str, Any]:
+    modules = _globs(table, "modules", where, empty="must not be empty")
+    if modules is None:
+        raise where.child("modules").error("required key is missing (module-name globs)")
+    functions = _globs(
+        table,
+        "functions",
+        where,
+        empty="must not be empty; leave it out to select every function",
+    )
+    blacklist, whitelist = _call_lists(table, where)
+    return {
+        "modules": modules,
+        "functions": functions,
+        "ignore_builtins": _bool(table, "ignore_builtins", False, where),
+        "blacklist": blacklist,
+        "whitelist": whitelist,
+    }
+
+
+def _callback(
+    table: Mapping[str, Any], key: str, default: CallbackSpec, where: _Where
+) -> CallbackSpec:
+    text = _string(table, key, where)
+    if text is None:
+        return default
+    try:
+        return CallbackSpec.parse(text)
+    except ValueError as exc:
+        raise where.child(key).error(str(exc), text) from None
+
+
+def _parse_profile(value: object, where: _Where) -> ProfileRule:
+    table = _table(value, where)
+    _check_keys(table, _PROFILE_KEYS, where, _ELSEWHERE["profile"])
+    common = _common(table, where)
+    if "time_limit" not in table:
+        raise where.child("time_limit").error(
+            'required key is missing (a duration such as "50ms", or seconds)'
+        )
+    try:
+        time_limit = parse_duration(table["time_limit"])
+    except (TypeError, ValueError) as exc:
+        raise where.child("time_limit").error(str(exc), table["time_limit"]) from None
+    return ProfileRule(
+        **common,
+        time_limit=time_limit,
+        above=_callback(table, "above", CallbackSpec.LOG, where),
+        below=_callback(table, "below", CallbackSpec.NONE, where),
+    )
+
+
+def _parse_wrap(value: object, where: _Where) -> WrapRule:
+    table = _table(value, where)
+    _check_keys(table, _WRAP_KEYS, where, _ELSEWHERE["wrap"])
+    common = _common(table, where)
+    wrapper = _string(table, "wrapper", where)
+    if wrapper is None:
+        raise where.child("wrapper").error('required key is missing (such as "pkg.mod:func")')
+    try:
+        _split_callable_spec(wrapper)
+    except ValueError as exc:
+        raise where.child("wrapper").error(str(exc), wrapper) from None
+    return WrapRule(**common, wrapper=wrapper, pass_site=_bool(table, "pass_site", False, where))
+
+
+def _rules(table: Mapping[str, Any], key: str, where: _Where) -> list[object]:
+    if key not in table:
+        return []
+    value = table[key]
+    if isinstance(value, Mapping):
+        raise where.child(key).error(
+            f"must be an array of tables: write [[{where.key}.{key}]] with double brackets",
+            value,
+        )
+    if not isinstance(value, list):
+        raise where.child(key).error(f"must be an array of tables, not {_toml_type(value)}", value)
+    return value
+
+
+def parse_config(table: Mapping[str, Any], *, path: Path | None) -> Config:
+    """Validates a ``[tool.callweave]`` table and builds the configuration.
+
+    Args:
+        table: The table's contents (as ``tomllib`` returns them).
+        path: The file it comes from: named in messages, and the base of a relative report
+            path. None when it comes from elsewhere.
+
+    Returns:
+        The configuration. Callables are checked for syntax only; see :meth:`Config.resolve`.
+
+    Raises:
+        ConfigError: For the first problem found, naming key, value and reason.
+    """
+    return _parse(table, path, report_base=None if path is None else path.parent)
+
+
+def _parse(table: object, path: Path | None, *, report_base: Path | None) -> Config:
+    where = _Where(path, _TABLE)
+    table = _table(table, where)
+    _check_keys(table, _TOP_KEYS, where, _ELSEWHERE["top"])
+    report_text = _string(table, "report", where)
+    strict = _bool(table, "strict", False, where)
+    profile = tuple(
+        _parse_profile(t, where.child("profile").item(i))
+        for i, t in enumerate(_rules(table, "profile", where))
+    )
+    wrap = tuple(
+        _parse_wrap(t, where.child("wrap").item(i))
+        for i, t in enumerate(_rules(table, "wrap", where))
+    )
+    if report_text is None:
+        report = Report("text") if profile else Report("none")
+    else:
+        try:
+            report = Report.parse(report_text, base=report_base)
+        except ValueError as exc:
+            raise where.child("report").error(str(exc), report_text) from None
+    return Config(report=report, strict=strict, profile=profile, wrap=wrap, path=path)
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def _read_bytes(file: Path, origin: str) -> bytes:
+    try:
+        return file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file{origin}") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read it{origin}: {exc.strerror or exc}") from None
+
+
+def _parse_toml(data: bytes, file: Path, origin: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid TOML{origin}: {exc}") from None
+
+
+def _callweave_table(doc: Mapping[str, Any]) -> object:
+    """The ``[tool.callweave]`` value of a parsed TOML document, or ``_MISSING``."""
+    tool = doc.get("tool")
+    if not isinstance(tool, Mapping) or "callweave" not in tool:
+        return _MISSING
+    return tool["callweave"]
+
+
+def _search(start: Path | None) -> tuple[Path, object] | None:
+    here = Path(os.path.abspath(Path.cwd() if start is None else start))
+    if not here.is_dir():
+        here = here.parent
+    for directory in (here, *here.parents):
+        candidate = directory / "pyproject.toml"
+        if not candidate.is_file():
+            continue
+        data = _read_bytes(candidate, "")
+        # A file that does not even mention callweave is skipped unparsed: faster at every
+        # start of a program, and an unrelated broken pyproject.toml is not our business.
+        if b"callweave" not in data:
+            continue
+        table = _callweave_table(_parse_toml(data, candidate, ""))
+        if table is not _MISSING:
+            return candidate, table
+    return None
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    """The nearest ``pyproject.toml`` with a ``[tool.callweave]`` table, searching upward.
+
+    The search starts at ``start`` (default: the working directory); ``pyproject.toml`` files
+    without the table are skipped (files that do not contain the text ``callweave`` are not
+    even parsed).
+
+    Raises:
+        ConfigError: A ``pyproject.toml`` on the way cannot be read, or mentions callweave
+            and is not valid TOML.
+    """
+    found = _search(start)
+    return None if found is None else found[0]
+
+
+def load_config(path: Path | None = None, *, start: Path | None = None) -> Config | None:
+    """Finds, reads and validates the configuration.
+
+    Args:
+        path: A file to read; it must exist and have a ``[tool.callweave]`` table.
+        start: Where the upward search for ``pyproject.toml`` begins (default: the working
+            directory); used only when neither ``path`` nor ``CALLWEAVE_CONFIG`` is given.
+
+    Returns:
+        The configuration, or None when nothing configures callweave.
+
+    Raises:
+        ConfigError: The named file is missing, unreadable, not TOML or has no
+            ``[tool.callweave]`` table, or the table is invalid.
+    """
+    if path is not None:
+        origin = ""
+    elif os.environ.get(ENV_VAR):
+        path, origin = Path(os.environ[ENV_VAR]), f" (named by {ENV_VAR})"
+    else:
+        found = _search(start)
+        if found is None:
+            return None
+        file, table = found
+        return parse_config(cast(Mapping[str, Any], table), path=file)
+    file = Path(os.path.abspath(path))
+    table = _callweave_table(_parse_toml(_read_bytes(file, origin), file, origin))
+    if table is _MISSING:
+        raise ConfigError(f"{file}: has no [{_TABLE}] table{origin}")
+    return parse_config(cast(Mapping[str, Any], table), path=file)

@@ -1,0 +1,378 @@
+"""Flat profiling: ``flat_profile``, its callbacks, and aggregate statistics.
+
+A profiled function runs its body between ``RECORD = ENTER(i)`` and ``EXIT(RECORD)`` (in a
+``finally``) and every call in it goes through callweave's native timer, so each invocation has its own record (exact under
+recursion, threads, generators and asyncio) and the cost per call is tens of nanoseconds.
+When an invocation ends, its total is compared with the time limit and the above or below
+callback runs: ``callback(total, limit, times, func)`` as in recompyle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from callweave import _native
+from callweave._functions import Layer, rewrite_with_layers, unique_suffix
+from callweave.config import parse_duration
+
+__all__ = [
+    "CallTimes",
+    "FunctionStats",
+    "ProfilerCallback",
+    "SiteStats",
+    "SiteTime",
+    "default_above_log",
+    "default_below_log",
+    "flat_profile",
+    "reset_stats",
+    "stats",
+]
+
+log = logging.getLogger("callweave.profiler")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: Names injected into profiled code; the timers are shared by every rewrite.
+TIMER_NAME = "__callweave_time__"
+ATIMER_NAME = "__callweave_atime__"
+EXIT_NAME = "__callweave_exit__"
+RECORD_NAME = "__callweave_rec__"
+RUNTIME_NAMES: dict[str, Any] = {
+    TIMER_NAME: _native.time_call,
+    ATIMER_NAME: _native.time_await,
+    EXIT_NAME: _native.exit_record,
+}
+
+
+class ProfilerCallback(Protocol):
+    """``callback(total, limit, times, func)``, run when a profiled invocation ends."""
+
+    def __call__(self, total: float, limit: float, times: CallTimes, func: Callable) -> None:
+        """Receives the invocation's total and limit in seconds, its call times and the
+        function."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SiteTime:
+    """One call site's share of one invocation.
+
+    Attributes:
+        text: The call's source text.
+        callee: The callee's call name, or None.
+        line: The call's line.
+        count: How many times it ran in this invocation.
+        total: Seconds spent in it in this invocation.
+        max: The longest single call, in seconds.
+    """
+
+    text: str
+    callee: str | None
+    line: int
+    count: int
+    total: float
+    max: float
+
+
+class CallTimes(dict[str, list[float]]):
+    """Maps each callee's name to this invocation's call durations in seconds, in call order.
+
+    The name is the callable's ``__qualname__``, else ``__name__``, else that of its
+    ``__wrapped__``, else its type's name (recompyle's rule). ``sites`` holds the per-site
+    breakdown, sorted by total time, longest first.
+    """
+
+    sites: list[SiteTime]
+
+    def __init__(self, *args: Any, sites: list[SiteTime] | None = None) -> None:
+        super().__init__(*args)
+        self.sites = sites or []
+
+
+def callable_name(call: Any) -> str:
+    """recompyle's name for a callable: qualname, name, through ``__wrapped__``, type name."""
+    seen = 0
+    while True:
+        for attr in ("__qualname__", "__name__"):
+            name = getattr(call, attr, None)
+            if isinstance(name, str):
+                return name
+        wrapped = getattr(call, "__wrapped__", None)
+        if wrapped is None or seen > 100:
+            return type(call).__name__
+        call, seen = wrapped, seen + 1
+
+
+def _site_times(record: _native.Record, profile: _native.FunctionProfile) -> list[SiteTime]:
+    sites = profile.sites
+    out = [
+        SiteTime(sites[i][0], sites[i][1], sites[i][2], count, total, longest)
+        for (i, count, total, longest) in record.breakdown()
+    ]
+    out.sort(key=lambda s: s.total, reverse=True)
+    return out
+
+
+def _call_times(record: _native.Record, profile: _native.FunctionProfile) -> CallTimes:
+    times = CallTimes(sites=_site_times(record, profile))
+    names: dict[int, str] = {}
+    for _site, callee, seconds in record.calls():
+        key = id(callee)
+        name = names.get(key)
+        if name is None:
+            name = names[key] = callable_name(callee)
+        times.setdefault(name, []).append(seconds)
+    return times
+
+
+class _Described:
+    """Stands in for a profiled function that is not reachable as an object (hook mode)."""
+
+    def __init__(self, profile: _native.FunctionProfile) -> None:
+        self.__qualname__ = profile.qualname
+        self.__name__ = profile.qualname.rpartition(".")[2]
+        self.__module__ = profile.module
+        self.filename = profile.filename
+        self.lineno = profile.line
+
+    def __repr__(self) -> str:
+        return f"<profiled function {self.__module__}.{self.__qualname__}>"
+
+
+def _function_of(profile: _native.FunctionProfile) -> Any:
+    func = profile.function
+    return func if func is not None else _Described(profile)
+
+
+def _format_above(total: float, limit: float, qualname: str, sites: list[SiteTime]) -> str:
+    lines = [f"{qualname} finished in {total:g}s, above limit of {limit:g}s"]
+    for s in sites:
+        mean = s.total / s.count if s.count else 0.0
+        lines.append(
+            f"  {s.total:.3g}s total  {s.count}x  mean {mean:.3g}s  max {s.max:.3g}s  "
+            f"line {s.line}  {s.callee or '?'}: {s.text}"
+        )
+    return "\n".join(lines)
+
+
+def default_below_log(total: float, limit: float, times: CallTimes, func: Callable) -> None:
+    """INFO ``"<qualname> finished in <t>s, below limit of <limit>s"``."""
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s finished in %gs, below limit of %gs", func.__qualname__, total, limit)
+
+
+def default_above_log(total: float, limit: float, times: CallTimes, func: Callable) -> None:
+    """WARNING with the total and one line per call site, longest total first."""
+    if not log.isEnabledFor(logging.WARNING):
+        return
+    sites = getattr(times, "sites", None)
+    if sites is None:  # a plain dict, as recompyle's callbacks receive
+        sites = [
+            SiteTime("", name, 0, len(v), sum(v), max(v, default=0.0)) for name, v in times.items()
+        ]
+        sites.sort(key=lambda s: s.total, reverse=True)
+    log.warning("%s", _format_above(total, limit, func.__qualname__, sites))
+
+
+def _dispatch(callback: Any, total: float, record: _native.Record) -> None:
+    """Runs a callback for a finished invocation (called by the native record)."""
+    profile = record.profile
+    limit = profile.time_limit
+    if callback is default_below_log:
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s finished in %gs, below limit of %gs", profile.qualname, total, limit)
+        return
+    if callback is default_above_log:
+        if log.isEnabledFor(logging.WARNING):
+            sites = _site_times(record, profile)
+            log.warning("%s", _format_above(total, limit, profile.qualname, sites))
+        return
+    callback(total, limit, _call_times(record, profile), _function_of(profile))
+
+
+_native.set_dispatcher(_dispatch)
+
+
+def is_default_callback(callback: Any) -> bool:
+    """Whether the callback is one of callweave's defaults (which need no per-call list)."""
+    return callback is None or callback is default_below_log or callback is default_above_log
+
+
+def register_profile(
+    *,
+    module: str,
+    qualname: str,
+    filename: str,
+    line: int,
+    site_rows: list[tuple],
+    time_limit: float,
+    above: Any,
+    below: Any,
+) -> _native.FunctionProfile:
+    """Registers one profiled function with the runtime.
+
+    Args:
+        module: Its module's name.
+        qualname: Its qualname.
+        filename: Its file.
+        line: Its first line.
+        site_rows: Its sites, as rows of the native site table, in local-index order.
+        time_limit: Seconds.
+        above: Callback at or over the limit, or None.
+        below: Callback under the limit, or None.
+
+    Returns:
+        The native profile.
+    """
+    sites = [(text, callee, ln, eln, col, ecol) for (_i, _f, ln, eln, col, ecol, text, callee, _a)
+             in site_rows]
+    return _native.FunctionProfile(
+        module=module, qualname=qualname, filename=filename, line=line, sites=sites,
+        time_limit=time_limit, above=above, below=below,
+        record_calls=not (is_default_callback(above) and is_default_callback(below)),
+    )
+
+
+def flat_profile(
+    *,
+    time_limit: float | str,
+    below_callback: ProfilerCallback | None = default_below_log,
+    above_callback: ProfilerCallback | None = default_above_log,
+    ignore_builtins: bool = False,
+    blacklist: Iterable[str] | None = None,
+    whitelist: Iterable[str] | None = None,
+    rewrite_details: dict[str, object] | None = None,
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Times every call in the decorated function and reports invocations by their total.
+
+    When an invocation ends, ``above_callback`` runs if its total is at or over
+    ``time_limit``, ``below_callback`` otherwise, as ``callback(total, limit, times, func)``.
+
+    Args:
+        time_limit: Seconds, or a duration string (``"50ms"``, ``"2s"``, ``"150us"``).
+        below_callback: Run when the total is under the limit; None for nothing.
+        above_callback: Run when the total is at or over the limit; None for nothing.
+        ignore_builtins: Do not time calls of builtins.
+        blacklist: Call names not to time (recompyle's syntax).
+        whitelist: Call names to time; nothing else is.
+        rewrite_details: If given, filled with ``original_func``, ``original_source`` and
+            ``new_source``.
+
+    Returns:
+        A decorator for functions, methods, classmethods and staticmethods.
+
+    Raises:
+        ValueError: Both callbacks are None, a bad time limit, or bad call-name lists.
+    """
+    if below_callback is None and above_callback is None:
+        raise ValueError("at least one of below_callback and above_callback must be given")
+    limit = parse_duration(time_limit)
+    black = None if blacklist is None else list(blacklist)
+    white = None if whitelist is None else list(whitelist)
+    _native.Rule.wrap(
+        wrapper="__callweave_check__", functions=["x"], ignore_builtins=ignore_builtins,
+        blacklist=black, whitelist=white,
+    )
+
+    def decorate(target: Callable[P, T]) -> Callable[P, T]:
+        enter_name = f"__callweave_enter_{unique_suffix()}__"
+
+        def make_rule(at: tuple[str, int]) -> _native.Rule:
+            return _native.Rule.profile(
+                enter=enter_name, exit=EXIT_NAME, timer=TIMER_NAME, atimer=ATIMER_NAME,
+                record=RECORD_NAME,
+                at=at, ignore_builtins=ignore_builtins, blacklist=black, whitelist=white,
+            )
+
+        def bind(new: Any, result: _native.Rewritten, layers: Any) -> None:
+            if sum(1 for lay in layers if lay.name == "flat_profile") > 1:
+                raise ValueError(f"{new.__qualname__!r} is already profiled by flat_profile")
+            code = new.__code__
+            (row,) = [f for f in result.functions if f[4] is not None]
+            site_rows = [result.sites[i] for i in row[4][2]]
+            profile = register_profile(
+                module=new.__module__, qualname=new.__qualname__, filename=code.co_filename,
+                line=code.co_firstlineno, site_rows=site_rows, time_limit=limit,
+                above=above_callback, below=below_callback,
+            )
+            profile.set_function(new)
+            new.__globals__[enter_name] = _native.ProfileTable([profile]).enter_function()
+            new.__callweave_profile__ = profile
+
+        names = dict(RUNTIME_NAMES)
+        layer = Layer("flat_profile", make_rule, names, bind)
+        return rewrite_with_layers(target, layer, rewrite_details)
+
+    return decorate
+
+
+@dataclass(frozen=True, slots=True)
+class SiteStats:
+    """Aggregates of one call site across invocations (seconds)."""
+
+    text: str
+    callee: str | None
+    line: int
+    count: int
+    total: float
+    mean: float
+    max: float
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionStats:
+    """Aggregates of one profiled function across invocations (seconds).
+
+    Percentiles come from a fixed-size histogram and are within 1/16 of the true value.
+    """
+
+    module: str
+    qualname: str
+    filename: str
+    line: int
+    time_limit: float
+    count: int
+    errors: int
+    total: float
+    mean: float
+    min: float
+    max: float
+    p50: float
+    p95: float
+    p99: float
+    sites: list[SiteStats] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stats as plain data (JSON-ready)."""
+        return asdict(self)
+
+
+def function_stats(profile: _native.FunctionProfile) -> FunctionStats:
+    """Aggregates of one native profile."""
+    raw = profile.stats()
+    sites = [
+        SiteStats(text, callee, line, s["count"], s["total"],
+                  s["total"] / s["count"] if s["count"] else 0.0, s["max"])
+        for (text, callee, line, *_), s in zip(profile.sites, raw["sites"], strict=True)
+    ]
+    count = raw["count"]
+    return FunctionStats(
+        module=profile.module, qualname=profile.qualname, filename=profile.filename,
+        line=profile.line, time_limit=profile.time_limit, count=count, errors=raw["errors"],
+        total=raw["total"], mean=raw["total"] / count if count else 0.0, min=raw["min"],
+        max=raw["max"], p50=raw["p50"], p95=raw["p95"], p99=raw["p99"], sites=sites,
+    )
+
+
+def stats() -> list[FunctionStats]:
+    """Aggregates of every profiled function of this process, in registration order."""
+    return [function_stats(p) for p in _native.all_profiles()]
+
+
+def reset_stats() -> None:
+    """Clears the aggregates of every profiled function."""
+    _native.reset_stats()
