@@ -7,7 +7,8 @@ position back, so tracebacks, ``inspect`` and debuggers see the code as written.
 
 from callweave._native import __version__
 from callweave.decorators import CallWrapper, rewrite_function, wrap_calls
-from callweave.errors import CallweaveError, RewriteError, SourceUnavailableError
+from callweave.errors import ConfigError, CallweaveError, RewriteError, SourceUnavailableError
+from callweave.hook import install, uninstall
 from callweave.profiler import (
     CallTimes,
     FunctionStats,
@@ -25,6 +26,7 @@ __all__ = [
     "CallTimes",
     "CallWrapper",
     "CallweaveError",
+    "ConfigError",
     "FunctionStats",
     "RewriteError",
     "SiteStats",
@@ -33,8 +35,10 @@ __all__ = [
     "default_above_log",
     "default_below_log",
     "flat_profile",
+    "install",
     "reset_stats",
     "rewrite_function",
     "stats",
+    "uninstall",
     "wrap_calls",
 ]

@@ -1,0 +1,460 @@
+"""The import hook: rewrite configured modules as they are imported.
+
+A meta-path finder first on ``sys.meta_path`` matches the module *name* against the rules
+before touching the file system, asks the other finders for the spec, and takes over only
+plain ``.py`` sources (``SourceFileLoader``); namespace packages, zip imports, frozen, builtin
+and extension modules pass through. Its loader subclasses ``SourceFileLoader`` and overrides
+``get_code``; importlib itself is not patched.
+
+Rewritten code is cached beside ordinary bytecode in its own file
+(``mod.cpython-311.callweave.pyc``), a PEP 552 checked-hash pyc whose hash covers the source,
+callweave's version, the rules that apply, the optimisation level and the magic number.
+
+Rewritten code finds what it calls (wrappers, the profiler's entry function) as builtins under
+names derived from the module, its source and its rules, so code obtained from ``get_code()``
+also runs in a fresh namespace (``python -m``, runpy) and stale code from before a reload keeps
+working.
+"""
+
+from __future__ import annotations
+
+import atexit
+import builtins
+import hashlib
+import importlib.machinery
+import importlib.util
+import marshal
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from types import CodeType, ModuleType
+from typing import Any
+
+from callweave import _native
+from callweave._compile import compile_rewritten
+from callweave.config import Config, ProfileRule, WrapRule, load_config
+from callweave.errors import ConfigError, RewriteError
+from callweave.profiler import (
+    ATIMER_NAME,
+    EXIT_NAME,
+    RECORD_NAME,
+    RUNTIME_NAMES,
+    TIMER_NAME,
+    default_above_log,
+    default_below_log,
+    register_profile,
+)
+from callweave.sites import make_sites
+
+__all__ = ["CallweaveFinder", "CallweaveLoader", "active_finder", "install", "uninstall"]
+
+#: Modules never rewritten: callweave itself, the import machinery, and what callweave needs
+#: while importing or reporting.
+EXCLUDED = (
+    "callweave",
+    "importlib",
+    "_frozen_importlib",
+    "_frozen_importlib_external",
+    "encodings",
+    "zipimport",
+    "marshal",
+    "ast",
+    "dis",
+    "opcode",
+    "tokenize",
+    "linecache",
+    "tomllib",
+    "hashlib",
+    "logging",
+    "warnings",
+    "threading",
+    "site",
+    "sitecustomize",
+    "usercustomize",
+)
+
+_CACHE_SUFFIX = ".callweave.pyc"
+_FORMAT = 1
+
+_lock = threading.Lock()
+_counters = {"rewritten": 0, "cache_hits": 0, "fallbacks": 0}
+
+
+def counters() -> dict[str, int]:
+    """How many modules this process rewrote, loaded from callweave's cache, or imported
+    unmodified after a rewrite failed."""
+    return dict(_counters)
+
+
+def _excluded(name: str) -> bool:
+    return any(name == e or name.startswith(e + ".") for e in EXCLUDED)
+
+
+def _short_hash(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else p.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _callback(spec: Any, resolved: dict[str, Callable[..., Any]]) -> Any:
+    if spec.kind == "none":
+        return None
+    if spec.kind == "log":
+        return None  # replaced by the right default by the caller
+    return resolved[spec.target]
+
+
+class CallweaveLoader(importlib.machinery.SourceFileLoader):
+    """Loads a matched module from its rewritten source (or callweave's cache)."""
+
+    def __init__(self, fullname: str, path: str, finder: CallweaveFinder, pytest_hook: Any = None):
+        super().__init__(fullname, path)
+        self._finder = finder
+        self._pytest_hook = pytest_hook
+        self._bound: list[tuple[_native.FunctionProfile, str]] = []
+
+    # -- cache ---------------------------------------------------------------------------
+
+    def _cache_path(self, source_path: str) -> str | None:
+        try:
+            base = importlib.util.cache_from_source(source_path)
+        except NotImplementedError:
+            return None
+        return base[: -len(".pyc")] + _CACHE_SUFFIX
+
+    def _key(self, fullname: str, data: bytes) -> bytes:
+        config = self._finder.config
+        parts = [
+            _native.__version__,
+            str(_FORMAT),
+            config.rules_hash(fullname),
+            str(sys.flags.optimize),
+            importlib.util.MAGIC_NUMBER.hex(),
+            "pytest" if self._pytest_hook is not None else "",
+        ]
+        return data + b"\0callweave\0" + "\0".join(parts).encode()
+
+    def _read_cache(self, cache: str | None, key: bytes) -> tuple[CodeType, Any] | None:
+        if cache is None:
+            return None
+        try:
+            with open(cache, "rb") as f:
+                blob = f.read()
+        except OSError:
+            return None
+        expected = importlib.util.MAGIC_NUMBER + (3).to_bytes(4, "little")
+        if len(blob) < 16 or blob[:8] != expected:
+            return None
+        if blob[8:16] != importlib.util.source_hash(key):
+            return None
+        try:
+            code, meta = marshal.loads(blob[16:])
+        except (EOFError, ValueError, TypeError):
+            return None
+        if not isinstance(code, CodeType):
+            return None
+        return code, meta
+
+    def _write_cache(self, cache: str | None, key: bytes, code: CodeType, meta: Any) -> None:
+        if cache is None or sys.dont_write_bytecode:
+            return
+        header = importlib.util.MAGIC_NUMBER + (3).to_bytes(4, "little")
+        blob = header + importlib.util.source_hash(key) + marshal.dumps((code, meta))
+        tmp = f"{cache}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(blob)
+            os.replace(tmp, cache)
+        except OSError:
+            # Read-only directory, a file where __pycache__ should be, a full disk: the module
+            # still imports; it is rewritten again next time.
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+    # -- rewriting -----------------------------------------------------------------------
+
+    def _names(self, fullname: str, key_hash: str) -> dict[str, str]:
+        return {
+            "enter": f"__callweave_enter_{key_hash}__",
+            "sites": f"__callweave_sites_{key_hash}__",
+        }
+
+    def _rules(self, fullname: str, key_hash: str) -> list[_native.Rule]:
+        config = self._finder.config
+        profiles, wraps = config.rules_for_module(fullname)
+        names = self._names(fullname, key_hash)
+        rules: list[_native.Rule] = []
+        for w in wraps:
+            rules.append(
+                _native.Rule.wrap(
+                    wrapper=self._finder.wrapper_name(w),
+                    sites=names["sites"] if w.pass_site else None,
+                    functions=list(w.functions) if w.functions is not None else None,
+                    ignore_builtins=w.ignore_builtins,
+                    blacklist=list(w.blacklist) if w.blacklist is not None else None,
+                    whitelist=list(w.whitelist) if w.whitelist is not None else None,
+                )
+            )
+        for p in profiles:
+            rules.append(
+                _native.Rule.profile(
+                    enter=names["enter"], exit=EXIT_NAME, timer=TIMER_NAME,
+                    atimer=ATIMER_NAME, record=RECORD_NAME,
+                    functions=list(p.functions) if p.functions is not None else None,
+                    ignore_builtins=p.ignore_builtins,
+                    blacklist=list(p.blacklist) if p.blacklist is not None else None,
+                    whitelist=list(p.whitelist) if p.whitelist is not None else None,
+                )
+            )
+        return rules
+
+    def _rewrite(self, fullname: str, path: str, data: bytes, key_hash: str) -> tuple[
+        CodeType, Any
+    ]:
+        source = importlib.util.decode_source(data)
+        rules = self._rules(fullname, key_hash)
+        tree_hook = None
+        if self._pytest_hook is not None:
+            from _pytest.assertion.rewrite import rewrite_asserts
+
+            hook = self._pytest_hook
+
+            def tree_hook(tree: Any, result: Any) -> Any:
+                rewrite_asserts(tree, result.source.encode(), path, hook.config)
+                return tree
+
+        code, result = compile_rewritten(
+            source, path, rules, optimize=sys.flags.optimize, tree_hook=tree_hook
+        )
+        # Plain data only: it is marshalled into the cache with the code.
+        meta = (
+            [
+                (f[0], f[1], f[3], None if f[4] is None else (f[4][0], f[4][1], list(f[4][2])))
+                for f in result.functions
+            ],
+            [tuple(s) for s in result.sites],
+        )
+        return code, meta
+
+    def _bind(self, fullname: str, path: str, key_hash: str, meta: Any) -> None:
+        """Makes what the rewritten code calls available (once per module version)."""
+        names = self._names(fullname, key_hash)
+        if hasattr(builtins, names["enter"]) or hasattr(builtins, names["sites"]):
+            return
+        functions, sites = meta
+        profiles, wraps = self._finder.config.rules_for_module(fullname)
+        n_wraps = len(wraps)
+        if any(w.pass_site for w in wraps):
+            setattr(builtins, names["sites"], make_sites(fullname, path, sites))
+        table: list[_native.FunctionProfile] = []
+        for qualname, first_line, _rules, profile in functions:
+            if profile is None:
+                continue
+            index, rule_index, site_ids = profile
+            rule = profiles[rule_index - n_wraps]
+            table.append(self._finder.register(rule, fullname, qualname, path, first_line,
+                                               [sites[i] for i in site_ids]))
+            self._bound.append((table[-1], qualname))
+        if table:
+            setattr(builtins, names["enter"], _native.ProfileTable(table).enter_function())
+
+    # -- importlib API -------------------------------------------------------------------
+
+    def get_code(self, fullname: str) -> CodeType:
+        """The module's rewritten code (from callweave's cache when it is current).
+
+        A module that cannot be rewritten imports unmodified with one warning, or raises
+        ImportError in strict mode; a SyntaxError in the module is the user's own.
+        """
+        path = self.get_filename(fullname)
+        data = self.get_data(path)
+        key = self._key(fullname, data)
+        key_hash = _short_hash(key)
+        cache = self._cache_path(path)
+        entry = self._read_cache(cache, key)
+        if entry is not None:
+            _counters["cache_hits"] += 1
+        else:
+            try:
+                entry = self._rewrite(fullname, path, data, key_hash)
+            except RewriteError as exc:
+                if self._finder.strict:
+                    raise ImportError(
+                        f"callweave cannot rewrite module {fullname!r} ({path}): {exc}",
+                        name=fullname, path=path,
+                    ) from exc
+                _counters["fallbacks"] += 1
+                warnings.warn(
+                    f"callweave: importing {fullname!r} unmodified: {exc}",
+                    RuntimeWarning, stacklevel=2,
+                )
+                return super().get_code(fullname)
+            _counters["rewritten"] += 1
+            self._write_cache(cache, key, *entry)
+        code, meta = entry
+        self._bind(fullname, path, key_hash, meta)
+        return code
+
+    def exec_module(self, module: ModuleType) -> None:
+        """Executes the module, then tells the profiler which objects are its functions."""
+        super().exec_module(module)
+        for profile, qualname in self._bound:
+            obj: Any = module
+            for part in qualname.split("."):
+                obj = getattr(obj, part, None)
+                if obj is None:
+                    break
+            func = getattr(obj, "__func__", obj)
+            if func is not None and getattr(func, "__code__", None) is not None:
+                profile.set_function(func)
+
+
+class CallweaveFinder:
+    """Meta-path finder that hands matched ``.py`` modules to :class:`CallweaveLoader`."""
+
+    def __init__(self, config: Config, *, strict: bool | None = None):
+        self.config = config
+        self.strict = config.strict if strict is None else strict
+        self.resolved = config.resolve()
+        self._wrapper_names: dict[str, str] = {}
+        for name, value in RUNTIME_NAMES.items():
+            setattr(builtins, name, value)
+        for rule in config.wrap:
+            setattr(builtins, self.wrapper_name(rule), self.resolved[rule.wrapper])
+        self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
+
+    def wrapper_name(self, rule: WrapRule) -> str:
+        """The builtin name under which a wrap rule's wrapper is found."""
+        return f"__callweave_wrap_{_short_hash(rule.wrapper)}__"
+
+    def register(
+        self, rule: ProfileRule, module: str, qualname: str, path: str, line: int,
+        site_rows: list[tuple],
+    ) -> _native.FunctionProfile:
+        """A native profile for a function of a loaded module (reused across reloads)."""
+        key = (module, qualname, line)
+        existing = self._profiles.get(key)
+        if existing is not None and len(existing.sites) == len(site_rows):
+            return existing
+        above = _callback(rule.above, self.resolved)
+        below = _callback(rule.below, self.resolved)
+        if rule.above.kind == "log":
+            above = default_above_log
+        if rule.below.kind == "log":
+            below = default_below_log
+        profile = register_profile(
+            module=module, qualname=qualname, filename=path, line=line, site_rows=site_rows,
+            time_limit=rule.time_limit, above=above, below=below,
+        )
+        self._profiles[key] = profile
+        return profile
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        """The spec of a matched module with callweave's loader, else None."""
+        if _excluded(fullname) or not self.config.matches_module(fullname):
+            return None
+        for finder in sys.meta_path:
+            if finder is self or isinstance(finder, CallweaveFinder):
+                continue
+            find = getattr(finder, "find_spec", None)
+            if find is None:
+                continue
+            spec = find(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        pytest_hook = None
+        if type(loader).__name__ == "AssertionRewritingHook" and spec.origin:
+            pytest_hook = loader
+        elif type(loader) is not importlib.machinery.SourceFileLoader:
+            return spec
+        if not spec.origin or not spec.origin.endswith(".py"):
+            return spec
+        spec.loader = CallweaveLoader(fullname, spec.origin, self, pytest_hook)
+        return spec
+
+    def invalidate_caches(self) -> None:
+        """Nothing to invalidate: the finder keeps no file-system state."""
+
+
+def active_finder() -> CallweaveFinder | None:
+    """The installed finder, if any."""
+    for finder in sys.meta_path:
+        if isinstance(finder, CallweaveFinder):
+            return finder
+    return None
+
+
+_report_registered = False
+
+
+def install(config: Config | Path | str | None = None, *, strict: bool | None = None,
+            report_at_exit: bool = True) -> CallweaveFinder | None:
+    """Installs the import hook (idempotent: a second install replaces the first).
+
+    Args:
+        config: A Config, a path to a TOML file with ``[tool.callweave]``, or None to find
+            ``pyproject.toml`` from the working directory upward (or ``CALLWEAVE_CONFIG``).
+        strict: Raise ImportError for modules that cannot be rewritten instead of importing
+            them unmodified with a warning (default: the config's ``strict``).
+        report_at_exit: Write the configured report when the process exits.
+
+    Returns:
+        The finder, or None when nothing is configured.
+
+    Raises:
+        ConfigError: A bad configuration key or an unimportable callable, named.
+    """
+    global _report_registered
+    if config is None or isinstance(config, str | Path):
+        loaded = load_config(Path(config) if config is not None else None)
+        if loaded is None:
+            return None
+        config = loaded
+    if not isinstance(config, Config):
+        raise ConfigError(f"install() takes a Config or a path, not {type(config).__name__}")
+    finder = CallweaveFinder(config, strict=strict)
+    with _lock:
+        uninstall()
+        sys.meta_path.insert(0, finder)
+    early = sorted(
+        name for name in list(sys.modules)
+        if config.matches_module(name) and not _excluded(name)
+        and name != "__main__"
+    )
+    if early:
+        warnings.warn(
+            "callweave: these modules were imported before the hook was installed and are not "
+            f"instrumented: {', '.join(early)}", RuntimeWarning, stacklevel=2,
+        )
+    os.environ["CALLWEAVE_CONFIG_JSON"] = config.to_json()
+    if report_at_exit and not _report_registered and config.report.kind != "none":
+        from callweave import report as _report
+
+        atexit.register(_report.write_exit_report, config.report)
+        _report_registered = True
+    return finder
+
+
+def uninstall() -> bool:
+    """Removes the import hook (idempotent). Modules already rewritten stay rewritten.
+
+    Returns:
+        Whether a finder was removed.
+    """
+    removed = False
+    for finder in list(sys.meta_path):
+        if isinstance(finder, CallweaveFinder):
+            sys.meta_path.remove(finder)
+            removed = True
+    return removed
