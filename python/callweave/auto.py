@@ -12,4 +12,6 @@ from callweave.config import Config
 from callweave.hook import install
 
 _inherited = os.environ.get("CALLWEAVE_CONFIG_JSON")
-finder = install(Config.from_json(_inherited) if _inherited else None)
+finder = install(
+    Config.from_json(_inherited) if _inherited else None, child=_inherited is not None
+)

@@ -395,11 +395,47 @@ def active_finder() -> CallweaveFinder | None:
     return None
 
 
-_report_registered = False
+_report_state: dict[str, Any] = {"spec": None, "child": False, "written": False}
+
+
+def _report_spec() -> Any:
+    """The configured report; a child process writes to its own file (pid in the name)."""
+    spec = _report_state["spec"]
+    if spec is None or not _report_state["child"] or spec.path is None:
+        return spec
+    from callweave.config import Report
+
+    path = spec.path
+    return Report(spec.kind, path.with_name(f"{path.stem}.{os.getpid()}{path.suffix}"))
+
+
+def _write_report_once() -> None:
+    if _report_state["written"] or _report_state["spec"] is None:
+        return
+    _report_state["written"] = True
+    from callweave import report as _report
+
+    _report.write_exit_report(_report_spec())
+
+
+def _after_fork_in_child() -> None:
+    # A forked child starts with the parent's aggregates: it reports only its own work, to its
+    # own file, also when it leaves through os._exit (multiprocessing runs its finalizers).
+    from callweave.profiler import reset_stats
+
+    reset_stats()
+    _report_state["child"] = True
+    _report_state["written"] = False
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None and _report_state["spec"] is not None:
+        mp_util.Finalize(None, _write_report_once, exitpriority=0)
+
+
+_at_exit_registered = False
 
 
 def install(config: Config | Path | str | None = None, *, strict: bool | None = None,
-            report_at_exit: bool = True) -> CallweaveFinder | None:
+            report_at_exit: bool = True, child: bool = False) -> CallweaveFinder | None:
     """Installs the import hook (idempotent: a second install replaces the first).
 
     Args:
@@ -408,6 +444,8 @@ def install(config: Config | Path | str | None = None, *, strict: bool | None = 
         strict: Raise ImportError for modules that cannot be rewritten instead of importing
             them unmodified with a warning (default: the config's ``strict``).
         report_at_exit: Write the configured report when the process exits.
+        child: This process is a child of an instrumented one (its report goes to its own
+            file: the pid is added to the report's file name).
 
     Returns:
         The finder, or None when nothing is configured.
@@ -415,7 +453,7 @@ def install(config: Config | Path | str | None = None, *, strict: bool | None = 
     Raises:
         ConfigError: A bad configuration key or an unimportable callable, named.
     """
-    global _report_registered
+    global _at_exit_registered
     if config is None or isinstance(config, str | Path):
         loaded = load_config(Path(config) if config is not None else None)
         if loaded is None:
@@ -437,12 +475,16 @@ def install(config: Config | Path | str | None = None, *, strict: bool | None = 
             "callweave: these modules were imported before the hook was installed and are not "
             f"instrumented: {', '.join(early)}", RuntimeWarning, stacklevel=2,
         )
+    # Child processes (subprocess with this interpreter, multiprocessing) inherit the
+    # configuration; the startup .pth installed with callweave installs the hook in them.
     os.environ["CALLWEAVE_CONFIG_JSON"] = config.to_json()
-    if report_at_exit and not _report_registered and config.report.kind != "none":
-        from callweave import report as _report
-
-        atexit.register(_report.write_exit_report, config.report)
-        _report_registered = True
+    _report_state["child"] = _report_state["child"] or child
+    if report_at_exit and config.report.kind != "none":
+        _report_state["spec"] = config.report
+        if not _at_exit_registered:
+            atexit.register(_write_report_once)
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _at_exit_registered = True
     return finder
 
 
@@ -457,4 +499,6 @@ def uninstall() -> bool:
         if isinstance(finder, CallweaveFinder):
             sys.meta_path.remove(finder)
             removed = True
+    if removed:
+        os.environ.pop("CALLWEAVE_CONFIG_JSON", None)
     return removed

@@ -1,0 +1,7 @@
+"""``python -m callweave run|show|check ...``."""
+
+import sys
+
+from callweave.cli import main
+
+sys.exit(main())
