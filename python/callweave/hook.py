@@ -18,6 +18,7 @@ working.
 
 from __future__ import annotations
 
+import _imp
 import atexit
 import builtins
 import hashlib
@@ -130,6 +131,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
     def _key(self, fullname: str, data: bytes) -> bytes:
         config = self._finder.config
         parts = [
+            fullname,
             _native.__version__,
             str(_FORMAT),
             config.rules_hash(fullname),
@@ -282,9 +284,16 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         entry = self._read_cache(cache, key)
         if entry is not None:
             _counters["cache_hits"] += 1
+            # As for ordinary bytecode: a tree moved with its __pycache__ names its new path.
+            _imp._fix_co_filename(entry[0], path)
         else:
             try:
                 entry = self._rewrite(fullname, path, data, key_hash)
+            except SyntaxError as exc:
+                # The user's own error, as a plain import raises it: not chained to the
+                # engine's parse error or to the rewritten source's SyntaxError.
+                exc.__suppress_context__ = True
+                raise
             except RewriteError as exc:
                 if self._finder.strict:
                     raise ImportError(
@@ -414,7 +423,12 @@ def _write_report_once() -> None:
         return
     _report_state["written"] = True
     from callweave import report as _report
+    from callweave.profiler import stats
 
+    # A child that ran nothing profiled (multiprocessing's resource tracker or forkserver,
+    # a helper subprocess) writes no report.
+    if _report_state["child"] and not any(s.count for s in stats()):
+        return
     _report.write_exit_report(_report_spec())
 
 
@@ -426,12 +440,23 @@ def _after_fork_in_child() -> None:
     reset_stats()
     _report_state["child"] = True
     _report_state["written"] = False
-    mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None and _report_state["spec"] is not None:
-        mp_util.Finalize(None, _write_report_once, exitpriority=0)
 
 
 _at_exit_registered = False
+
+
+class _Token:
+    """A weak-referenceable key for multiprocessing's after-fork registry."""
+
+
+_MP_TOKEN = _Token()
+
+
+def _register_mp_finalizer(_token: object) -> None:
+    import multiprocessing.util
+
+    _report_state["child"] = True
+    multiprocessing.util.Finalize(None, _write_report_once, exitpriority=0)
 
 
 def install(config: Config | Path | str | None = None, *, strict: bool | None = None,
@@ -466,9 +491,10 @@ def install(config: Config | Path | str | None = None, *, strict: bool | None = 
         uninstall()
         sys.meta_path.insert(0, finder)
     early = sorted(
-        name for name in list(sys.modules)
+        name for name, module in list(sys.modules.items())
         if config.matches_module(name) and not _excluded(name)
         and name != "__main__"
+        and not isinstance(getattr(module, "__loader__", None), CallweaveLoader)
     )
     if early:
         warnings.warn(
@@ -485,6 +511,12 @@ def install(config: Config | Path | str | None = None, *, strict: bool | None = 
             atexit.register(_write_report_once)
             os.register_at_fork(after_in_child=_after_fork_in_child)
             _at_exit_registered = True
+        # multiprocessing children leave through os._exit after running multiprocessing's
+        # finalizers, not atexit; Process._bootstrap clears the finalizers it inherited and then
+        # runs the after-fork hooks, where the report's finalizer is registered anew.
+        import multiprocessing.util
+
+        multiprocessing.util.register_after_fork(_MP_TOKEN, _register_mp_finalizer)
     return finder
 
 
