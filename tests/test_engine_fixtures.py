@@ -101,7 +101,7 @@ def test_profile_fixture_runs_the_same(path):
         record.calls.append(site)
         return await call(*args, **kwargs)
 
-    def exit_(record, raised=False):
+    def exit_(record, raised=None):
         record.exited.append(raised)
 
     rule = _native.Rule.profile(

@@ -19,6 +19,7 @@ from callweave.profiler import (
     reset_stats,
     stats,
 )
+from callweave.reports import report
 from callweave.sites import CallSite
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "default_below_log",
     "flat_profile",
     "install",
+    "report",
     "reset_stats",
     "rewrite_function",
     "stats",

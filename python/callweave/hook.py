@@ -35,7 +35,7 @@ from types import CodeType, ModuleType
 from typing import Any
 
 from callweave import _native
-from callweave._compile import compile_rewritten
+from callweave._compile import compile_rewritten, raise_users_syntax_error
 from callweave.config import Config, ProfileRule, WrapRule, load_config
 from callweave.errors import ConfigError, RewriteError
 from callweave.profiler import (
@@ -221,7 +221,13 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
     def _rewrite(self, fullname: str, path: str, data: bytes, key_hash: str) -> tuple[
         CodeType, Any
     ]:
-        source = importlib.util.decode_source(data)
+        try:
+            source = importlib.util.decode_source(data)
+        except (SyntaxError, UnicodeDecodeError):
+            # A bad coding declaration or undecodable bytes: the running Python's own error,
+            # with the file and line (tokenize's error has neither).
+            raise_users_syntax_error(data, path)
+            raise
         rules = self._rules(fullname, key_hash)
         tree_hook = None
         if self._pytest_hook is not None:
@@ -249,7 +255,10 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
     def _bind(self, fullname: str, path: str, key_hash: str, meta: Any) -> None:
         """Makes what the rewritten code calls available (once per module version)."""
         names = self._names(fullname, key_hash)
-        if hasattr(builtins, names["enter"]) or hasattr(builtins, names["sites"]):
+        bound = self._finder.bound.get(names["enter"])
+        if bound is not None:
+            # The same module version again (a reload of unchanged source): same profiles.
+            self._bound = list(bound)
             return
         functions, sites = meta
         profiles, wraps = self._finder.config.rules_for_module(fullname)
@@ -267,6 +276,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
             self._bound.append((table[-1], qualname))
         if table:
             setattr(builtins, names["enter"], _native.ProfileTable(table).enter_function())
+        self._finder.bound[names["enter"]] = list(self._bound)
 
     # -- importlib API -------------------------------------------------------------------
 
@@ -339,6 +349,8 @@ class CallweaveFinder:
         for rule in config.wrap:
             setattr(builtins, self.wrapper_name(rule), self.resolved[rule.wrapper])
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
+        #: Profiles of each loaded module version (by its entry name), with their qualnames.
+        self.bound: dict[str, list[tuple[_native.FunctionProfile, str]]] = {}
 
     def wrapper_name(self, rule: WrapRule) -> str:
         """The builtin name under which a wrap rule's wrapper is found."""
@@ -422,14 +434,14 @@ def _write_report_once() -> None:
     if _report_state["written"] or _report_state["spec"] is None:
         return
     _report_state["written"] = True
-    from callweave import report as _report
+    from callweave.reports import write_exit_report
     from callweave.profiler import stats
 
     # A child that ran nothing profiled (multiprocessing's resource tracker or forkserver,
     # a helper subprocess) writes no report.
     if _report_state["child"] and not any(s.count for s in stats()):
         return
-    _report.write_exit_report(_report_spec())
+    write_exit_report(_report_spec())
 
 
 def _after_fork_in_child() -> None:

@@ -17,6 +17,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from callweave import _native
 from callweave._functions import Layer, rewrite_with_layers, unique_suffix
 from callweave.config import parse_duration
+from callweave.decorators import _names
 
 __all__ = [
     "CallTimes",
@@ -270,9 +271,12 @@ def flat_profile(
     """
     if below_callback is None and above_callback is None:
         raise ValueError("at least one of below_callback and above_callback must be given")
-    limit = parse_duration(time_limit)
-    black = None if blacklist is None else list(blacklist)
-    white = None if whitelist is None else list(whitelist)
+    try:
+        limit = parse_duration(time_limit)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"time_limit={time_limit!r}: {exc}") from None
+    black = _names(blacklist, "blacklist")
+    white = _names(whitelist, "whitelist")
     _native.Rule.wrap(
         wrapper="__callweave_check__", functions=["x"], ignore_builtins=ignore_builtins,
         blacklist=black, whitelist=white,
@@ -288,9 +292,16 @@ def flat_profile(
                 at=at, ignore_builtins=ignore_builtins, blacklist=black, whitelist=white,
             )
 
+        registered: list[_native.FunctionProfile] = []
+
         def bind(new: Any, result: _native.Rewritten, layers: Any) -> None:
             if sum(1 for lay in layers if lay.name == "flat_profile") > 1:
                 raise ValueError(f"{new.__qualname__!r} is already profiled by flat_profile")
+            if registered:
+                # A later decorator rewrote the function again: it keeps its one profile (and
+                # the entry global, which the earlier function object still uses).
+                new.__callweave_profile__ = registered[0]
+                return
             code = new.__code__
             (row,) = [f for f in result.functions if f[4] is not None]
             site_rows = [result.sites[i] for i in row[4][2]]
@@ -302,6 +313,7 @@ def flat_profile(
             profile.set_function(new)
             new.__globals__[enter_name] = _native.ProfileTable([profile]).enter_function()
             new.__callweave_profile__ = profile
+            registered.append(profile)
 
         names = dict(RUNTIME_NAMES)
         layer = Layer("flat_profile", make_rule, names, bind)

@@ -109,8 +109,7 @@ pub enum Layer {
     Profile {
         /// Global name of the entry callable, called with the function's index in the rewrite.
         enter: String,
-        /// Global name of the exit callable: `EXIT(RECORD)`, `EXIT(RECORD, True)` on an
-        /// exception.
+        /// Global name of the exit callable: `EXIT(RECORD)` in a `finally`.
         exit: String,
         /// Global name of the call timer.
         timer: String,

@@ -4,13 +4,12 @@
 //! RECORD = ENTER(FN)
 //! try:
 //!     BODY
-//! except: EXIT(RECORD, True); raise
 //! finally: EXIT(RECORD)
 //! ```
 //!
 //! so the record is a local of the function's own frame, and entry and exit are two calls of
-//! C functions. A bare `raise` re-raises without adding a traceback entry; `EXIT` is a no-op
-//! on an ended record.
+//! C functions. `EXIT` tells an exception leaving the frame from the exception being handled
+//! (its traceback ends in the frame); it is a no-op on an ended record.
 //!
 //! The body lines are left as written where indentation allows: the inserted lines go one
 //! column right of the `def`, and a docstring moves to that column too (it stays the first
@@ -65,7 +64,6 @@ pub(crate) fn entry_edits<'e>(
     } = *names;
     let assign = format!("{record} = {enter}({index})");
     let only_doc = format!("{exit}({enter}({index}))");
-    let except = format!("except: {exit}({record}, True); raise");
     let finally = format!("finally: {exit}({record})");
     let def_start = def.name.range.start().to_usize();
     let (def_line, _) = cx.lines.line_col(def_start);
@@ -92,7 +90,7 @@ pub(crate) fn entry_edits<'e>(
     let body_end = body
         .last()
         .map_or(first_start, |s| s.range().end().to_usize());
-    let footer = |indent: &str| format!("{nl}{indent}{except}{nl}{indent}{finally}");
+    let footer = |indent: &str| format!("{nl}{indent}{finally}");
 
     if !first_at_line_start {
         // The suite is on the header line: `def f(x): a; return b`.

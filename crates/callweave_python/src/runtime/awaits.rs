@@ -63,7 +63,9 @@ fn awaitable_iter<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     )))
 }
 
-/// Builds the timer for a call that returned `result` (or failed).
+/// Builds the timer for a call that returned `result` (or failed). A result that cannot be
+/// awaited is returned as it is, timed as a plain call, so that the `await` itself raises
+/// CPython's own TypeError at its own position.
 pub(crate) fn start_await<'py>(
     py: Python<'py>,
     record: Bound<'py, Record>,
@@ -71,7 +73,7 @@ pub(crate) fn start_await<'py>(
     start: u64,
     callee: Bound<'py, PyAny>,
     result: PyResult<Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, AwaitTimer>> {
+) -> PyResult<Bound<'py, PyAny>> {
     let finish_now = |rec: &Bound<'py, Record>| {
         // SAFETY: GIL held; `callee` is alive.
         unsafe {
@@ -79,8 +81,19 @@ pub(crate) fn start_await<'py>(
                 .add(py, site, ticks().saturating_sub(start), callee.as_ptr())
         };
     };
-    let iter = match result.and_then(|r| awaitable_iter(&r)) {
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            finish_now(&record);
+            return Err(e);
+        }
+    };
+    let iter = match awaitable_iter(&result) {
         Ok(it) => it,
+        Err(e) if e.is_instance_of::<PyTypeError>(py) => {
+            finish_now(&record);
+            return Ok(result);
+        }
         Err(e) => {
             finish_now(&record);
             return Err(e);
@@ -98,6 +111,7 @@ pub(crate) fn start_await<'py>(
             }),
         },
     )
+    .map(Bound::into_any)
 }
 
 impl AwaitTimer {

@@ -42,8 +42,8 @@ pub(crate) struct FunctionState {
     pub(crate) below: Option<Py<PyAny>>,
     /// Keep every call's callee and duration per invocation (custom callbacks need them).
     pub(crate) record_calls: bool,
-    /// The function object, once known; callbacks receive it.
-    pub(crate) func: OnceLock<Py<PyAny>>,
+    /// The function object, once known (replaced on reload); callbacks receive it.
+    pub(crate) func: Mutex<Option<Py<PyAny>>>,
     pub(crate) count: AtomicU64,
     pub(crate) total_ns: AtomicU64,
     pub(crate) min_ns: AtomicU64,
@@ -67,7 +67,7 @@ impl FunctionState {
             above: None,
             below: None,
             record_calls: false,
-            func: OnceLock::new(),
+            func: Mutex::new(None),
             count: AtomicU64::new(0),
             total_ns: AtomicU64::new(0),
             min_ns: AtomicU64::new(u64::MAX),
@@ -204,7 +204,7 @@ impl FunctionProfile {
             above,
             below,
             record_calls,
-            func: OnceLock::new(),
+            func: Mutex::new(None),
             count: AtomicU64::new(0),
             total_ns: AtomicU64::new(0),
             min_ns: AtomicU64::new(u64::MAX),
@@ -276,12 +276,18 @@ impl FunctionProfile {
     /// The function object, or None before it is known.
     #[getter]
     fn function(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state.func.get().map(|f| f.clone_ref(py))
+        self.state
+            .func
+            .lock()
+            .ok()
+            .and_then(|f| f.as_ref().map(|f| f.clone_ref(py)))
     }
 
-    /// Records the function object (first call wins).
+    /// Records the function object (a reloaded module's function replaces the old one).
     fn set_function(&self, func: Py<PyAny>) {
-        let _ = self.state.func.set(func);
+        if let Ok(mut slot) = self.state.func.lock() {
+            *slot = Some(func);
+        }
     }
 
     /// Aggregates: a dict with `count`, `errors`, `total`, `min`, `max`, `p50`, `p95`, `p99`

@@ -138,12 +138,22 @@ impl Record {
         } else {
             func.below.as_ref()
         };
+        let py = slf.py();
         if let (Some(cb), Some(dispatch)) = (callback, DISPATCHER.get()) {
-            let py = slf.py();
             let total = total_ns as f64 / 1e9;
-            if let Err(err) = dispatch.call1(py, (cb, total, slf)) {
+            // Bound values only: this runs from raw C entry points, where PyO3 would defer the
+            // release of a dropped `Py` to its pending pool instead of releasing it now.
+            if let Err(err) = dispatch.bind(py).call1((cb.bind(py), total, slf)) {
                 err.write_unraisable(py, Some(slf.as_any()));
             }
+        }
+        // The per-call list has served its callback; a closure that outlives the invocation
+        // (and so keeps the record) must not keep every callee alive.
+        // SAFETY: GIL held; the list is moved out before it is dropped, so no reference into
+        // the record is alive while callees' destructors run.
+        let events = std::mem::take(unsafe { &mut (*this.inner.get()).events });
+        for event in events {
+            drop(event.callee.into_bound(py));
         }
     }
 }

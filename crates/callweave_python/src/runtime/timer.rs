@@ -17,6 +17,11 @@ use super::clock::ticks;
 use super::profile::ProfileTable;
 use super::record::Record;
 
+extern "C" {
+    /// CPython 3.11+: the exception being handled (`sys.exception()`), a new reference or NULL.
+    fn PyErr_GetHandledException() -> *mut ffi::PyObject;
+}
+
 /// `Record`'s type object, cached at module init for a pointer comparison on the hot path.
 static RECORD_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
 
@@ -259,16 +264,40 @@ unsafe extern "C" fn exit_record(
     if unsafe { ffi::Py_TYPE(rec) } != RECORD_TYPE.load(Ordering::Relaxed) {
         return raise::<PyTypeError>(py, "exit_record() needs a callweave record".into());
     }
-    let raised = nargs == 2 && {
+    let raised = if nargs == 2 {
         match unsafe { ffi::PyObject_IsTrue(*args.add(1)) } {
             -1 => return std::ptr::null_mut(),
             v => v == 1,
         }
+    } else {
+        leaving_with_exception(py)
     };
     // SAFETY: the type check above makes this cast valid.
     let record = unsafe { Bound::from_borrowed_ptr(py, rec).cast_into_unchecked::<Record>() };
     Record::exit(&record, raised);
     py.None().into_ptr()
+}
+
+/// Whether the calling frame is being left by an exception: in a `finally` block on the
+/// exceptional path, the exception being handled is the one propagating, and the head of its
+/// traceback (entries are prepended as it propagates) is the current frame. An exception the
+/// caller was handling when it called us has an older frame there.
+fn leaving_with_exception(py: Python<'_>) -> bool {
+    // SAFETY: GIL held; returns a new reference, or NULL (no error set) when nothing is being
+    // handled — the common case, costing one call.
+    let handled = unsafe { PyErr_GetHandledException() };
+    let Some(exc_info) = (unsafe { Bound::from_owned_ptr_or_opt(py, handled) }) else {
+        return false;
+    };
+    if exc_info.is_none() {
+        return false;
+    }
+    // SAFETY: GIL held; the current frame is the profiled function's (borrowed reference).
+    let frame = unsafe { ffi::PyEval_GetFrame() };
+    exc_info
+        .getattr("__traceback__")
+        .and_then(|tb| tb.getattr("tb_frame"))
+        .is_ok_and(|f| f.as_ptr() == frame.cast::<ffi::PyObject>())
 }
 
 /// `enter(index)`: a new record for the table's function `index`, its clock started.

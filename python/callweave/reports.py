@@ -1,0 +1,671 @@
+"""Reports of flat-profiling statistics: text, JSON and pstats, on demand or at exit.
+
+:func:`report` is the entry point (``callweave.report("text")``, ``report("json", path)``,
+``report(config.report)``); :func:`write_exit_report` is the same for ``atexit`` and never
+raises. The formats:
+
+``text``
+    A table of the functions that ran, longest total first, each followed by its top call
+    sites by total time (:func:`render_text`). Durations are shown in ns, µs, ms or s.
+
+``json``
+    ``{"schema": 1, "callweave": VERSION, "python": "3.12.3", "pid": 1234, "functions":
+    [...]}``, one :meth:`FunctionStats.to_dict` per function (with its sites), longest total
+    first (:func:`to_json`). :func:`merge_json` merges the documents of several processes and
+    :func:`stats_from_json` turns a document back into :class:`FunctionStats`.
+
+``pstats``
+    The ``marshal``-ed dict that CPython's profilers write, so ``pstats.Stats(path)`` and
+    snakeviz open it and ``pstats.Stats(path1, path2)`` adds several processes up
+    (:func:`write_pstats`, model in :func:`to_pstats`).
+
+Entries of the same function (same module, qualname, file and first line), as when a
+decorated function is defined again each time a factory runs, are combined in every format:
+counts and totals add up, ``min``/``max`` are the extremes and ``p50``/``p95``/``p99`` the
+largest of the entries' values, an upper bound of the combined percentile (exact for one
+entry). The same rule merges processes in :func:`merge_json`, which also keeps each
+process's own numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+import math
+import os
+import platform
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final, TextIO, TypeAlias
+
+from callweave._native import __version__
+from callweave.config import Report
+from callweave.profiler import FunctionStats, SiteStats
+from callweave.profiler import stats as current_stats
+
+__all__ = [
+    "EMPTY_PSTATS_KEY",
+    "JSON_SCHEMA",
+    "format_duration",
+    "merge_json",
+    "render_json",
+    "render_text",
+    "report",
+    "stats_from_json",
+    "to_json",
+    "to_pstats",
+    "write_exit_report",
+    "write_json",
+    "write_pstats",
+]
+
+#: Version of the JSON document's layout; bumped when a field changes meaning or goes away.
+JSON_SCHEMA: Final = 1
+#: Call sites shown under each function in the text report.
+TOP_SITES: Final = 5
+#: Widest function or call-site label in the text report; longer ones are cut with "…".
+NAME_WIDTH: Final = 72
+KINDS: Final = ("text", "json", "pstats", "none")
+#: The only entry of a pstats file when no profiled function ran.
+EMPTY_PSTATS_KEY: Final = ("~", 0, "<callweave: no profiled function ran>")
+
+StatsInput: TypeAlias = Iterable[FunctionStats] | None
+PathLike: TypeAlias = str | os.PathLike[str]
+PstatsKey: TypeAlias = tuple[str, int, str]
+PstatsCall: TypeAlias = tuple[int, int, float, float]
+PstatsEntry: TypeAlias = tuple[int, int, float, float, dict[PstatsKey, PstatsCall]]
+
+_FunctionKey: TypeAlias = tuple[str, str, str, int]
+_SiteKey: TypeAlias = tuple[int, str, str | None]
+
+_PERCENTILES: Final = ("p50", "p95", "p99")
+_PROCESS_FIELDS: Final = ("count", "errors", "total", "min", "max", *_PERCENTILES)
+
+
+# ---------------------------------------------------------------------------- combining
+
+
+def _function_key(f: FunctionStats) -> _FunctionKey:
+    return (f.module, f.qualname, f.filename, f.line)
+
+
+def _site_key(s: SiteStats) -> _SiteKey:
+    return (s.line, s.text, s.callee)
+
+
+def _merge_sites(a: list[SiteStats], b: list[SiteStats]) -> list[SiteStats]:
+    """Sites of both lists, those with the same line, text and callee added up."""
+    merged: dict[_SiteKey, SiteStats] = {}
+    for s in (*a, *b):
+        key = _site_key(s)
+        old = merged.get(key)
+        if old is None:
+            merged[key] = s
+            continue
+        count = old.count + s.count
+        total = old.total + s.total
+        merged[key] = SiteStats(
+            text=s.text, callee=s.callee, line=s.line, count=count, total=total,
+            mean=total / count if count else 0.0, max=max(old.max, s.max),
+        )
+    return list(merged.values())
+
+
+def _merge_functions(a: FunctionStats, b: FunctionStats) -> FunctionStats:
+    """Two entries of one function as one; percentiles are the larger (an upper bound)."""
+    count = a.count + b.count
+    total = a.total + b.total
+    ran = [f for f in (a, b) if f.count]
+    return FunctionStats(
+        module=a.module, qualname=a.qualname, filename=a.filename, line=a.line,
+        time_limit=min(a.time_limit, b.time_limit), count=count, errors=a.errors + b.errors,
+        total=total, mean=total / count if count else 0.0,
+        min=min((f.min for f in ran), default=0.0), max=max(a.max, b.max),
+        p50=max(a.p50, b.p50), p95=max(a.p95, b.p95), p99=max(a.p99, b.p99),
+        sites=_merge_sites(a.sites, b.sites),
+    )
+
+
+def _combine(stats: StatsInput) -> list[FunctionStats]:
+    """The stats (this process's when None) with entries of the same function combined."""
+    combined: dict[_FunctionKey, FunctionStats] = {}
+    for f in current_stats() if stats is None else stats:
+        key = _function_key(f)
+        old = combined.get(key)
+        combined[key] = f if old is None else _merge_functions(old, f)
+    return list(combined.values())
+
+
+def _by_total(functions: Iterable[FunctionStats]) -> list[FunctionStats]:
+    return sorted(functions, key=lambda f: (-f.total, f.module, f.qualname, f.line))
+
+
+# ---------------------------------------------------------------------------- text
+
+
+_INNER_SPACE: Final = re.compile(r"([(\[{]) | ([)\]}])")
+_UNITS: Final = (("s", 1.0), ("ms", 1e-3), ("\u00b5s", 1e-6), ("ns", 1e-9))
+
+
+def format_duration(seconds: float) -> str:
+    """A duration with three significant digits in s, ms, µs or ns: ``"1.25ms"``, ``"980ns"``.
+
+    Args:
+        seconds: The duration.
+
+    Returns:
+        The text; ``"0"`` for zero.
+    """
+    if not math.isfinite(seconds):
+        return str(seconds)
+    if seconds == 0:
+        return "0"
+    magnitude = abs(seconds)
+    unit, scale = next(((u, f) for u, f in _UNITS if magnitude >= 0.9995 * f), _UNITS[-1])
+    value = magnitude / scale
+    decimals = 2 if value < 9.995 else 1 if value < 99.95 else 0
+    sign = "-" if seconds < 0 else ""
+    return f"{sign}{value:.{decimals}f}{unit}"
+
+
+def _one_line(text: str) -> str:
+    """The text on one line: whitespace runs collapsed, none just inside brackets."""
+    text = " ".join(text.split())
+    return _INNER_SPACE.sub(lambda m: m.group(1) or m.group(2), text)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+def _site_label(s: SiteStats, line_width: int) -> str:
+    text = _one_line(s.text)
+    label = f"  {s.line:>{line_width}}  {text}"
+    if s.callee and not text.startswith(s.callee):
+        label += f"  [{s.callee}]"
+    return label
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def render_text(stats: StatsInput = None, *, top_sites: int = TOP_SITES) -> str:
+    """A readable table of the functions that ran and their costliest call sites.
+
+    Functions are sorted by total time, longest first; each row shows ``module:qualname``,
+    invocations, invocations that raised, total, mean, p95 and max time and the time limit.
+    Under it come its ``top_sites`` call sites by total time (line, call text, calls, total,
+    mean and max time; the callee's name is added in brackets when the text does not start
+    with it), then one line adding up the rest.
+
+    Args:
+        stats: The statistics; None for this process's (:func:`callweave.stats`).
+        top_sites: Call sites listed per function.
+
+    Returns:
+        The report, ending with a newline; ``"callweave: no profiled function ran"`` when no
+        function ran.
+    """
+    functions = _combine(stats)
+    ran = _by_total(f for f in functions if f.count)
+    if not ran:
+        return "callweave: no profiled function ran\n"
+    d = format_duration
+    header: tuple[str, ...] = (
+        "function / call site", "count", "errors", "total", "mean", "p95", "max", "limit",
+    )
+    line_width = max((len(str(s.line)) for f in ran for s in f.sites), default=1)
+    blocks: list[list[tuple[str, ...]]] = []
+    for f in ran:
+        block: list[tuple[str, ...]] = [
+            (f"{f.module}:{f.qualname}", f"{f.count:,}", f"{f.errors:,}", d(f.total),
+             d(f.mean), d(f.p95), d(f.max), d(f.time_limit)),
+        ]
+        sites = sorted((s for s in f.sites if s.count),
+                       key=lambda s: (-s.total, s.line, s.text))
+        for s in sites[: max(top_sites, 0)]:
+            block.append((_site_label(s, line_width), f"{s.count:,}", "", d(s.total),
+                           d(s.mean), "", d(s.max), ""))
+        rest = sites[max(top_sites, 0):]
+        if rest:
+            label = f"  {'':>{line_width}}  \u2026 {len(rest)} more call site"
+            label += "" if len(rest) == 1 else "s"
+            block.append((label, f"{sum(s.count for s in rest):,}", "",
+                          d(sum(s.total for s in rest)), "", "", d(max(s.max for s in rest)),
+                          ""))
+        blocks.append(block)
+    rows = [row for block in blocks for row in block]
+    name_width = min(max(len(header[0]), *(len(r[0]) for r in rows)), NAME_WIDTH)
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(1, len(header))]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [_cut(row[0], name_width).ljust(name_width)]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths, strict=True)]
+        return "  ".join(cells).rstrip()
+
+    invocations = sum(f.count for f in ran)
+    title = (f"callweave: {_plural(len(ran), 'profiled function')} ran "
+             f"{_plural(invocations, 'time')}")
+    idle = len(functions) - len(ran)
+    if idle:
+        title += f"; {idle:,} never ran"
+    out = [title, "", line(header)]
+    for i, block in enumerate(blocks):
+        if i and len(blocks[i - 1]) + len(block) > 2:
+            out.append("")
+        out.extend(line(row) for row in block)
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------- JSON
+
+
+def _finite(value: Any) -> Any:
+    """The value with non-finite floats replaced by None (strict JSON has no Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def to_json(stats: StatsInput = None) -> dict[str, Any]:
+    """The statistics as a JSON-ready document.
+
+    Layout (``schema`` 1)::
+
+        {"schema": 1, "callweave": "0.1.0", "python": "3.12.3", "pid": 1234,
+         "functions": [{"module", "qualname", "filename", "line", "time_limit", "count",
+                        "errors", "total", "mean", "min", "max", "p50", "p95", "p99",
+                        "sites": [{"text", "callee", "line", "count", "total", "mean",
+                                   "max"}, ...]}, ...]}
+
+    Times are in seconds. Functions are sorted by total time, longest first, and include
+    those that never ran (``count`` 0); sites are in source order.
+
+    Args:
+        stats: The statistics; None for this process's.
+
+    Returns:
+        The document.
+    """
+    return {
+        "schema": JSON_SCHEMA,
+        "callweave": __version__,
+        "python": platform.python_version(),
+        "pid": os.getpid(),
+        "functions": [_finite(f.to_dict()) for f in _by_total(_combine(stats))],
+    }
+
+
+def render_json(stats: StatsInput = None) -> str:
+    """:func:`to_json` as indented JSON text ending with a newline."""
+    return _dumps(to_json(stats))
+
+
+def _dumps(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_json(stats: StatsInput, path: PathLike) -> None:
+    """Writes :func:`render_json` to a file (UTF-8, replaced atomically).
+
+    Args:
+        stats: The statistics; None for this process's.
+        path: The file; missing parent directories are created.
+
+    Raises:
+        OSError: The file could not be written.
+    """
+    _write_atomic(path, render_json(stats).encode("utf-8"))
+
+
+def _check_doc(doc: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(doc, Mapping) or "schema" not in doc:
+        raise ValueError(f"{where} is not a callweave JSON report (it has no 'schema')")
+    schema = doc["schema"]
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+        raise ValueError(f"{where} has a bad schema {schema!r}")
+    if schema > JSON_SCHEMA:
+        raise ValueError(
+            f"{where} has schema {schema}; this callweave ({__version__}) reads up to "
+            f"{JSON_SCHEMA}"
+        )
+    if not isinstance(doc.get("functions"), list):
+        raise ValueError(f"{where} has no 'functions' list")
+    return doc
+
+
+def _function_from_json(data: Mapping[str, Any], where: str) -> FunctionStats:
+    try:
+        sites = [
+            SiteStats(text=s["text"], callee=s["callee"], line=s["line"], count=s["count"],
+                      total=s["total"], mean=s["mean"], max=s["max"])
+            for s in data.get("sites", [])
+        ]
+        return FunctionStats(
+            module=data["module"], qualname=data["qualname"], filename=data["filename"],
+            line=data["line"],
+            time_limit=math.inf if data["time_limit"] is None else data["time_limit"],
+            count=data["count"], errors=data["errors"], total=data["total"],
+            mean=data["mean"], min=data["min"], max=data["max"], p50=data["p50"],
+            p95=data["p95"], p99=data["p99"], sites=sites,
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{where}: a function entry lacks or mangles {exc}") from None
+
+
+def stats_from_json(doc: Mapping[str, Any]) -> list[FunctionStats]:
+    """The :class:`FunctionStats` of a document of :func:`to_json` or :func:`merge_json`.
+
+    Args:
+        doc: The parsed document.
+
+    Returns:
+        Its functions, in the document's order (extra keys such as ``processes`` are
+        ignored).
+
+    Raises:
+        ValueError: Not a callweave document, a newer schema, or a malformed entry.
+    """
+    doc = _check_doc(doc, "the document")
+    return [_function_from_json(f, "the document") for f in doc["functions"]]
+
+
+def _process_entry(f: FunctionStats, pid: object) -> dict[str, Any]:
+    entry: dict[str, Any] = {"pid": pid}
+    entry.update({name: getattr(f, name) for name in _PROCESS_FIELDS})
+    return entry
+
+
+def merge_json(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Merges the JSON reports of several processes (or earlier merges) into one.
+
+    The result has the layout of :func:`to_json` with ``"pid": null``, ``"python"`` set only
+    when all processes agree, and a ``"processes"`` list of ``{"pid", "python",
+    "callweave"}``. Functions are matched by module, qualname, file and first line; sites by
+    line, text and callee. Counts, errors and totals are summed, means recomputed, ``min``
+    and ``max`` are the extremes, ``time_limit`` the smallest. Percentiles cannot be merged
+    exactly from summaries, so ``p50``/``p95``/``p99`` are the largest of the processes'
+    values: an upper bound of the true merged percentile (at most that share of all
+    invocations can lie above it), exact when one process ran the function. Each merged
+    function also keeps ``"processes"``: per process its ``pid``, ``count``, ``errors``,
+    ``total``, ``min``, ``max`` and percentiles. Merging is associative: merged documents
+    can be merged again.
+
+    Args:
+        docs: Parsed documents from :func:`to_json` or :func:`merge_json`.
+
+    Returns:
+        The merged document, functions sorted by total time, longest first.
+
+    Raises:
+        ValueError: A document is not a callweave report, has a newer schema or a
+            malformed entry; the message says which (by position, from 0).
+    """
+    processes: list[dict[str, Any]] = []
+    functions: dict[_FunctionKey, FunctionStats] = {}
+    per_process: dict[_FunctionKey, list[dict[str, Any]]] = {}
+    for i, raw in enumerate(docs):
+        where = f"report {i}"
+        doc = _check_doc(raw, where)
+        merged_before = isinstance(doc.get("processes"), list)
+        if merged_before:
+            processes.extend(dict(p) for p in doc["processes"])
+        else:
+            processes.append({"pid": doc.get("pid"), "python": doc.get("python"),
+                              "callweave": doc.get("callweave")})
+        for data in doc["functions"]:
+            f = _function_from_json(data, where)
+            key = _function_key(f)
+            old = functions.get(key)
+            functions[key] = f if old is None else _merge_functions(old, f)
+            entries = data.get("processes") if merged_before else None
+            if isinstance(entries, list):
+                per_process.setdefault(key, []).extend(dict(e) for e in entries)
+            else:
+                per_process.setdefault(key, []).append(_process_entry(f, doc.get("pid")))
+    pythons = {p.get("python") for p in processes}
+    out_functions = []
+    for f in _by_total(functions.values()):
+        data = _finite(f.to_dict())
+        data["processes"] = _finite(per_process[_function_key(f)])
+        out_functions.append(data)
+    return {
+        "schema": JSON_SCHEMA,
+        "callweave": __version__,
+        "python": pythons.pop() if len(pythons) == 1 else None,
+        "pid": None,
+        "processes": processes,
+        "functions": out_functions,
+    }
+
+
+# ---------------------------------------------------------------------------- pstats
+
+
+def _site_name(s: SiteStats) -> str:
+    if s.callee:
+        return s.callee
+    return _cut(_one_line(s.text), 60)
+
+
+def _add_entry(out: dict[PstatsKey, PstatsEntry], key: PstatsKey, calls: int, tottime: float,
+               cumtime: float, caller: PstatsKey | None) -> None:
+    old = out.get(key)
+    callers: dict[PstatsKey, PstatsCall] = {} if old is None else old[4]
+    if caller is not None:
+        prev = callers.get(caller, (0, 0, 0.0, 0.0))
+        callers[caller] = (prev[0] + calls, prev[1] + calls, prev[2] + tottime,
+                           prev[3] + cumtime)
+    if old is None:
+        out[key] = (calls, calls, tottime, cumtime, callers)
+    else:
+        out[key] = (old[0] + calls, old[1] + calls, old[2] + tottime, old[3] + cumtime, callers)
+
+
+def to_pstats(stats: StatsInput = None) -> dict[PstatsKey, PstatsEntry]:
+    """The statistics in the layout of ``pstats.Stats.stats``.
+
+    Keys are ``(filename, line, name)``; values ``(primitive calls, calls, tottime,
+    cumtime, callers)`` with ``callers`` mapping a caller's key to ``(calls, primitive
+    calls, tottime, cumtime)`` as cProfile writes them. The model:
+
+    * each profiled function that ran is a node ``(its file, its first line, its qualname)``
+      with no callers, ``cumtime`` its total and ``tottime`` its total minus the time in its
+      timed calls (never below zero: calls that run inside other timed calls, such as those
+      in a generator expression passed to ``sum``, are counted in both);
+    * each call site that ran is a node ``(the function's file, the call's line, the
+      callee's name)`` (the call text when it has no name), called by its function, with
+      ``tottime`` = ``cumtime`` = the site's total. Sites on one line with the same callee
+      share a node. A site node whose key equals a profiled function's gets `` (call)``
+      appended to its name.
+
+    When no function ran, the dict holds one entry ``EMPTY_PSTATS_KEY`` with no calls, as
+    ``pstats`` refuses to load an empty one.
+
+    Recursion is not detected: a profiled function that calls itself counts the inner
+    invocations in its total again, as does its recursive call site.
+
+    Args:
+        stats: The statistics; None for this process's.
+
+    Returns:
+        The dict, ready for ``marshal.dump``.
+    """
+    functions = [f for f in _combine(stats) if f.count]
+    function_keys = {(f.filename, f.line, f.qualname) for f in functions}
+    out: dict[PstatsKey, PstatsEntry] = {}
+    for f in functions:
+        key = (f.filename, f.line, f.qualname)
+        timed = sum(s.total for s in f.sites)
+        _add_entry(out, key, f.count, max(0.0, f.total - timed), f.total, None)
+        for s in f.sites:
+            if not s.count:
+                continue
+            site_key = (f.filename, s.line, _site_name(s))
+            if site_key in function_keys:
+                site_key = (f.filename, s.line, f"{site_key[2]} (call)")
+            _add_entry(out, site_key, s.count, s.total, s.total, key)
+    if not out:  # pstats refuses to load an empty dict
+        out[EMPTY_PSTATS_KEY] = (0, 0, 0.0, 0.0, {})
+    return out
+
+
+def write_pstats(stats: StatsInput, path: PathLike) -> None:
+    """Writes a pstats file that ``pstats.Stats(path)`` and snakeviz open.
+
+    The model is that of :func:`to_pstats`. Files of several processes add up with
+    ``pstats.Stats(path1, path2)`` or ``Stats.add``.
+
+    Args:
+        stats: The statistics; None for this process's.
+        path: The file (replaced atomically); missing parent directories are created.
+
+    Raises:
+        OSError: The file could not be written.
+    """
+    _write_atomic(path, marshal.dumps(to_pstats(stats)))
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def _write_atomic(path: PathLike, data: bytes) -> None:
+    """Writes the file through a temporary file beside it and ``os.replace``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        with open(temp, "xb") as out:
+            out.write(data)
+        os.replace(temp, target)
+    except BaseException:
+        try:
+            temp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+# ---------------------------------------------------------------------------- entry points
+
+
+def _resolve(kind: str | Report | None, path: PathLike | None) -> tuple[str, Path | None]:
+    """Validates a kind and path (or a Report, or ``"json:PATH"``) and expands ``{pid}``."""
+    if kind is None:
+        kind = "none"
+    if isinstance(kind, Report):
+        if path is not None:
+            raise ValueError(f"give a Report or a kind and a path, not both (path {path!r})")
+        path = kind.path
+        kind = kind.kind
+    elif not isinstance(kind, str):
+        raise TypeError(f"the report kind must be a str or a Report, not {type(kind).__name__}")
+    elif path is None and ":" in kind:
+        try:
+            parsed = Report.parse(kind)
+        except ValueError as exc:
+            raise ValueError(f"bad report {kind!r}: {exc}") from None
+        path = parsed.path
+        kind = parsed.kind
+    if kind not in KINDS:
+        raise ValueError(
+            f"unknown report kind {kind!r}; expected 'text', 'json', 'pstats' or 'none'"
+        )
+    if path is None:
+        if kind == "pstats":
+            raise ValueError("a 'pstats' report needs a path")
+        return kind, None
+    if kind == "none":
+        raise ValueError(f"a 'none' report takes no path, got {path!r}")
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"bad report path {path!r}")
+    return kind, Path(text.replace("{pid}", str(os.getpid())))
+
+
+def report(
+    kind: str | Report = "text",
+    path: PathLike | None = None,
+    *,
+    stats: StatsInput = None,
+    file: TextIO | None = None,
+) -> str | None:
+    """Writes a report of the profiling statistics now.
+
+    Args:
+        kind: ``"text"``, ``"json"``, ``"pstats"`` or ``"none"``; a configuration spec such
+            as ``"json:out.json"``; or a :class:`callweave.config.Report`
+            (``report(config.report)``).
+        path: The output file, replaced atomically (parent directories are created).
+            ``{pid}`` in it becomes the process id, so processes sharing one configuration
+            write separate files. Required for ``"pstats"``; for ``"text"`` the default is
+            ``file``; for ``"json"`` the text is returned instead.
+        stats: The statistics; None for this process's (:func:`callweave.stats`).
+        file: Where a ``"text"`` report (default ``sys.stderr``) or a ``"json"`` report
+            without a path goes.
+
+    Returns:
+        The JSON text for a ``"json"`` report with neither path nor file; otherwise None.
+
+    Raises:
+        ValueError: An unknown kind, a missing path for ``"pstats"``, a path for
+            ``"none"``, or both a path and a file; the message names the value.
+        TypeError: ``kind`` is neither a string nor a Report.
+        OSError: The file could not be written.
+    """
+    kind, target = _resolve(kind, path)
+    if target is not None and file is not None:
+        raise ValueError(f"give a path or a file, not both (path {os.fspath(target)!r})")
+    if kind == "none":
+        return None
+    if kind == "pstats":
+        assert target is not None  # _resolve requires it
+        write_pstats(stats, target)
+        return None
+    text = render_text(stats) if kind == "text" else render_json(stats)
+    if target is not None:
+        _write_atomic(target, text.encode("utf-8"))
+        return None
+    if kind == "json" and file is None:
+        return text
+    out = file if file is not None else sys.stderr
+    if out is not None:  # sys.stderr is None under pythonw
+        out.write(text)
+        out.flush()
+    return None
+
+
+def write_exit_report(report_spec: Report | str | None, *, stats: StatsInput = None) -> None:
+    """Writes the configured report; for ``atexit``, so it never raises.
+
+    On failure it writes one line to ``sys.stderr``: ``callweave: could not write the
+    <kind> report to <path>: <error>``.
+
+    Args:
+        report_spec: A :class:`callweave.config.Report`, a spec such as ``"text"`` or
+            ``"pstats:out.prof"``, or None for nothing.
+        stats: The statistics; None for this process's.
+    """
+    what, where = "exit", "stderr"
+    try:
+        kind, target = _resolve(report_spec, None)
+        what = kind
+        if target is not None:
+            where = os.fspath(target)
+        report(kind, target, stats=stats)
+    except BaseException as exc:  # an exit hook must not raise
+        try:
+            error = " ".join(f"{type(exc).__name__}: {exc}".split())
+            if sys.stderr is not None:
+                sys.stderr.write(f"callweave: could not write the {what} report to {where}: "
+                                 f"{error}\n")
+                sys.stderr.flush()
+        except BaseException:  # nowhere left to say it
+            pass

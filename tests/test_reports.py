@@ -1,0 +1,597 @@
+import io
+import json
+import marshal
+import math
+import os
+import platform
+import pstats
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtures import report_targets as t
+
+import callweave
+from callweave.config import Report
+from callweave.profiler import FunctionStats, SiteStats
+from callweave.reports import (
+    EMPTY_PSTATS_KEY,
+    JSON_SCHEMA,
+    format_duration,
+    merge_json,
+    render_json,
+    render_text,
+    report,
+    stats_from_json,
+    to_json,
+    to_pstats,
+    write_exit_report,
+    write_json,
+    write_pstats,
+)
+
+HERE = Path(__file__).parent
+MODULE = t.__name__
+FILE = t.__file__
+
+
+@pytest.fixture(autouse=True)
+def clean_stats():
+    callweave.reset_stats()
+    yield
+    callweave.reset_stats()
+
+
+def run_all(rounds=1):
+    for _ in range(rounds):
+        for _ in range(3):
+            t.heavy(10)
+        for i in range(5):
+            t.light(i)
+        with pytest.raises(ValueError):
+            t.failing(1)
+        t.many(3.5)
+        t.many(2)
+        t.Greeter().greet("x")
+
+
+def mine():
+    """This process's stats of the fixture module only (other tests profile functions too)."""
+    return [f for f in callweave.stats() if f.module == MODULE]
+
+
+def by_name(functions):
+    return {f.qualname: f for f in functions}
+
+
+def site(f, text):
+    (s,) = [s for s in f.sites if s.text == text]
+    return s
+
+
+def fake(qualname="f", *, line=10, count=2, total=1.0, sites=(), pid_p95=0.5, **kw):
+    fields = dict(
+        module="m", qualname=qualname, filename="/src/m.py", line=line, time_limit=5.0,
+        count=count, errors=0, total=total, mean=total / count if count else 0.0, min=0.25,
+        max=0.75, p50=0.5, p95=pid_p95, p99=0.75, sites=list(sites),
+    )
+    fields.update(kw)
+    return FunctionStats(**fields)
+
+
+# ---------------------------------------------------------------------------- text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0"),
+        (1.5e-9, "1.50ns"),
+        (5e-7, "500ns"),
+        (2.5e-6, "2.50\u00b5s"),
+        (999.4e-6, "999\u00b5s"),
+        (999.6e-6, "1.00ms"),
+        (0.0123, "12.3ms"),
+        (2.0, "2.00s"),
+        (123.4, "123s"),
+        (-0.002, "-2.00ms"),
+        (math.inf, "inf"),
+    ],
+)
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def test_text_lists_functions_sorted_by_total_with_counts_and_errors():
+    run_all()
+    stats = mine()
+    text = render_text(stats)
+    lines = text.splitlines()
+    assert lines[0] == "callweave: 5 profiled functions ran 12 times; 2 never ran"
+    rows = {
+        name: next(line for line in lines if line.startswith(f"{MODULE}:{name} "))
+        for name in ("heavy", "light", "failing", "many", "Greeter.greet")
+    }
+    assert "never" not in text.replace("never ran", "")
+    assert rows["heavy"].split()[1:3] == ["3", "0"]
+    assert rows["light"].split()[1:3] == ["5", "0"]
+    assert rows["failing"].split()[1:3] == ["1", "1"]
+    assert rows["heavy"].split()[-1] == "1000s"
+    expected = [f.qualname for f in sorted(stats, key=lambda f: -f.total) if f.count]
+    shown = [line.split()[0].partition(":")[2] for line in lines if line.startswith(MODULE)]
+    assert shown == expected
+    assert shown[0] == "heavy"
+
+
+def test_text_columns_are_aligned():
+    run_all()
+    lines = render_text(mine()).splitlines()
+    header = lines[2]
+    assert header.startswith("function / call site")
+    for column in ("count", "total", "max"):  # filled in every row, right-aligned
+        end = header.index(column) + len(column)
+        for line in lines[3:]:
+            if line:
+                assert line[end - 1] != " ", (column, line)
+                assert line[end:end + 1] in ("", " "), (column, line)
+    data = [line for line in lines[3:] if line.startswith(MODULE)]
+    assert len({len(line) for line in data}) == 1
+
+
+def test_text_shows_top_sites_by_total_with_lines():
+    run_all()
+    lines = render_text(mine()).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{MODULE}:heavy "))
+    pause_row = lines[start + 1].split()
+    assert pause_row[:3] == [str(t.line_of("pause(0.003)")), "pause(0.003)", "3"]
+    block = lines[start + 1:start + 4]
+    assert any(row.split()[:3] == [str(t.line_of("double(i)")), "double(i)", "30"]
+               for row in block)
+    # many() has 7 call sites: the top 5, then one line for the other 2
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{MODULE}:many "))
+    block = lines[start + 1:start + 7]
+    assert "\u2026 2 more call sites" in block[5]
+    assert block[5].split()[5] == "4"  # 2 sites, 2 calls each
+    texts = [row.split()[1] for row in block[:5]]
+    assert len(texts) == 5
+    assert any("round(x," in row for row in lines)  # the multi-line call on one line
+
+
+def test_text_top_sites_parameter():
+    run_all()
+    text = render_text(mine(), top_sites=1)
+    assert "\u2026 6 more call sites" in text
+    assert "\u2026 2 more call sites" in text  # heavy: 3 sites
+    assert "pause(0.003)" in text
+
+
+def test_text_when_nothing_ran():
+    assert render_text([]) == "callweave: no profiled function ran\n"
+    assert render_text(mine()) == "callweave: no profiled function ran\n"
+
+
+def test_text_combines_entries_of_one_function_and_names_odd_callees():
+    a = fake(sites=[SiteStats("g()()", "g", 12, 1, 0.25, 0.25, 0.25)], count=1, total=0.5)
+    b = fake(sites=[SiteStats("g()()", "g", 12, 3, 0.25, 0.25 / 3, 0.125)], count=3, total=1.5)
+    text = render_text([a, b])
+    assert text.splitlines()[0] == "callweave: 1 profiled function ran 4 times"
+    row = next(line for line in text.splitlines() if line.startswith("m:f"))
+    assert row.split()[1:4] == ["4", "0", "2.00s"]
+    site_row = next(line for line in text.splitlines() if "g()()" in line)
+    assert site_row.split()[:3] == ["12", "g()()", "4"]  # callee is the text's prefix
+    odd = fake(sites=[SiteStats("(lambda: 1)()", "lam", 12, 1, 0.25, 0.25, 0.25)])
+    assert "(lambda: 1)()  [lam]" in render_text([odd])
+
+
+def test_report_text_goes_to_stderr_file_or_path(capsys, tmp_path):
+    run_all()
+    assert report() is None
+    err = capsys.readouterr().err
+    assert f"{MODULE}:heavy" in err
+    buf = io.StringIO()
+    assert report("text", stats=mine(), file=buf) is None
+    assert buf.getvalue() == render_text(mine())
+    path = tmp_path / "sub" / "report.txt"
+    assert report("text", path, stats=mine()) is None
+    assert path.read_text(encoding="utf-8") == render_text(mine())
+    assert capsys.readouterr().err == ""
+
+
+# ---------------------------------------------------------------------------- JSON
+
+
+def test_json_schema():
+    run_all()
+    doc = to_json(mine())
+    assert list(doc) == ["schema", "callweave", "python", "pid", "functions"]
+    assert doc["schema"] == JSON_SCHEMA == 1
+    assert doc["callweave"] == callweave.__version__
+    assert doc["python"] == platform.python_version()
+    assert doc["pid"] == os.getpid()
+    functions = {f["qualname"]: f for f in doc["functions"]}
+    assert set(functions) == {"heavy", "light", "failing", "many", "Greeter.greet", "never",
+                              "fact"}
+    heavy = functions["heavy"]
+    assert set(heavy) == {"module", "qualname", "filename", "line", "time_limit", "count",
+                          "errors", "total", "mean", "min", "max", "p50", "p95", "p99", "sites"}
+    assert (heavy["module"], heavy["filename"], heavy["count"]) == (MODULE, FILE, 3)
+    assert functions["failing"]["errors"] == 1
+    assert functions["never"]["count"] == 0
+    sites = {s["text"]: s for s in heavy["sites"]}
+    assert sites["double(i)"] == {**sites["double(i)"], "callee": "double", "count": 30,
+                                  "line": t.line_of("double(i)")}
+    assert set(sites["double(i)"]) == {"text", "callee", "line", "count", "total", "mean", "max"}
+    totals = [f["total"] for f in doc["functions"]]
+    assert totals == sorted(totals, reverse=True)
+    assert doc["functions"][0]["qualname"] == "heavy"
+
+
+def test_json_round_trip():
+    run_all()
+    stats = mine()
+    text = report("json", stats=stats)
+    doc = json.loads(text)
+    assert doc == to_json(stats)
+    back = stats_from_json(doc)
+    assert by_name(back) == by_name(stats)
+    assert render_text(back) == render_text(stats)
+    assert json.loads(render_json(stats)) == doc
+
+
+def test_json_to_path_file_and_spec(tmp_path):
+    run_all()
+    stats = mine()
+    p1, p2, p3 = tmp_path / "a.json", tmp_path / "deep" / "b.json", tmp_path / "c.json"
+    assert report("json", p1, stats=stats) is None
+    assert report(Report("json", p2), stats=stats) is None
+    assert report(f"json:{p3}", stats=stats) is None
+    write_json(stats, tmp_path / "d.json")
+    for p in (p1, p2, p3, tmp_path / "d.json"):
+        assert json.loads(p.read_text(encoding="utf-8")) == to_json(stats)
+    buf = io.StringIO()
+    assert report("json", stats=stats, file=buf) is None
+    assert json.loads(buf.getvalue()) == to_json(stats)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_json_pid_placeholder(tmp_path):
+    report("json", tmp_path / "r-{pid}.json", stats=[])
+    assert (tmp_path / f"r-{os.getpid()}.json").exists()
+
+
+def test_json_non_finite_values_become_null():
+    doc = to_json([fake(time_limit=math.inf)])
+    json.dumps(doc, allow_nan=False)
+    assert doc["functions"][0]["time_limit"] is None
+    assert stats_from_json(doc)[0].time_limit == math.inf
+
+
+def test_merge_json_sums_counts_and_keeps_processes():
+    run_all()
+    first = to_json(mine())
+    callweave.reset_stats()
+    run_all(rounds=2)
+    second = to_json(mine())
+    second["pid"] = first["pid"] + 1  # as if another process
+    merged = merge_json([first, second])
+    assert merged["schema"] == 1
+    assert merged["pid"] is None
+    assert merged["python"] == platform.python_version()
+    assert [p["pid"] for p in merged["processes"]] == [first["pid"], first["pid"] + 1]
+    f1 = {f["qualname"]: f for f in first["functions"]}
+    f2 = {f["qualname"]: f for f in second["functions"]}
+    fm = {f["qualname"]: f for f in merged["functions"]}
+    heavy = fm["heavy"]
+    assert heavy["count"] == 9
+    assert heavy["errors"] == 0
+    assert fm["failing"]["errors"] == 3
+    assert heavy["total"] == pytest.approx(f1["heavy"]["total"] + f2["heavy"]["total"])
+    assert heavy["mean"] == pytest.approx(heavy["total"] / 9)
+    assert heavy["min"] == min(f1["heavy"]["min"], f2["heavy"]["min"])
+    assert heavy["max"] == max(f1["heavy"]["max"], f2["heavy"]["max"])
+    for p in ("p50", "p95", "p99"):
+        assert heavy[p] == max(f1["heavy"][p], f2["heavy"][p])
+    assert [(e["pid"], e["count"], e["p95"]) for e in heavy["processes"]] == [
+        (first["pid"], 3, f1["heavy"]["p95"]), (first["pid"] + 1, 6, f2["heavy"]["p95"]),
+    ]
+    sites = {s["text"]: s for s in heavy["sites"]}
+    assert sites["double(i)"]["count"] == 90
+    assert fm["never"]["count"] == 0 and fm["never"]["min"] == 0.0
+    totals = [f["total"] for f in merged["functions"]]
+    assert totals == sorted(totals, reverse=True)
+    json.dumps(merged, allow_nan=False)
+    # the merged document reads back and renders
+    back = by_name(stats_from_json(merged))
+    assert back["heavy"].count == 9
+    assert f"{MODULE}:heavy" in render_text(back.values())
+
+
+def test_merge_json_is_associative():
+    docs = []
+    for pid in (1, 2, 3):
+        callweave.reset_stats()
+        run_all()
+        doc = to_json(mine())
+        doc["pid"] = pid
+        docs.append(doc)
+    flat = merge_json(docs)
+    nested = merge_json([merge_json(docs[:2]), docs[2]])
+    assert nested == flat
+    assert [p["pid"] for p in flat["processes"]] == [1, 2, 3]
+    heavy = next(f for f in flat["functions"] if f["qualname"] == "heavy")
+    assert [e["pid"] for e in heavy["processes"]] == [1, 2, 3]
+    assert merge_json([])["functions"] == []
+
+
+def test_merge_json_python_versions_differ():
+    a, b = to_json([fake()]), to_json([fake()])
+    b["python"] = "3.99.0"
+    merged = merge_json([a, b])
+    assert merged["python"] is None
+    assert [p["python"] for p in merged["processes"]] == [a["python"], "3.99.0"]
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({}, "report 1 is not a callweave JSON report"),
+        ({"schema": 99, "functions": []}, "report 1 has schema 99"),
+        ({"schema": "1", "functions": []}, "report 1 has a bad schema '1'"),
+        ({"schema": 1}, "report 1 has no 'functions' list"),
+        ({"schema": 1, "functions": [{"module": "m"}]}, "report 1: a function entry"),
+    ],
+)
+def test_merge_json_rejects_bad_documents(doc, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        merge_json([to_json([]), doc])
+
+
+def test_stats_from_json_rejects_bad_documents():
+    with pytest.raises(ValueError, match="not a callweave JSON report"):
+        stats_from_json({"functions": []})
+
+
+# ---------------------------------------------------------------------------- pstats
+
+
+def key_of(qualname):
+    f = by_name(mine())[qualname]
+    return (f.filename, f.line, f.qualname)
+
+
+def test_pstats_loads_with_function_and_site_nodes(tmp_path):
+    run_all()
+    stats = by_name(mine())
+    path = tmp_path / "out.prof"
+    assert report("pstats", path, stats=stats.values()) is None
+    loaded = pstats.Stats(str(path))
+    heavy_key = key_of("heavy")
+    cc, nc, tt, ct, callers = loaded.stats[heavy_key]
+    heavy = stats["heavy"]
+    assert (cc, nc, callers) == (3, 3, {})
+    assert ct == heavy.total
+    assert tt == pytest.approx(heavy.total - sum(s.total for s in heavy.sites))
+    assert 0 <= tt < ct
+    pause_key = (FILE, t.line_of("pause(0.003)"), "pause")
+    pause = site(heavy, "pause(0.003)")
+    assert loaded.stats[pause_key] == (3, 3, pause.total, pause.total,
+                                       {heavy_key: (3, 3, pause.total, pause.total)})
+    double_key = (FILE, t.line_of("double(i)"), "double")
+    assert loaded.stats[double_key][:2] == (30, 30)
+    assert loaded.stats[key_of("failing")][:2] == (1, 1)
+    assert loaded.stats[key_of("Greeter.greet")][:2] == (1, 1)
+    # one node per function that ran and per site that ran; never() is absent
+    ran = [f for f in stats.values() if f.count]
+    assert len(loaded.stats) == len(ran) + sum(1 for f in ran for s in f.sites if s.count)
+    assert all(k[2] != "never" for k in loaded.stats)
+    assert loaded.total_calls == sum(f.count + sum(s.count for s in f.sites) for f in ran)
+    assert loaded.total_tt == pytest.approx(sum(f.total for f in ran))
+
+
+def test_pstats_print_stats_shows_names_and_numbers(tmp_path):
+    run_all()
+    path = tmp_path / "out.prof"
+    write_pstats(mine(), path)
+    buf = io.StringIO()
+    pstats.Stats(str(path), stream=buf).sort_stats("cumulative").print_stats()
+    out = buf.getvalue()
+    for name in ("(heavy)", "(pause)", "(double)", "(light)", "(Greeter.greet)", "(str)"):
+        assert name in out
+    rows = [line.split() for line in out.splitlines() if FILE in line]
+    assert rows[0][-1].endswith("(heavy)")
+    assert rows[0][0] == "3"
+    assert float(rows[0][3]) == pytest.approx(by_name(mine())["heavy"].total, abs=5e-4)
+    buf = io.StringIO()
+    pstats.Stats(str(path), stream=buf).print_callers("pause")
+    assert "(heavy)" in buf.getvalue()
+
+
+def test_pstats_of_several_processes_add_up(tmp_path):
+    run_all()
+    first = by_name(mine())
+    p1, p2 = tmp_path / "1.prof", tmp_path / "2.prof"
+    write_pstats(first.values(), p1)
+    callweave.reset_stats()
+    run_all(rounds=2)
+    second = by_name(mine())
+    write_pstats(second.values(), p2)
+    heavy_key = key_of("heavy")
+    pause_key = (FILE, t.line_of("pause(0.003)"), "pause")
+    both = pstats.Stats(str(p1), str(p2))
+    added = pstats.Stats(str(p1))
+    added.add(str(p2))
+    for merged in (both, added):
+        cc, nc, _tt, ct, _callers = merged.stats[heavy_key]
+        assert (cc, nc) == (9, 9)
+        assert ct == pytest.approx(first["heavy"].total + second["heavy"].total)
+        assert merged.stats[pause_key][4][heavy_key][:2] == (9, 9)
+        merged.sort_stats("cumulative").print_stats(0)
+
+
+def test_pstats_model_edge_cases():
+    # a site keyed like a profiled function, overlapping sites (tottime clamped at 0),
+    # two sites on one line with the same callee, a site without a callee name
+    rec = fake("f", line=3, total=1.0, sites=[
+        SiteStats("f(n - 1)", "f", 3, 1, 0.75, 0.75, 0.75),
+        SiteStats("sum(g(x) for x in y)", "sum", 4, 2, 0.5, 0.25, 0.25),
+        SiteStats("g(x)", "g", 4, 6, 0.25, 0.25 / 6, 0.0625),
+        SiteStats("h(1)", "h", 5, 1, 0.125, 0.125, 0.125),
+        SiteStats("h(2)", "h", 5, 1, 0.125, 0.125, 0.125),
+        SiteStats("x()()", None, 6, 1, 0.0625, 0.0625, 0.0625),
+        SiteStats("unused()", "unused", 7, 0, 0.0, 0.0, 0.0),
+    ])
+    d = to_pstats([rec])
+    fkey = ("/src/m.py", 3, "f")
+    assert d[fkey] == (2, 2, 0.0, 1.0, {})
+    assert d[("/src/m.py", 3, "f (call)")][:4] == (1, 1, 0.75, 0.75)
+    assert d[("/src/m.py", 5, "h")] == (2, 2, 0.25, 0.25, {fkey: (2, 2, 0.25, 0.25)})
+    assert d[("/src/m.py", 6, "x()()")][:2] == (1, 1)
+    assert ("/src/m.py", 7, "unused") not in d
+    marshal.loads(marshal.dumps(d))
+
+
+def test_pstats_when_nothing_ran(tmp_path):
+    path = tmp_path / "empty.prof"
+    write_pstats(mine(), path)
+    loaded = pstats.Stats(str(path), stream=io.StringIO())
+    assert list(loaded.stats) == [EMPTY_PSTATS_KEY]
+    loaded.sort_stats("cumulative").print_stats()
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (("xml",), {}, "unknown report kind 'xml'"),
+        (("TEXT",), {}, "unknown report kind 'TEXT'"),
+        (("xml:out.xml",), {}, "bad report 'xml:out.xml'"),
+        (("json:",), {}, "bad report 'json:'"),
+        (("text:out.txt",), {}, "bad report 'text:out.txt'"),
+        (("pstats",), {}, "a 'pstats' report needs a path"),
+        (("none", "out.txt"), {}, "a 'none' report takes no path, got 'out.txt'"),
+        (("json", ""), {}, "bad report path ''"),
+        (("text", "out.txt"), {"file": io.StringIO()}, "give a path or a file, not both"),
+        (("pstats", "out.prof"), {"file": io.StringIO()}, "give a path or a file, not both"),
+        ((Report("json", Path("a.json")), "b.json"), {}, "not both (path 'b.json')"),
+    ],
+)
+def test_report_rejects_bad_arguments(tmp_path, monkeypatch, args, kwargs, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        report(*args, stats=[], **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_rejects_other_types():
+    with pytest.raises(TypeError, match="not int"):
+        report(42)  # type: ignore[arg-type]
+
+
+def test_pstats_report_needs_a_path_not_a_file():
+    with pytest.raises(ValueError, match="a 'pstats' report needs a path"):
+        report("pstats", file=io.StringIO(), stats=[])
+
+
+def test_report_none_does_nothing(capsys):
+    run_all()
+    assert report("none") is None
+    assert report(Report("none")) is None
+    assert capsys.readouterr() == ("", "")
+
+
+def test_report_to_unwritable_path_raises(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError):
+        report("json", blocker / "out.json", stats=[])
+
+
+# ---------------------------------------------------------------------------- at exit
+
+
+def test_exit_report_writes(tmp_path, capsys):
+    run_all()
+    write_exit_report(Report("pstats", tmp_path / "x.prof"))
+    assert pstats.Stats(str(tmp_path / "x.prof")).stats[key_of("heavy")][1] == 3
+    write_exit_report(f"json:{tmp_path / 'x.json'}")
+    assert json.loads((tmp_path / "x.json").read_text(encoding="utf-8"))["functions"]
+    write_exit_report(Report("text"))
+    assert f"{MODULE}:heavy" in capsys.readouterr().err
+    write_exit_report(None)
+    write_exit_report(Report("none"))
+    assert capsys.readouterr() == ("", "")
+
+
+def broken_stats(exc):
+    yield from ()
+    raise exc
+
+
+@pytest.mark.parametrize(
+    ("spec", "stats", "expected"),
+    [
+        ("xml", None, "callweave: could not write the exit report to stderr: ValueError: "
+                      "unknown report kind 'xml'"),
+        ("json:{blocker}/out.json", None,
+         "callweave: could not write the json report to {blocker}/out.json: "),
+        ("text", "runtime", "callweave: could not write the text report to stderr: "
+                            "RuntimeError: boom"),
+        ("pstats:{tmp}/p.prof", "interrupt",
+         "callweave: could not write the pstats report to {tmp}/p.prof: KeyboardInterrupt"),
+    ],
+)
+def test_exit_report_never_raises(tmp_path, capsys, spec, stats, expected):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    fill = {"blocker": blocker, "tmp": tmp_path}
+    errors = {"runtime": RuntimeError("boom\nsecond line"), "interrupt": KeyboardInterrupt()}
+    data = None if stats is None else broken_stats(errors[stats])
+    write_exit_report(spec.format(**fill), stats=data)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(expected.format(**fill))
+    assert not (tmp_path / "p.prof").exists()
+
+
+def test_exit_report_survives_a_closed_stderr(monkeypatch):
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stderr", closed)
+    write_exit_report("xml")
+    monkeypatch.setattr(sys, "stderr", None)
+    write_exit_report("xml")
+    write_exit_report("text")
+
+
+def test_exit_report_from_atexit_in_a_subprocess(tmp_path):
+    code = (
+        "import atexit\n"
+        "from callweave.config import Report\n"
+        "from callweave.reports import write_exit_report\n"
+        "from fixtures import report_targets as t\n"
+        "atexit.register(write_exit_report, Report('json', __import__('pathlib').Path(\n"
+        f"    {str(tmp_path / 'exit-{pid}.json')!r})))\n"
+        f"atexit.register(write_exit_report, 'pstats:{tmp_path / 'file' / 'x.prof'}')\n"
+        "t.heavy(2)\n"
+        "t.light(1)\n"
+    )
+    (tmp_path / "file").write_text("x")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get(
+        "PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (written,) = tmp_path.glob("exit-*.json")
+    assert written.name == f"exit-{json.loads(written.read_text())['pid']}.json"
+    doc = json.loads(written.read_text(encoding="utf-8"))
+    counts = {f["qualname"]: f["count"] for f in doc["functions"]}
+    assert counts["heavy"] == 1 and counts["light"] == 1 and counts["never"] == 0
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        f"callweave: could not write the pstats report to {tmp_path / 'file' / 'x.prof'}: "
+    )
