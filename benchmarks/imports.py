@@ -53,13 +53,16 @@ def cold(rounds: int) -> None:
             ours.append(time.perf_counter() - t)
             del key
         p, o = statistics.median(plain) * 1e3, statistics.median(ours) * 1e3
-        print(f"  {name:10s} {len(data) / 1e3:7.1f} kB  compile {p:7.2f}  callweave {o:7.2f}"
-              f"  ratio {o / p:5.2f}x")
+        print(
+            f"  {name:10s} {len(data) / 1e3:7.1f} kB  compile {p:7.2f}  callweave {o:7.2f}"
+            f"  ratio {o / p:5.2f}x"
+        )
 
 
 def _fresh(code: str, env: dict[str, str], cwd: str) -> float:
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
     return float(out.strip().splitlines()[-1])
 
 
@@ -72,17 +75,21 @@ def warm(rounds: int) -> None:
             pkg.mkdir()
             (pkg / "__init__.py").write_text("")
             (pkg / "mod.py").write_bytes((stdlib / f"{name}.py").read_bytes())
-        (Path(tmp) / "pyproject.toml").write_text(textwrap.dedent("""
+        (Path(tmp) / "pyproject.toml").write_text(
+            textwrap.dedent("""
             [tool.callweave]
             [[tool.callweave.profile]]
             modules = ["bench_argparse.mod", "bench_pydoc.mod"]
             time_limit = "1s"
-        """))
+        """)
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CALLWEAVE", "PYTHONDONT"))}
         env["PYTHONPATH"] = tmp
-        timer = ("import time, callweave{hook}\n{install}t = time.perf_counter()\n"
-                 "import bench_argparse.mod, bench_pydoc.mod\n"
-                 "print(time.perf_counter() - t)")
+        timer = (
+            "import time, callweave{hook}\n{install}t = time.perf_counter()\n"
+            "import bench_argparse.mod, bench_pydoc.mod\n"
+            "print(time.perf_counter() - t)"
+        )
         ours = timer.format(hook=", callweave.hook", install="callweave.install()\n")
         plain = timer.format(hook="", install="")
         _fresh(ours, env, tmp)  # writes callweave's cache
@@ -92,14 +99,17 @@ def warm(rounds: int) -> None:
             a.append(_fresh(plain, env, tmp))
             b.append(_fresh(ours, env, tmp))
         p, o = statistics.median(a) * 1e3, statistics.median(b) * 1e3
-        print(f"  2 modules (argparse, pydoc copies): plain {p:.2f} ms, callweave {o:.2f} ms,"
-              f" ratio {o / p:.3f}x")
+        print(
+            f"  2 modules (argparse, pydoc copies): plain {p:.2f} ms, callweave {o:.2f} ms,"
+            f" ratio {o / p:.3f}x"
+        )
 
 
 def finder_overhead(rounds: int) -> None:
     print("Finder matching nothing, importing ~300 stdlib modules (fresh process)")
     names = sorted(
-        n for n in sys.stdlib_module_names
+        n
+        for n in sys.stdlib_module_names
         if not n.startswith(("_", "idlelib", "tkinter", "turtle", "antigravity", "this"))
     )
     code_tpl = textwrap.dedent("""
@@ -116,9 +126,11 @@ def finder_overhead(rounds: int) -> None:
         print(n, file=sys.stderr)
         print(time.perf_counter() - t)
     """)
-    install = ("import callweave\nfrom callweave.config import Config, ProfileRule\n"
-               "callweave.install(Config(profile=(ProfileRule(modules=('nothing_matches.*',),"
-               " time_limit=1.0),)), report_at_exit=False)")
+    install = (
+        "import callweave\nfrom callweave.config import Config, ProfileRule\n"
+        "callweave.install(Config(profile=(ProfileRule(modules=('nothing_matches.*',),"
+        " time_limit=1.0),)), report_at_exit=False)"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLWEAVE")}
     plain_code = code_tpl.format(install="import callweave", names=names)
     hook_code = code_tpl.format(install=install, names=names)
@@ -127,8 +139,10 @@ def finder_overhead(rounds: int) -> None:
         a.append(_fresh(plain_code, env, "."))
         b.append(_fresh(hook_code, env, "."))
     p, o = statistics.median(a) * 1e3, statistics.median(b) * 1e3
-    print(f"  {len(names)} names: no finder {p:.1f} ms, finder {o:.1f} ms,"
-          f" overhead {100 * (o / p - 1):+.2f}%")
+    print(
+        f"  {len(names)} names: no finder {p:.1f} ms, finder {o:.1f} ms,"
+        f" overhead {100 * (o / p - 1):+.2f}%"
+    )
 
 
 def main() -> None:

@@ -14,9 +14,16 @@ if [ -z "$pythons" ]; then
   exit 1
 fi
 status=0
+first=1
 while read -r v py; do
   echo "== CPython $v ($py)"
   vpy="$(setup_venv "$v" "$py")"
+  if [ $first = 1 ]; then
+    echo "== ruff"
+    "$(dirname "$vpy")/ruff" check python tests benchmarks examples || status=1
+    "$(dirname "$vpy")/ruff" format --check python tests benchmarks examples || status=1
+    first=0
+  fi
   "$vpy" -m pytest -q -p no:cacheprovider "$@" tests || status=1
 done <<< "$pythons"
 exit $status

@@ -35,7 +35,8 @@ def stdlib_files() -> list[Path]:
     """Every .py file of the standard library, sorted."""
     root = Path(sysconfig.get_paths()["stdlib"])
     return sorted(
-        p for p in root.rglob("*.py")
+        p
+        for p in root.rglob("*.py")
         if "site-packages" not in p.parts and "dist-packages" not in p.parts
     )
 
@@ -78,7 +79,8 @@ def positions(code: CodeType) -> dict[tuple[str, int], set]:
         for c in codes:
             raw = c.co_code
             bag.update(
-                p for i, p in enumerate(c.co_positions())
+                p
+                for i, p in enumerate(c.co_positions())
                 if p[0] is not None and raw[2 * i] not in _IGNORED_OPS
             )
     return out
@@ -95,7 +97,9 @@ def fused_positions(before: list[CodeType], after: list[CodeType], missing: set)
         return set()
     fused = {
         (ins.positions.lineno, ins.argval[1])
-        for c in after for ins in dis.get_instructions(c) if ins.opname in _FUSED_PAIRS
+        for c in after
+        for ins in dis.get_instructions(c)
+        if ins.opname in _FUSED_PAIRS
     }
     loads: dict[tuple, set[str] | None] = {p: set() for p in missing}
     for c in before:
@@ -111,7 +115,8 @@ def fused_positions(before: list[CodeType], after: list[CodeType], missing: set)
             else:
                 loads[pos] = None
     return {
-        pos for pos, names in loads.items()
+        pos
+        for pos, names in loads.items()
         if names and all((pos[0], name) in fused for name in names)
     }
 
@@ -193,14 +198,20 @@ def main() -> int:
     t0 = time.perf_counter()
     r = sweep(files)
     elapsed = time.perf_counter() - t0
-    print(f"Python {sys.version.split()[0]}: {r.files} files ({r.bytes / 1e6:.1f} MB) compiled "
-          f"by this Python, {r.rejected_by_python} rejected by it")
-    print(f"  rewritten and compiled: {r.compiled}; engine errors: {len(r.engine_errors)}; "
-          f"compile errors: {len(r.compile_errors)}; files with a lost position: "
-          f"{len(r.position_losses)}")
+    print(
+        f"Python {sys.version.split()[0]}: {r.files} files ({r.bytes / 1e6:.1f} MB) compiled "
+        f"by this Python, {r.rejected_by_python} rejected by it"
+    )
+    print(
+        f"  rewritten and compiled: {r.compiled}; engine errors: {len(r.engine_errors)}; "
+        f"compile errors: {len(r.compile_errors)}; files with a lost position: "
+        f"{len(r.position_losses)}"
+    )
     if _FUSED_PAIRS:
-        print(f"  positions fused into a superinstruction by this Python, not lost: "
-              f"{r.fused_positions}")
+        print(
+            f"  positions fused into a superinstruction by this Python, not lost: "
+            f"{r.fused_positions}"
+        )
     print(f"  wrapped calls: {r.sites}; engine time {r.engine_seconds:.2f}s; total {elapsed:.1f}s")
     for line in (r.engine_errors + r.compile_errors + r.position_losses)[:20]:
         print("  " + line)

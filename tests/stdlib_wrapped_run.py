@@ -123,10 +123,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Script entry point: 0 when every test passed, 1 when some failed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("test_module", help="e.g. test.test_json")
-    parser.add_argument("--wrap", nargs="+", default=[], metavar="MODULE",
-                        help="modules to rewrite, packages before their submodules")
-    parser.add_argument("--only", nargs="+", default=[], metavar="NAME",
-                        help="run only these tests of the module (e.g. a TestCase class)")
+    parser.add_argument(
+        "--wrap",
+        nargs="+",
+        default=[],
+        metavar="MODULE",
+        help="modules to rewrite, packages before their submodules",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="run only these tests of the module (e.g. a TestCase class)",
+    )
     args = parser.parse_args(argv)
     if args.wrap:
         install(args.wrap)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-APP = '''
+APP = """
 import sys
 import shopkit.orders
 
@@ -20,7 +20,7 @@ def main():
 
 if __name__ == "__main__":
     sys.exit(main())
-'''
+"""
 
 ORDERS = '''
 def price(i):
@@ -35,7 +35,7 @@ def place_order(n):
     return total
 '''
 
-CHILD = '''
+CHILD = """
 import json, multiprocessing, subprocess, sys
 import shopkit.orders
 
@@ -51,7 +51,7 @@ if __name__ == "__main__":
         p.start()
         p.join()
         assert p.exitcode == 0
-'''
+"""
 
 
 @pytest.fixture
@@ -69,8 +69,12 @@ def run(project, *args, env=None, timeout=120):
     full_env["PYTHONPATH"] = str(project)
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "callweave", *args], cwd=project, env=full_env,
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "callweave", *args],
+        cwd=project,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -86,8 +90,18 @@ def test_run_script_passes_arguments_and_exit_code(project):
 
 def test_run_module_and_json_report(project):
     out = project / "report.json"
-    r = run(project, "run", "--profile", "shopkit.orders", "--report", f"json:{out}",
-            "-m", "app", "3", "0")
+    r = run(
+        project,
+        "run",
+        "--profile",
+        "shopkit.orders",
+        "--report",
+        f"json:{out}",
+        "-m",
+        "app",
+        "3",
+        "0",
+    )
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     names = {f["qualname"] for f in doc["functions"]}
@@ -107,8 +121,19 @@ def test_run_instruments_main_by_script_name(project):
 
 
 def test_time_limit_logs_invocations_over_it(project):
-    r = run(project, "run", "--profile", "shopkit.orders:place_order", "--time-limit", "0s",
-            "--report", "none", "app.py", "3", "0")
+    r = run(
+        project,
+        "run",
+        "--profile",
+        "shopkit.orders:place_order",
+        "--time-limit",
+        "0s",
+        "--report",
+        "none",
+        "app.py",
+        "3",
+        "0",
+    )
     assert r.returncode == 0, r.stderr
     assert "place_order finished in" in r.stderr and "above limit of 0s" in r.stderr
 
@@ -122,8 +147,16 @@ def test_run_propagates_the_programs_exception(project):
 
 def test_children_are_profiled_and_report_separately(project):
     out = project / "r.json"
-    r = run(project, "run", "--profile", "shopkit.orders:place_order", "--report",
-            f"json:{out}", "child.py", timeout=240)
+    r = run(
+        project,
+        "run",
+        "--profile",
+        "shopkit.orders:place_order",
+        "--report",
+        f"json:{out}",
+        "child.py",
+        timeout=240,
+    )
     assert r.returncode == 0, r.stderr
     parent = json.loads(out.read_text())
     assert [f["count"] for f in parent["functions"] if f["qualname"] == "place_order"] == [1]
@@ -151,13 +184,15 @@ def test_show_missing_module_is_a_clear_error(project):
 
 
 def test_check_lists_functions_without_importing(project):
-    (project / "pyproject.toml").write_text(textwrap.dedent('''
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent("""
         [tool.callweave]
         [[tool.callweave.profile]]
         modules = ["shopkit.**"]
         functions = ["place_*"]
         time_limit = "10ms"
-    '''))
+    """)
+    )
     # Importing shopkit.orders would fail: check must not import it.
     orders = project / "shopkit" / "orders.py"
     orders.write_text(ORDERS + "\nraise SystemExit('imported!')\n")
@@ -179,8 +214,13 @@ def test_check_reports_config_errors(project):
 def test_python_dash_m_and_console_script_agree(project):
     exe = Path(sys.executable).with_name("callweave")
     assert exe.exists()
-    r = subprocess.run([str(exe), "show", "shopkit.orders:price"], cwd=project,
-                       env={**os.environ, "PYTHONPATH": str(project)},
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [str(exe), "show", "shopkit.orders:price"],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(project)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert "def price(i):" in r.stdout

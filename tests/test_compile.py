@@ -24,7 +24,7 @@ def load(source, wrapped):
 def last_frame(ns, *args):
     try:
         ns["f"](*args)
-    except Exception as exc:  # noqa: BLE001 - any error: its position is what is compared
+    except Exception as exc:
         fs = traceback.extract_tb(exc.__traceback__)[-1]
         return type(exc), fs.lineno, fs.end_lineno, fs.colno, fs.end_colno
     raise AssertionError("no exception")
@@ -38,8 +38,7 @@ CASES = {
         "        pass\n"
     ),
     "method_call_raises": (
-        "class A:\n def b(self): raise KeyError(1)\ndef f():\n    return (A()\n"
-        "            .b())\n"
+        "class A:\n def b(self): raise KeyError(1)\ndef f():\n    return (A()\n            .b())\n"
     ),
     "method_call_keywords": (
         "class A:\n def b(self, k): raise KeyError(k)\ndef f():\n    return (A()\n"

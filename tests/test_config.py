@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
 from callweave.config import (
     ENV_VAR,
     CallbackSpec,

@@ -1,5 +1,5 @@
-import asyncio
 import ast
+import asyncio
 import inspect
 import subprocess
 import sys
@@ -7,11 +7,11 @@ import traceback
 from pathlib import Path
 
 import pytest
+from fixtures import targets
 
 import callweave
 from callweave import CallSite, rewrite_function, wrap_calls
 from callweave.errors import RewriteError, SourceUnavailableError
-from fixtures import targets
 
 HERE = Path(__file__).parent
 
@@ -26,7 +26,9 @@ def clear_calls():
 def test_recompyle_readme_example_prints_the_same_lines():
     out = subprocess.run(
         [sys.executable, str(HERE / "fixtures" / "recompyle_readme.py")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert out.splitlines() == [
         "Before range, args: (2,), kwargs: {}",
@@ -63,11 +65,12 @@ def test_exceptions_and_traceback_positions_are_the_originals():
     plain_frames, plain_text = frames(targets.target_raises)
     new_frames, new_text = frames(wrapped)
     assert new_frames == plain_frames
+
     # The rendered block (source line and carets) of the rewritten function's frame is the
     # original one.
     def block(text):
         start = text.index(", in target_raises\n")
-        return text[start:text.index("  File", start)]
+        return text[start : text.index("  File", start)]
 
     assert block(new_text) == block(plain_text)
     assert "return fails(y - y)" in block(new_text)
@@ -193,7 +196,7 @@ def test_pass_site_gives_call_sites():
     assert first.module == "fixtures.targets"
     assert first.filename == targets.__file__
     assert first.lineno == start + 1 == first.end_lineno
-    assert lines[1][first.col_offset:first.end_col_offset] == "helper(x)"
+    assert lines[1][first.col_offset : first.end_col_offset] == "helper(x)"
     assert second.source == "fails(y - y)"
 
 
@@ -272,7 +275,9 @@ def test_syntax_errors_are_the_users_own(tmp_path):
     with pytest.raises(SyntaxError) as plain:
         compile(bad.read_text(), str(bad), "exec")
     assert (info.value.msg, info.value.lineno, info.value.offset) == (
-        plain.value.msg, plain.value.lineno, plain.value.offset
+        plain.value.msg,
+        plain.value.lineno,
+        plain.value.offset,
     )
 
 

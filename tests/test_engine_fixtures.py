@@ -5,19 +5,20 @@ selected), and must return the same value; every position of the original code o
 still be present in the rewritten ones.
 """
 
-import contextlib
 import importlib.util
 import sys
 import types
 from pathlib import Path
 
 import pytest
+from stdlib_sweep import positions
 
 from callweave import _native
 from callweave._compile import BUILTIN_NAMES, remap_code
-from stdlib_sweep import positions
 
-FIXTURES = Path(__file__).resolve().parent.parent / "crates" / "callweave_engine" / "tests" / "fixtures"
+FIXTURES = (
+    Path(__file__).resolve().parent.parent / "crates" / "callweave_engine" / "tests" / "fixtures"
+)
 WRAP = sorted((FIXTURES / "wrap").glob("*.py"))
 PROFILE = sorted((FIXTURES / "profile").glob("*.py"))
 
@@ -28,7 +29,11 @@ def load(path, name, source, names):
     module.__dict__.update(names)
     sys.modules[name] = module
     try:
-        code = compile(source, str(path), "exec", dont_inherit=True) if isinstance(source, str) else source
+        code = (
+            compile(source, str(path), "exec", dont_inherit=True)
+            if isinstance(source, str)
+            else source
+        )
         exec(code, module.__dict__)
         return module
     finally:
@@ -38,6 +43,7 @@ def load(path, name, source, names):
 def return_ranges(text):
     """Positions of every ``return`` statement and of its value when that is a constant."""
     import ast
+
     out = set()
     for n in ast.walk(ast.parse(text)):
         if isinstance(n, ast.Return):

@@ -73,9 +73,21 @@ def site(f, text):
 
 def fake(qualname="f", *, line=10, count=2, total=1.0, sites=(), pid_p95=0.5, **kw):
     fields = dict(
-        module="m", qualname=qualname, filename="/src/m.py", line=line, time_limit=5.0,
-        count=count, errors=0, total=total, mean=total / count if count else 0.0, min=0.25,
-        max=0.75, p50=0.5, p95=pid_p95, p99=0.75, sites=list(sites),
+        module="m",
+        qualname=qualname,
+        filename="/src/m.py",
+        line=line,
+        time_limit=5.0,
+        count=count,
+        errors=0,
+        total=total,
+        mean=total / count if count else 0.0,
+        min=0.25,
+        max=0.75,
+        p50=0.5,
+        p95=pid_p95,
+        p99=0.75,
+        sites=list(sites),
     )
     fields.update(kw)
     return FunctionStats(**fields)
@@ -135,7 +147,7 @@ def test_text_columns_are_aligned():
         for line in lines[3:]:
             if line:
                 assert line[end - 1] != " ", (column, line)
-                assert line[end:end + 1] in ("", " "), (column, line)
+                assert line[end : end + 1] in ("", " "), (column, line)
     data = [line for line in lines[3:] if line.startswith(MODULE)]
     assert len({len(line) for line in data}) == 1
 
@@ -146,12 +158,11 @@ def test_text_shows_top_sites_by_total_with_lines():
     start = next(i for i, line in enumerate(lines) if line.startswith(f"{MODULE}:heavy "))
     pause_row = lines[start + 1].split()
     assert pause_row[:3] == [str(t.line_of("pause(0.003)")), "pause(0.003)", "3"]
-    block = lines[start + 1:start + 4]
-    assert any(row.split()[:3] == [str(t.line_of("double(i)")), "double(i)", "30"]
-               for row in block)
+    block = lines[start + 1 : start + 4]
+    assert any(row.split()[:3] == [str(t.line_of("double(i)")), "double(i)", "30"] for row in block)
     # many() has 7 call sites: the top 5, then one line for the other 2
     start = next(i for i, line in enumerate(lines) if line.startswith(f"{MODULE}:many "))
-    block = lines[start + 1:start + 7]
+    block = lines[start + 1 : start + 7]
     assert "\u2026 2 more call sites" in block[5]
     assert block[5].split()[5] == "4"  # 2 sites, 2 calls each
     texts = [row.split()[1] for row in block[:5]]
@@ -211,17 +222,35 @@ def test_json_schema():
     assert doc["python"] == platform.python_version()
     assert doc["pid"] == os.getpid()
     functions = {f["qualname"]: f for f in doc["functions"]}
-    assert set(functions) == {"heavy", "light", "failing", "many", "Greeter.greet", "never",
-                              "fact"}
+    assert set(functions) == {"heavy", "light", "failing", "many", "Greeter.greet", "never", "fact"}
     heavy = functions["heavy"]
-    assert set(heavy) == {"module", "qualname", "filename", "line", "time_limit", "count",
-                          "errors", "total", "mean", "min", "max", "p50", "p95", "p99", "sites"}
+    assert set(heavy) == {
+        "module",
+        "qualname",
+        "filename",
+        "line",
+        "time_limit",
+        "count",
+        "errors",
+        "total",
+        "mean",
+        "min",
+        "max",
+        "p50",
+        "p95",
+        "p99",
+        "sites",
+    }
     assert (heavy["module"], heavy["filename"], heavy["count"]) == (MODULE, FILE, 3)
     assert functions["failing"]["errors"] == 1
     assert functions["never"]["count"] == 0
     sites = {s["text"]: s for s in heavy["sites"]}
-    assert sites["double(i)"] == {**sites["double(i)"], "callee": "double", "count": 30,
-                                  "line": t.line_of("double(i)")}
+    assert sites["double(i)"] == {
+        **sites["double(i)"],
+        "callee": "double",
+        "count": 30,
+        "line": t.line_of("double(i)"),
+    }
     assert set(sites["double(i)"]) == {"text", "callee", "line", "count", "total", "mean", "max"}
     totals = [f["total"] for f in doc["functions"]]
     assert totals == sorted(totals, reverse=True)
@@ -294,7 +323,8 @@ def test_merge_json_sums_counts_and_keeps_processes():
     for p in ("p50", "p95", "p99"):
         assert heavy[p] == max(f1["heavy"][p], f2["heavy"][p])
     assert [(e["pid"], e["count"], e["p95"]) for e in heavy["processes"]] == [
-        (first["pid"], 3, f1["heavy"]["p95"]), (first["pid"] + 1, 6, f2["heavy"]["p95"]),
+        (first["pid"], 3, f1["heavy"]["p95"]),
+        (first["pid"] + 1, 6, f2["heavy"]["p95"]),
     ]
     sites = {s["text"]: s for s in heavy["sites"]}
     assert sites["double(i)"]["count"] == 90
@@ -376,8 +406,13 @@ def test_pstats_loads_with_function_and_site_nodes(tmp_path):
     assert 0 <= tt < ct
     pause_key = (FILE, t.line_of("pause(0.003)"), "pause")
     pause = site(heavy, "pause(0.003)")
-    assert loaded.stats[pause_key] == (3, 3, pause.total, pause.total,
-                                       {heavy_key: (3, 3, pause.total, pause.total)})
+    assert loaded.stats[pause_key] == (
+        3,
+        3,
+        pause.total,
+        pause.total,
+        {heavy_key: (3, 3, pause.total, pause.total)},
+    )
     double_key = (FILE, t.line_of("double(i)"), "double")
     assert loaded.stats[double_key][:2] == (30, 30)
     assert loaded.stats[key_of("failing")][:2] == (1, 1)
@@ -433,15 +468,20 @@ def test_pstats_of_several_processes_add_up(tmp_path):
 def test_pstats_model_edge_cases():
     # a site keyed like a profiled function, overlapping sites (tottime clamped at 0),
     # two sites on one line with the same callee, a site without a callee name
-    rec = fake("f", line=3, total=1.0, sites=[
-        SiteStats("f(n - 1)", "f", 3, 1, 0.75, 0.75, 0.75),
-        SiteStats("sum(g(x) for x in y)", "sum", 4, 2, 0.5, 0.25, 0.25),
-        SiteStats("g(x)", "g", 4, 6, 0.25, 0.25 / 6, 0.0625),
-        SiteStats("h(1)", "h", 5, 1, 0.125, 0.125, 0.125),
-        SiteStats("h(2)", "h", 5, 1, 0.125, 0.125, 0.125),
-        SiteStats("x()()", None, 6, 1, 0.0625, 0.0625, 0.0625),
-        SiteStats("unused()", "unused", 7, 0, 0.0, 0.0, 0.0),
-    ])
+    rec = fake(
+        "f",
+        line=3,
+        total=1.0,
+        sites=[
+            SiteStats("f(n - 1)", "f", 3, 1, 0.75, 0.75, 0.75),
+            SiteStats("sum(g(x) for x in y)", "sum", 4, 2, 0.5, 0.25, 0.25),
+            SiteStats("g(x)", "g", 4, 6, 0.25, 0.25 / 6, 0.0625),
+            SiteStats("h(1)", "h", 5, 1, 0.125, 0.125, 0.125),
+            SiteStats("h(2)", "h", 5, 1, 0.125, 0.125, 0.125),
+            SiteStats("x()()", None, 6, 1, 0.0625, 0.0625, 0.0625),
+            SiteStats("unused()", "unused", 7, 0, 0.0, 0.0, 0.0),
+        ],
+    )
     d = to_pstats([rec])
     fkey = ("/src/m.py", 3, "f")
     assert d[fkey] == (2, 2, 0.0, 1.0, {})
@@ -534,14 +574,27 @@ def broken_stats(exc):
 @pytest.mark.parametrize(
     ("spec", "stats", "expected"),
     [
-        ("xml", None, "callweave: could not write the exit report to stderr: ValueError: "
-                      "unknown report kind 'xml'"),
-        ("json:{blocker}/out.json", None,
-         "callweave: could not write the json report to {blocker}/out.json: "),
-        ("text", "runtime", "callweave: could not write the text report to stderr: "
-                            "RuntimeError: boom"),
-        ("pstats:{tmp}/p.prof", "interrupt",
-         "callweave: could not write the pstats report to {tmp}/p.prof: KeyboardInterrupt"),
+        (
+            "xml",
+            None,
+            "callweave: could not write the exit report to stderr: ValueError: "
+            "unknown report kind 'xml'",
+        ),
+        (
+            "json:{blocker}/out.json",
+            None,
+            "callweave: could not write the json report to {blocker}/out.json: ",
+        ),
+        (
+            "text",
+            "runtime",
+            "callweave: could not write the text report to stderr: RuntimeError: boom",
+        ),
+        (
+            "pstats:{tmp}/p.prof",
+            "interrupt",
+            "callweave: could not write the pstats report to {tmp}/p.prof: KeyboardInterrupt",
+        ),
     ],
 )
 def test_exit_report_never_raises(tmp_path, capsys, spec, stats, expected):
@@ -580,10 +633,13 @@ def test_exit_report_from_atexit_in_a_subprocess(tmp_path):
         "t.light(1)\n"
     )
     (tmp_path / "file").write_text("x")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get(
-        "PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=60)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     (written,) = tmp_path.glob("exit-*.json")
     assert written.name == f"exit-{json.loads(written.read_text())['pid']}.json"

@@ -73,14 +73,15 @@ def finish(proc: subprocess.Popen, out: Path) -> dict:
     stderr = out.with_suffix(".err").read_text(errors="replace")
     reports = [line for line in stdout.splitlines() if line.startswith(RESULT_MARKER)]
     assert reports, f"no result from {proc.args}:\n{stderr[-4000:]}"
-    report = json.loads(reports[-1][len(RESULT_MARKER):])
+    report = json.loads(reports[-1][len(RESULT_MARKER) :])
     report["returncode"] = returncode
     report["stderr"] = stderr
     return report
 
 
-@pytest.mark.skipif(importlib.util.find_spec("test.support") is None,
-                    reason="this Python has no test package")
+@pytest.mark.skipif(
+    importlib.util.find_spec("test.support") is None, reason="this Python has no test package"
+)
 @pytest.mark.parametrize("name", list(CASES))
 def test_stdlib_module_passes_its_own_tests_with_every_call_wrapped(name, tmp_path):
     test_module, targets, min_calls = CASES[name]

@@ -7,7 +7,7 @@ position back, so tracebacks, ``inspect`` and debuggers see the code as written.
 
 from callweave._native import __version__
 from callweave.decorators import CallWrapper, rewrite_function, wrap_calls
-from callweave.errors import ConfigError, CallweaveError, RewriteError, SourceUnavailableError
+from callweave.errors import CallweaveError, ConfigError, RewriteError, SourceUnavailableError
 from callweave.hook import install, uninstall
 from callweave.profiler import (
     CallTimes,

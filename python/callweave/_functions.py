@@ -80,7 +80,8 @@ def _unwrap_method(target: Any) -> tuple[types.FunctionType, Callable[[Any], Any
         return inner, lambda f: kind(rewrap(f))
     if isinstance(target, types.MethodType):
         raise TypeError(
-            f"callweave rewrites functions, not bound methods: decorate {target.__func__.__qualname__!r} "
+            "callweave rewrites functions, not bound methods: decorate "
+            f"{target.__func__.__qualname__!r} "
             "in its class instead"
         )
     if not isinstance(target, types.FunctionType):
@@ -161,7 +162,7 @@ def rewrite_with_layers(
         for transformer in transformers:
             new_node = transformer.visit(new_node)
         if new_node is not node:
-            for name, value in ast.iter_fields(parent):
+            for _field, value in ast.iter_fields(parent):
                 if isinstance(value, list) and node in value:
                     value[value.index(node)] = new_node
                     break
@@ -188,7 +189,11 @@ def rewrite_with_layers(
         original.__globals__.update(lay.names)
 
     new = types.FunctionType(
-        new_code, original.__globals__, original.__name__, original.__defaults__, original.__closure__
+        new_code,
+        original.__globals__,
+        original.__name__,
+        original.__defaults__,
+        original.__closure__,
     )
     new.__kwdefaults__ = original.__kwdefaults__
     new.__dict__.update(original.__dict__)

@@ -47,9 +47,7 @@ class DottedGlobs:
     def patterns(self) -> list[str]: ...
 
 SiteRow = tuple[int, str, int, int, int, int, str, str | None, bool]
-FunctionRow = tuple[
-    str, int, int, list[int], tuple[int, int, list[int]] | None, str, str
-]
+FunctionRow = tuple[str, int, int, list[int], tuple[int, int, list[int]] | None, str, str]
 
 class Rewritten:
     """The result of a rewrite."""
@@ -65,5 +63,7 @@ class Rewritten:
     def original_line(self, line: int) -> int: ...
     def remap_code(self, code: CodeType, call_opcodes: bytes, extended_arg: int) -> CodeType: ...
 
-def rewrite(source: str, rules: list[Rule], builtins: frozenset[str] | set[str] | None = None) -> Rewritten: ...
+def rewrite(
+    source: str, rules: list[Rule], builtins: frozenset[str] | set[str] | None = None
+) -> Rewritten: ...
 def decode_source(bytes: bytes) -> str: ...

@@ -12,6 +12,4 @@ from callweave.config import Config
 from callweave.hook import install
 
 _inherited = os.environ.get("CALLWEAVE_CONFIG_JSON")
-finder = install(
-    Config.from_json(_inherited) if _inherited else None, child=_inherited is not None
-)
+finder = install(Config.from_json(_inherited) if _inherited else None, child=_inherited is not None)

@@ -16,7 +16,6 @@ import argparse
 import difflib
 import importlib.machinery
 import importlib.util
-import os
 import runpy
 import sys
 from collections.abc import Iterator, Sequence
@@ -58,11 +57,15 @@ def _cli_config(args: argparse.Namespace, script_stem: str | None) -> Config | N
     for text in args.profile:
         module, funcs = _split_target(text, "--profile")
         above = CallbackSpec.LOG if limit is not None else CallbackSpec.NONE
-        profile.append(ProfileRule(
-            modules=modules(module), functions=funcs,
-            time_limit=limit if limit is not None else 0.0, above=above,
-            below=CallbackSpec.NONE,
-        ))
+        profile.append(
+            ProfileRule(
+                modules=modules(module),
+                functions=funcs,
+                time_limit=limit if limit is not None else 0.0,
+                above=above,
+                below=CallbackSpec.NONE,
+            )
+        )
     for text in args.wrap:
         target, sep, wrapper = text.partition("=")
         if not sep or ":" not in wrapper:
@@ -77,8 +80,13 @@ def _cli_config(args: argparse.Namespace, script_stem: str | None) -> Config | N
         report = base.report
     else:
         report = Report("text") if profile else Report("none")
-    return Config(report=report, strict=base.strict if base else False, profile=tuple(profile),
-                  wrap=tuple(wrap), path=base.path if base else None)
+    return Config(
+        report=report,
+        strict=base.strict if base else False,
+        profile=tuple(profile),
+        wrap=tuple(wrap),
+        path=base.path if base else None,
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -127,7 +135,9 @@ def _find_source(module: str) -> Path:
             raise CallweaveError(f"module {module!r} not found on sys.path (looked for {name!r})")
         search = list(spec.submodule_search_locations or [])
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        raise CallweaveError(f"module {module!r} has no Python source (origin: {spec and spec.origin})")
+        raise CallweaveError(
+            f"module {module!r} has no Python source (origin: {spec and spec.origin})"
+        )
     return Path(spec.origin)
 
 
@@ -157,10 +167,14 @@ def _show(args: argparse.Namespace) -> int:
     else:
         old, new = source, result.source
     if args.diff:
-        sys.stdout.writelines(difflib.unified_diff(
-            old.splitlines(keepends=True), new.splitlines(keepends=True),
-            f"{path} (original)", f"{path} (callweave)",
-        ))
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                old.splitlines(keepends=True),
+                new.splitlines(keepends=True),
+                f"{path} (original)",
+                f"{path} (callweave)",
+            )
+        )
     else:
         sys.stdout.write(new)
     return 0
@@ -189,8 +203,11 @@ def _candidates(config: Config) -> Iterator[tuple[str, Path]]:
                 for entry in sys.path:
                     d = Path(entry or ".")
                     if d.is_dir():
-                        tops.update(p.stem for p in d.iterdir()
-                                    if p.suffix == ".py" or (p / "__init__.py").exists())
+                        tops.update(
+                            p.stem
+                            for p in d.iterdir()
+                            if p.suffix == ".py" or (p / "__init__.py").exists()
+                        )
             else:
                 tops.add(top)
     for top in sorted(tops):
@@ -207,9 +224,10 @@ def _check(args: argparse.Namespace) -> int:
         print("callweave: no [tool.callweave] configuration found")
         return 1
     print(f"callweave: configuration {config.path or '(environment)'} is valid")
-    for spec in sorted({w.wrapper for w in config.wrap} | {
-        str(cb) for p in config.profile for cb in (p.above, p.below) if cb.kind == "callable"
-    }):
+    for spec in sorted(
+        {w.wrapper for w in config.wrap}
+        | {str(cb) for p in config.profile for cb in (p.above, p.below) if cb.kind == "callable"}
+    ):
         mod = spec.partition(":")[0]
         try:
             _find_source(mod)
@@ -243,13 +261,24 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callweave", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
-        "run", help="run a program with the import hook installed",
+        "run",
+        help="run a program with the import hook installed",
         usage="callweave run [options] (script.py | -m module) [args...]",
     )
-    run.add_argument("--profile", action="append", default=[], metavar="MOD[:FUNC]",
-                     help="flat-profile these functions (repeatable)")
-    run.add_argument("--wrap", action="append", default=[], metavar="MOD[:FUNC]=pkg.mod:callable",
-                     help="route these functions' calls through a wrapper (repeatable)")
+    run.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="MOD[:FUNC]",
+        help="flat-profile these functions (repeatable)",
+    )
+    run.add_argument(
+        "--wrap",
+        action="append",
+        default=[],
+        metavar="MOD[:FUNC]=pkg.mod:callable",
+        help="route these functions' calls through a wrapper (repeatable)",
+    )
     run.add_argument("--time-limit", default=None, help="log invocations at or over this")
     run.add_argument("--report", default=None, help="text | json:PATH | pstats:PATH | none")
     show = sub.add_parser("show", help="print a module's rewritten source")
@@ -274,7 +303,7 @@ def _split_run(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
         elif a == "-m":
             if i + 1 >= len(argv):
                 raise ConfigError("callweave run: -m needs a module name")
-            return options, argv[i + 1], argv[i + 2:]
+            return options, argv[i + 1], argv[i + 2 :]
         elif a.startswith("-"):
             raise ConfigError(f"callweave run: unknown option {a!r}")
         else:

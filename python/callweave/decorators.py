@@ -76,8 +76,11 @@ def wrap_calls(
     white = _names(whitelist, "whitelist")
     # Validate now, at decoration time of the first function, with the entry named.
     _native.Rule.wrap(
-        wrapper="__callweave_check__", functions=["x"], ignore_builtins=ignore_builtins,
-        blacklist=black, whitelist=white,
+        wrapper="__callweave_check__",
+        functions=["x"],
+        ignore_builtins=ignore_builtins,
+        blacklist=black,
+        whitelist=white,
     )
 
     def decorate(target: Callable[P, T]) -> Callable[P, T]:
@@ -88,8 +91,12 @@ def wrap_calls(
 
         def make_rule(at: tuple[str, int]) -> _native.Rule:
             return _native.Rule.wrap(
-                wrapper=wrapper_name, sites=sites_name, at=at,
-                ignore_builtins=ignore_builtins, blacklist=black, whitelist=white,
+                wrapper=wrapper_name,
+                sites=sites_name,
+                at=at,
+                ignore_builtins=ignore_builtins,
+                blacklist=black,
+                whitelist=white,
             )
 
         def bind(new: Any, result: _native.Rewritten, layers: Any) -> None:

@@ -16,8 +16,10 @@ __all__ = [
 
 
 class SourceUnavailableError(CallweaveError, TypeError):
-    """A function has no Python source to rewrite (a builtin, a C function, code typed at a
-    prompt with nothing in linecache)."""
+    """A function has no Python source to rewrite.
+
+    Builtins, C functions and code typed at a prompt with nothing in linecache have none.
+    """
 
 
 class ConfigError(CallweaveError, ValueError):

@@ -85,8 +85,12 @@ _counters = {"rewritten": 0, "cache_hits": 0, "fallbacks": 0}
 
 
 def counters() -> dict[str, int]:
-    """How many modules this process rewrote, loaded from callweave's cache, or imported
-    unmodified after a rewrite failed."""
+    """Counts of this process's matched imports.
+
+    Returns:
+        ``rewritten``, ``cache_hits`` (loaded from callweave's cache) and ``fallbacks``
+        (imported unmodified after a rewrite failed).
+    """
     return dict(_counters)
 
 
@@ -208,8 +212,11 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         for p in profiles:
             rules.append(
                 _native.Rule.profile(
-                    enter=names["enter"], exit=EXIT_NAME, timer=TIMER_NAME,
-                    atimer=ATIMER_NAME, record=RECORD_NAME,
+                    enter=names["enter"],
+                    exit=EXIT_NAME,
+                    timer=TIMER_NAME,
+                    atimer=ATIMER_NAME,
+                    record=RECORD_NAME,
                     functions=list(p.functions) if p.functions is not None else None,
                     ignore_builtins=p.ignore_builtins,
                     blacklist=list(p.blacklist) if p.blacklist is not None else None,
@@ -218,9 +225,9 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
             )
         return rules
 
-    def _rewrite(self, fullname: str, path: str, data: bytes, key_hash: str) -> tuple[
-        CodeType, Any
-    ]:
+    def _rewrite(
+        self, fullname: str, path: str, data: bytes, key_hash: str
+    ) -> tuple[CodeType, Any]:
         try:
             source = importlib.util.decode_source(data)
         except (SyntaxError, UnicodeDecodeError):
@@ -269,10 +276,13 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         for qualname, first_line, _rules, profile in functions:
             if profile is None:
                 continue
-            index, rule_index, site_ids = profile
+            _index, rule_index, site_ids = profile
             rule = profiles[rule_index - n_wraps]
-            table.append(self._finder.register(rule, fullname, qualname, path, first_line,
-                                               [sites[i] for i in site_ids]))
+            table.append(
+                self._finder.register(
+                    rule, fullname, qualname, path, first_line, [sites[i] for i in site_ids]
+                )
+            )
             self._bound.append((table[-1], qualname))
         if table:
             setattr(builtins, names["enter"], _native.ProfileTable(table).enter_function())
@@ -308,12 +318,14 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
                 if self._finder.strict:
                     raise ImportError(
                         f"callweave cannot rewrite module {fullname!r} ({path}): {exc}",
-                        name=fullname, path=path,
+                        name=fullname,
+                        path=path,
                     ) from exc
                 _counters["fallbacks"] += 1
                 warnings.warn(
                     f"callweave: importing {fullname!r} unmodified: {exc}",
-                    RuntimeWarning, stacklevel=2,
+                    RuntimeWarning,
+                    stacklevel=2,
                 )
                 return super().get_code(fullname)
             _counters["rewritten"] += 1
@@ -357,7 +369,12 @@ class CallweaveFinder:
         return f"__callweave_wrap_{_short_hash(rule.wrapper)}__"
 
     def register(
-        self, rule: ProfileRule, module: str, qualname: str, path: str, line: int,
+        self,
+        rule: ProfileRule,
+        module: str,
+        qualname: str,
+        path: str,
+        line: int,
         site_rows: list[tuple],
     ) -> _native.FunctionProfile:
         """A native profile for a function of a loaded module (reused across reloads)."""
@@ -372,8 +389,14 @@ class CallweaveFinder:
         if rule.below.kind == "log":
             below = default_below_log
         profile = register_profile(
-            module=module, qualname=qualname, filename=path, line=line, site_rows=site_rows,
-            time_limit=rule.time_limit, above=above, below=below,
+            module=module,
+            qualname=qualname,
+            filename=path,
+            line=line,
+            site_rows=site_rows,
+            time_limit=rule.time_limit,
+            above=above,
+            below=below,
         )
         self._profiles[key] = profile
         return profile
@@ -434,8 +457,8 @@ def _write_report_once() -> None:
     if _report_state["written"] or _report_state["spec"] is None:
         return
     _report_state["written"] = True
-    from callweave.reports import write_exit_report
     from callweave.profiler import stats
+    from callweave.reports import write_exit_report
 
     # A child that ran nothing profiled (multiprocessing's resource tracker or forkserver,
     # a helper subprocess) writes no report.
@@ -471,8 +494,13 @@ def _register_mp_finalizer(_token: object) -> None:
     multiprocessing.util.Finalize(None, _write_report_once, exitpriority=0)
 
 
-def install(config: Config | Path | str | None = None, *, strict: bool | None = None,
-            report_at_exit: bool = True, child: bool = False) -> CallweaveFinder | None:
+def install(
+    config: Config | Path | str | None = None,
+    *,
+    strict: bool | None = None,
+    report_at_exit: bool = True,
+    child: bool = False,
+) -> CallweaveFinder | None:
     """Installs the import hook (idempotent: a second install replaces the first).
 
     Args:
@@ -503,15 +531,19 @@ def install(config: Config | Path | str | None = None, *, strict: bool | None = 
         uninstall()
         sys.meta_path.insert(0, finder)
     early = sorted(
-        name for name, module in list(sys.modules.items())
-        if config.matches_module(name) and not _excluded(name)
+        name
+        for name, module in list(sys.modules.items())
+        if config.matches_module(name)
+        and not _excluded(name)
         and name != "__main__"
         and not isinstance(getattr(module, "__loader__", None), CallweaveLoader)
     )
     if early:
         warnings.warn(
             "callweave: these modules were imported before the hook was installed and are not "
-            f"instrumented: {', '.join(early)}", RuntimeWarning, stacklevel=2,
+            f"instrumented: {', '.join(early)}",
+            RuntimeWarning,
+            stacklevel=2,
         )
     # Child processes (subprocess with this interpreter, multiprocessing) inherit the
     # configuration; the startup .pth installed with callweave installs the hook in them.

@@ -138,11 +138,16 @@ def main() -> None:
         print(f"{name:42s} {us:8.3f} us per invocation")
     base = m["unwrapped function"]
     print()
-    print(f"wrap_calls cost per wrapped call:     {(m['wrap_calls, pass-through wrapper'] - base) / CALLS:.4f} us")
-    print(f"flat_profile cost per profiled call:  {(m['flat_profile, no callback'] - base) / CALLS:.4f} us")
-    print(f"flat_profile entry + exit + check:    {m['empty function, flat_profile'] - m['empty function']:.4f} us")
-    print(f"default below callback costs:         {m['flat_profile, default below callback'] - m['flat_profile, no callback']:.4f} us")
-    print(f"default above callback costs:         {m['flat_profile, default above callback'] - m['flat_profile, no callback']:.4f} us")
+    calls = m["wrap_calls, pass-through wrapper"] - base
+    profiled = m["flat_profile, no callback"] - base
+    entry = m["empty function, flat_profile"] - m["empty function"]
+    below = m["flat_profile, default below callback"] - m["flat_profile, no callback"]
+    above = m["flat_profile, default above callback"] - m["flat_profile, no callback"]
+    print(f"wrap_calls cost per wrapped call:     {calls / CALLS:.4f} us")
+    print(f"flat_profile cost per profiled call:  {profiled / CALLS:.4f} us")
+    print(f"flat_profile entry + exit + check:    {entry:.4f} us")
+    print(f"default below callback costs:         {below:.4f} us")
+    print(f"default above callback costs:         {above:.4f} us")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Flat profiling: ``flat_profile``, its callbacks, and aggregate statistics.
 
 A profiled function runs its body between ``RECORD = ENTER(i)`` and ``EXIT(RECORD)`` (in a
-``finally``) and every call in it goes through callweave's native timer, so each invocation has its own record (exact under
-recursion, threads, generators and asyncio) and the cost per call is tens of nanoseconds.
+``finally``) and every call in it goes through callweave's native timer, so each invocation
+has its own record (exact under recursion, threads, generators and asyncio) and the cost per
+call is tens of nanoseconds.
 When an invocation ends, its total is compared with the time limit and the above or below
 callback runs: ``callback(total, limit, times, func)`` as in recompyle.
 """
@@ -53,8 +54,7 @@ class ProfilerCallback(Protocol):
     """``callback(total, limit, times, func)``, run when a profiled invocation ends."""
 
     def __call__(self, total: float, limit: float, times: CallTimes, func: Callable) -> None:
-        """Receives the invocation's total and limit in seconds, its call times and the
-        function."""
+        """Receives the total and limit (seconds), the call times and the function."""
         ...
 
 
@@ -95,7 +95,7 @@ class CallTimes(dict[str, list[float]]):
 
 
 def callable_name(call: Any) -> str:
-    """recompyle's name for a callable: qualname, name, through ``__wrapped__``, type name."""
+    """Recompyle's name for a callable: qualname, name, through ``__wrapped__``, type name."""
     seen = 0
     while True:
         for attr in ("__qualname__", "__name__"):
@@ -229,11 +229,19 @@ def register_profile(
     Returns:
         The native profile.
     """
-    sites = [(text, callee, ln, eln, col, ecol) for (_i, _f, ln, eln, col, ecol, text, callee, _a)
-             in site_rows]
+    sites = [
+        (text, callee, ln, eln, col, ecol)
+        for (_i, _f, ln, eln, col, ecol, text, callee, _a) in site_rows
+    ]
     return _native.FunctionProfile(
-        module=module, qualname=qualname, filename=filename, line=line, sites=sites,
-        time_limit=time_limit, above=above, below=below,
+        module=module,
+        qualname=qualname,
+        filename=filename,
+        line=line,
+        sites=sites,
+        time_limit=time_limit,
+        above=above,
+        below=below,
         record_calls=not (is_default_callback(above) and is_default_callback(below)),
     )
 
@@ -278,8 +286,11 @@ def flat_profile(
     black = _names(blacklist, "blacklist")
     white = _names(whitelist, "whitelist")
     _native.Rule.wrap(
-        wrapper="__callweave_check__", functions=["x"], ignore_builtins=ignore_builtins,
-        blacklist=black, whitelist=white,
+        wrapper="__callweave_check__",
+        functions=["x"],
+        ignore_builtins=ignore_builtins,
+        blacklist=black,
+        whitelist=white,
     )
 
     def decorate(target: Callable[P, T]) -> Callable[P, T]:
@@ -287,9 +298,15 @@ def flat_profile(
 
         def make_rule(at: tuple[str, int]) -> _native.Rule:
             return _native.Rule.profile(
-                enter=enter_name, exit=EXIT_NAME, timer=TIMER_NAME, atimer=ATIMER_NAME,
+                enter=enter_name,
+                exit=EXIT_NAME,
+                timer=TIMER_NAME,
+                atimer=ATIMER_NAME,
                 record=RECORD_NAME,
-                at=at, ignore_builtins=ignore_builtins, blacklist=black, whitelist=white,
+                at=at,
+                ignore_builtins=ignore_builtins,
+                blacklist=black,
+                whitelist=white,
             )
 
         registered: list[_native.FunctionProfile] = []
@@ -306,9 +323,14 @@ def flat_profile(
             (row,) = [f for f in result.functions if f[4] is not None]
             site_rows = [result.sites[i] for i in row[4][2]]
             profile = register_profile(
-                module=new.__module__, qualname=new.__qualname__, filename=code.co_filename,
-                line=code.co_firstlineno, site_rows=site_rows, time_limit=limit,
-                above=above_callback, below=below_callback,
+                module=new.__module__,
+                qualname=new.__qualname__,
+                filename=code.co_filename,
+                line=code.co_firstlineno,
+                site_rows=site_rows,
+                time_limit=limit,
+                above=above_callback,
+                below=below_callback,
             )
             profile.set_function(new)
             new.__globals__[enter_name] = _native.ProfileTable([profile]).enter_function()
@@ -367,16 +389,34 @@ def function_stats(profile: _native.FunctionProfile) -> FunctionStats:
     """Aggregates of one native profile."""
     raw = profile.stats()
     sites = [
-        SiteStats(text, callee, line, s["count"], s["total"],
-                  s["total"] / s["count"] if s["count"] else 0.0, s["max"])
+        SiteStats(
+            text,
+            callee,
+            line,
+            s["count"],
+            s["total"],
+            s["total"] / s["count"] if s["count"] else 0.0,
+            s["max"],
+        )
         for (text, callee, line, *_), s in zip(profile.sites, raw["sites"], strict=True)
     ]
     count = raw["count"]
     return FunctionStats(
-        module=profile.module, qualname=profile.qualname, filename=profile.filename,
-        line=profile.line, time_limit=profile.time_limit, count=count, errors=raw["errors"],
-        total=raw["total"], mean=raw["total"] / count if count else 0.0, min=raw["min"],
-        max=raw["max"], p50=raw["p50"], p95=raw["p95"], p99=raw["p99"], sites=sites,
+        module=profile.module,
+        qualname=profile.qualname,
+        filename=profile.filename,
+        line=profile.line,
+        time_limit=profile.time_limit,
+        count=count,
+        errors=raw["errors"],
+        total=raw["total"],
+        mean=raw["total"] / count if count else 0.0,
+        min=raw["min"],
+        max=raw["max"],
+        p50=raw["p50"],
+        p95=raw["p95"],
+        p99=raw["p99"],
+        sites=sites,
     )
 
 

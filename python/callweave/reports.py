@@ -107,8 +107,13 @@ def _merge_sites(a: list[SiteStats], b: list[SiteStats]) -> list[SiteStats]:
         count = old.count + s.count
         total = old.total + s.total
         merged[key] = SiteStats(
-            text=s.text, callee=s.callee, line=s.line, count=count, total=total,
-            mean=total / count if count else 0.0, max=max(old.max, s.max),
+            text=s.text,
+            callee=s.callee,
+            line=s.line,
+            count=count,
+            total=total,
+            mean=total / count if count else 0.0,
+            max=max(old.max, s.max),
         )
     return list(merged.values())
 
@@ -119,11 +124,20 @@ def _merge_functions(a: FunctionStats, b: FunctionStats) -> FunctionStats:
     total = a.total + b.total
     ran = [f for f in (a, b) if f.count]
     return FunctionStats(
-        module=a.module, qualname=a.qualname, filename=a.filename, line=a.line,
-        time_limit=min(a.time_limit, b.time_limit), count=count, errors=a.errors + b.errors,
-        total=total, mean=total / count if count else 0.0,
-        min=min((f.min for f in ran), default=0.0), max=max(a.max, b.max),
-        p50=max(a.p50, b.p50), p95=max(a.p95, b.p95), p99=max(a.p99, b.p99),
+        module=a.module,
+        qualname=a.qualname,
+        filename=a.filename,
+        line=a.line,
+        time_limit=min(a.time_limit, b.time_limit),
+        count=count,
+        errors=a.errors + b.errors,
+        total=total,
+        mean=total / count if count else 0.0,
+        min=min((f.min for f in ran), default=0.0),
+        max=max(a.max, b.max),
+        p50=max(a.p50, b.p50),
+        p95=max(a.p95, b.p95),
+        p99=max(a.p99, b.p99),
         sites=_merge_sites(a.sites, b.sites),
     )
 
@@ -215,27 +229,60 @@ def render_text(stats: StatsInput = None, *, top_sites: int = TOP_SITES) -> str:
         return "callweave: no profiled function ran\n"
     d = format_duration
     header: tuple[str, ...] = (
-        "function / call site", "count", "errors", "total", "mean", "p95", "max", "limit",
+        "function / call site",
+        "count",
+        "errors",
+        "total",
+        "mean",
+        "p95",
+        "max",
+        "limit",
     )
     line_width = max((len(str(s.line)) for f in ran for s in f.sites), default=1)
     blocks: list[list[tuple[str, ...]]] = []
     for f in ran:
         block: list[tuple[str, ...]] = [
-            (f"{f.module}:{f.qualname}", f"{f.count:,}", f"{f.errors:,}", d(f.total),
-             d(f.mean), d(f.p95), d(f.max), d(f.time_limit)),
+            (
+                f"{f.module}:{f.qualname}",
+                f"{f.count:,}",
+                f"{f.errors:,}",
+                d(f.total),
+                d(f.mean),
+                d(f.p95),
+                d(f.max),
+                d(f.time_limit),
+            ),
         ]
-        sites = sorted((s for s in f.sites if s.count),
-                       key=lambda s: (-s.total, s.line, s.text))
+        sites = sorted((s for s in f.sites if s.count), key=lambda s: (-s.total, s.line, s.text))
         for s in sites[: max(top_sites, 0)]:
-            block.append((_site_label(s, line_width), f"{s.count:,}", "", d(s.total),
-                           d(s.mean), "", d(s.max), ""))
-        rest = sites[max(top_sites, 0):]
+            block.append(
+                (
+                    _site_label(s, line_width),
+                    f"{s.count:,}",
+                    "",
+                    d(s.total),
+                    d(s.mean),
+                    "",
+                    d(s.max),
+                    "",
+                )
+            )
+        rest = sites[max(top_sites, 0) :]
         if rest:
             label = f"  {'':>{line_width}}  \u2026 {len(rest)} more call site"
             label += "" if len(rest) == 1 else "s"
-            block.append((label, f"{sum(s.count for s in rest):,}", "",
-                          d(sum(s.total for s in rest)), "", "", d(max(s.max for s in rest)),
-                          ""))
+            block.append(
+                (
+                    label,
+                    f"{sum(s.count for s in rest):,}",
+                    "",
+                    d(sum(s.total for s in rest)),
+                    "",
+                    "",
+                    d(max(s.max for s in rest)),
+                    "",
+                )
+            )
         blocks.append(block)
     rows = [row for block in blocks for row in block]
     name_width = min(max(len(header[0]), *(len(r[0]) for r in rows)), NAME_WIDTH)
@@ -247,8 +294,9 @@ def render_text(stats: StatsInput = None, *, top_sites: int = TOP_SITES) -> str:
         return "  ".join(cells).rstrip()
 
     invocations = sum(f.count for f in ran)
-    title = (f"callweave: {_plural(len(ran), 'profiled function')} ran "
-             f"{_plural(invocations, 'time')}")
+    title = (
+        f"callweave: {_plural(len(ran), 'profiled function')} ran {_plural(invocations, 'time')}"
+    )
     idle = len(functions) - len(ran)
     if idle:
         title += f"; {idle:,} never ran"
@@ -333,8 +381,7 @@ def _check_doc(doc: object, where: str) -> Mapping[str, Any]:
         raise ValueError(f"{where} has a bad schema {schema!r}")
     if schema > JSON_SCHEMA:
         raise ValueError(
-            f"{where} has schema {schema}; this callweave ({__version__}) reads up to "
-            f"{JSON_SCHEMA}"
+            f"{where} has schema {schema}; this callweave ({__version__}) reads up to {JSON_SCHEMA}"
         )
     if not isinstance(doc.get("functions"), list):
         raise ValueError(f"{where} has no 'functions' list")
@@ -344,17 +391,33 @@ def _check_doc(doc: object, where: str) -> Mapping[str, Any]:
 def _function_from_json(data: Mapping[str, Any], where: str) -> FunctionStats:
     try:
         sites = [
-            SiteStats(text=s["text"], callee=s["callee"], line=s["line"], count=s["count"],
-                      total=s["total"], mean=s["mean"], max=s["max"])
+            SiteStats(
+                text=s["text"],
+                callee=s["callee"],
+                line=s["line"],
+                count=s["count"],
+                total=s["total"],
+                mean=s["mean"],
+                max=s["max"],
+            )
             for s in data.get("sites", [])
         ]
         return FunctionStats(
-            module=data["module"], qualname=data["qualname"], filename=data["filename"],
+            module=data["module"],
+            qualname=data["qualname"],
+            filename=data["filename"],
             line=data["line"],
             time_limit=math.inf if data["time_limit"] is None else data["time_limit"],
-            count=data["count"], errors=data["errors"], total=data["total"],
-            mean=data["mean"], min=data["min"], max=data["max"], p50=data["p50"],
-            p95=data["p95"], p99=data["p99"], sites=sites,
+            count=data["count"],
+            errors=data["errors"],
+            total=data["total"],
+            mean=data["mean"],
+            min=data["min"],
+            max=data["max"],
+            p50=data["p50"],
+            p95=data["p95"],
+            p99=data["p99"],
+            sites=sites,
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{where}: a function entry lacks or mangles {exc}") from None
@@ -418,8 +481,13 @@ def merge_json(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         if merged_before:
             processes.extend(dict(p) for p in doc["processes"])
         else:
-            processes.append({"pid": doc.get("pid"), "python": doc.get("python"),
-                              "callweave": doc.get("callweave")})
+            processes.append(
+                {
+                    "pid": doc.get("pid"),
+                    "python": doc.get("python"),
+                    "callweave": doc.get("callweave"),
+                }
+            )
         for data in doc["functions"]:
             f = _function_from_json(data, where)
             key = _function_key(f)
@@ -455,14 +523,19 @@ def _site_name(s: SiteStats) -> str:
     return _cut(_one_line(s.text), 60)
 
 
-def _add_entry(out: dict[PstatsKey, PstatsEntry], key: PstatsKey, calls: int, tottime: float,
-               cumtime: float, caller: PstatsKey | None) -> None:
+def _add_entry(
+    out: dict[PstatsKey, PstatsEntry],
+    key: PstatsKey,
+    calls: int,
+    tottime: float,
+    cumtime: float,
+    caller: PstatsKey | None,
+) -> None:
     old = out.get(key)
     callers: dict[PstatsKey, PstatsCall] = {} if old is None else old[4]
     if caller is not None:
         prev = callers.get(caller, (0, 0, 0.0, 0.0))
-        callers[caller] = (prev[0] + calls, prev[1] + calls, prev[2] + tottime,
-                           prev[3] + cumtime)
+        callers[caller] = (prev[0] + calls, prev[1] + calls, prev[2] + tottime, prev[3] + cumtime)
     if old is None:
         out[key] = (calls, calls, tottime, cumtime, callers)
     else:
@@ -664,8 +737,9 @@ def write_exit_report(report_spec: Report | str | None, *, stats: StatsInput = N
         try:
             error = " ".join(f"{type(exc).__name__}: {exc}".split())
             if sys.stderr is not None:
-                sys.stderr.write(f"callweave: could not write the {what} report to {where}: "
-                                 f"{error}\n")
+                sys.stderr.write(
+                    f"callweave: could not write the {what} report to {where}: {error}\n"
+                )
                 sys.stderr.flush()
         except BaseException:  # nowhere left to say it
             pass
