@@ -94,8 +94,11 @@ def counters() -> dict[str, int]:
     return dict(_counters)
 
 
+_EXCLUDED_TOP = frozenset(EXCLUDED)
+
+
 def _excluded(name: str) -> bool:
-    return any(name == e or name.startswith(e + ".") for e in EXCLUDED)
+    return name.partition(".")[0] in _EXCLUDED_TOP
 
 
 def _short_hash(*parts: str | bytes) -> str:
@@ -133,12 +136,11 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         return base[: -len(".pyc")] + _CACHE_SUFFIX
 
     def _key(self, fullname: str, data: bytes) -> bytes:
-        config = self._finder.config
         parts = [
             fullname,
             _native.__version__,
             str(_FORMAT),
-            config.rules_hash(fullname),
+            self._finder.rules_hash(fullname),
             str(sys.flags.optimize),
             importlib.util.MAGIC_NUMBER.hex(),
             "pytest" if self._pytest_hook is not None else "",
@@ -361,6 +363,8 @@ class CallweaveFinder:
         for rule in config.wrap:
             setattr(builtins, self.wrapper_name(rule), self.resolved[rule.wrapper])
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
+        self._matches: dict[str, bool] = {}
+        self._hashes: dict[str, str] = {}
         #: Profiles of each loaded module version (by its entry name), with their qualnames.
         self.bound: dict[str, list[tuple[_native.FunctionProfile, str]]] = {}
 
@@ -401,9 +405,25 @@ class CallweaveFinder:
         self._profiles[key] = profile
         return profile
 
+    def matches(self, fullname: str) -> bool:
+        """Whether the rules select the module (cached: imports ask for many names)."""
+        hit = self._matches.get(fullname)
+        if hit is None:
+            hit = self._matches[fullname] = not _excluded(fullname) and (
+                self.config.matches_module(fullname)
+            )
+        return hit
+
+    def rules_hash(self, fullname: str) -> str:
+        """The hash of the rules that apply to the module (cached)."""
+        digest = self._hashes.get(fullname)
+        if digest is None:
+            digest = self._hashes[fullname] = self.config.rules_hash(fullname)
+        return digest
+
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         """The spec of a matched module with callweave's loader, else None."""
-        if _excluded(fullname) or not self.config.matches_module(fullname):
+        if not self.matches(fullname):
             return None
         for finder in sys.meta_path:
             if finder is self or isinstance(finder, CallweaveFinder):
