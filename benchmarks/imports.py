@@ -14,6 +14,7 @@ warm <= 1.05x, finder overhead < 2%.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import os
 import statistics
@@ -26,10 +27,16 @@ import time
 from pathlib import Path
 
 from callweave import _native
-from callweave.config import Config, ProfileRule
+from callweave.config import Config, ProfileRule, WrapRule
 from callweave.hook import CallweaveFinder, CallweaveLoader
 
 SAMPLES = ["typing", "argparse", "pydoc", "inspect", "ast", "difflib"]
+
+
+def _some_functions(source: str, n: int = 5) -> tuple[str, ...]:
+    tree = ast.parse(source)
+    names = [d.name for d in tree.body if isinstance(d, ast.FunctionDef | ast.AsyncFunctionDef)]
+    return tuple(names[:n]) or ("*",)
 
 
 def cold(rounds: int) -> None:
@@ -39,24 +46,30 @@ def cold(rounds: int) -> None:
         path = stdlib / f"{name}.py"
         data = path.read_bytes()
         source = importlib.util.decode_source(data)
-        config = Config(profile=(ProfileRule(modules=(name,), time_limit=1.0),))
-        finder = CallweaveFinder(config)
-        loader = CallweaveLoader(name, str(path), finder)
-        plain, ours = [], []
+        variants = {
+            "profile all": Config(profile=(ProfileRule(modules=(name,), time_limit=1.0),)),
+            "wrap all": Config(wrap=(WrapRule(modules=(name,), wrapper="builtins:print"),)),
+            "profile 5": Config(
+                profile=(
+                    ProfileRule(modules=(name,), functions=_some_functions(source), time_limit=1.0),
+                )
+            ),
+        }
+        loaders = {
+            k: CallweaveLoader(name, str(path), CallweaveFinder(c)) for k, c in variants.items()
+        }
+        times: dict[str, list[float]] = {"compile": [], **{k: [] for k in variants}}
         for _ in range(rounds):
             t = time.perf_counter()
             compile(source, str(path), "exec", dont_inherit=True)
-            plain.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            key = loader._key(name, data)
-            loader._rewrite(name, str(path), data, "bench")
-            ours.append(time.perf_counter() - t)
-            del key
-        p, o = statistics.median(plain) * 1e3, statistics.median(ours) * 1e3
-        print(
-            f"  {name:10s} {len(data) / 1e3:7.1f} kB  compile {p:7.2f}  callweave {o:7.2f}"
-            f"  ratio {o / p:5.2f}x"
-        )
+            times["compile"].append(time.perf_counter() - t)
+            for k, loader in loaders.items():
+                t = time.perf_counter()
+                loader._rewrite(name, str(path), data, "bench")
+                times[k].append(time.perf_counter() - t)
+        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        ratios = "  ".join(f"{k} {med[k] / med['compile']:4.2f}x" for k in variants)
+        print(f"  {name:10s} {len(data) / 1e3:6.1f} kB  compile {med['compile']:6.2f} ms  {ratios}")
 
 
 def _fresh(code: str, env: dict[str, str], cwd: str) -> float:
@@ -127,7 +140,7 @@ def finder_overhead(rounds: int) -> None:
         print(time.perf_counter() - t)
     """)
     install = (
-        "import callweave\nfrom callweave.config import Config, ProfileRule\n"
+        "import callweave\nfrom callweave.config import Config, ProfileRule, WrapRule\n"
         "callweave.install(Config(profile=(ProfileRule(modules=('nothing_matches.*',),"
         " time_limit=1.0),)), report_at_exit=False)"
     )
