@@ -36,6 +36,30 @@ def _names(value: Iterable[str] | None, what: str) -> list[str] | None:
     return list(value)
 
 
+def call_lists(
+    ignore_builtins: bool, blacklist: Iterable[str] | None, whitelist: Iterable[str] | None
+) -> tuple[list[str] | None, list[str] | None]:
+    """Checks a decorator's call lists now, so errors name the entry at decoration time.
+
+    Returns:
+        The blacklist and whitelist as lists (or None).
+
+    Raises:
+        TypeError: A list given as a single string.
+        ValueError: An entry not in the call-name syntax, or both lists at once.
+    """
+    black = _names(blacklist, "blacklist")
+    white = _names(whitelist, "whitelist")
+    _native.Rule.wrap(
+        wrapper="__callweave_check__",
+        functions=["x"],
+        ignore_builtins=ignore_builtins,
+        blacklist=black,
+        whitelist=white,
+    )
+    return black, white
+
+
 def wrap_calls(
     *,
     wrapper: CallWrapper,
@@ -72,16 +96,7 @@ def wrap_calls(
     """
     if not callable(wrapper):
         raise TypeError(f"wrapper must be callable, got {wrapper!r}")
-    black = _names(blacklist, "blacklist")
-    white = _names(whitelist, "whitelist")
-    # Validate now, at decoration time of the first function, with the entry named.
-    _native.Rule.wrap(
-        wrapper="__callweave_check__",
-        functions=["x"],
-        ignore_builtins=ignore_builtins,
-        blacklist=black,
-        whitelist=white,
-    )
+    black, white = call_lists(ignore_builtins, blacklist, whitelist)
 
     def decorate(target: Callable[P, T]) -> Callable[P, T]:
         n = unique_suffix()

@@ -18,7 +18,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from callweave import _native
 from callweave._functions import Layer, rewrite_with_layers, unique_suffix
 from callweave.config import parse_duration
-from callweave.decorators import _names
+from callweave.decorators import call_lists
 
 __all__ = [
     "CallTimes",
@@ -283,15 +283,7 @@ def flat_profile(
         limit = parse_duration(time_limit)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"time_limit={time_limit!r}: {exc}") from None
-    black = _names(blacklist, "blacklist")
-    white = _names(whitelist, "whitelist")
-    _native.Rule.wrap(
-        wrapper="__callweave_check__",
-        functions=["x"],
-        ignore_builtins=ignore_builtins,
-        blacklist=black,
-        whitelist=white,
-    )
+    black, white = call_lists(ignore_builtins, blacklist, whitelist)
 
     def decorate(target: Callable[P, T]) -> Callable[P, T]:
         enter_name = f"__callweave_enter_{unique_suffix()}__"

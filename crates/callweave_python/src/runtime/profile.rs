@@ -53,20 +53,34 @@ pub(crate) struct FunctionState {
     pub(crate) site_aggs: Box<[SiteAgg]>,
 }
 
+/// What a profiled function is, as given at registration.
+pub(crate) struct FunctionSpec {
+    pub(crate) module: String,
+    pub(crate) qualname: String,
+    pub(crate) filename: String,
+    pub(crate) line: u32,
+    pub(crate) sites: Vec<SiteInfo>,
+    pub(crate) time_limit: f64,
+    pub(crate) above: Option<Py<PyAny>>,
+    pub(crate) below: Option<Py<PyAny>>,
+    pub(crate) record_calls: bool,
+}
+
 impl FunctionState {
-    /// An unregistered function with no sites and no callbacks.
-    pub(crate) fn probe() -> Self {
+    /// A function with empty aggregates.
+    pub(crate) fn new(spec: FunctionSpec) -> Self {
+        let site_aggs = (0..spec.sites.len()).map(|_| SiteAgg::default()).collect();
         Self {
-            module: String::new(),
-            qualname: String::new(),
-            filename: String::new(),
-            line: 0,
-            sites: Vec::new(),
-            limit_ns: u64::MAX,
-            limit_s: f64::INFINITY,
-            above: None,
-            below: None,
-            record_calls: false,
+            module: spec.module,
+            qualname: spec.qualname,
+            filename: spec.filename,
+            line: spec.line,
+            sites: spec.sites,
+            limit_ns: (spec.time_limit * 1e9).min(u64::MAX as f64) as u64,
+            limit_s: spec.time_limit,
+            above: spec.above,
+            below: spec.below,
+            record_calls: spec.record_calls,
             func: Mutex::new(None),
             count: AtomicU64::new(0),
             total_ns: AtomicU64::new(0),
@@ -74,8 +88,23 @@ impl FunctionState {
             max_ns: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             histogram: Histogram::new(),
-            site_aggs: Box::new([]),
+            site_aggs,
         }
+    }
+
+    /// An unregistered function with no sites and no callbacks.
+    pub(crate) fn probe() -> Self {
+        Self::new(FunctionSpec {
+            module: String::new(),
+            qualname: String::new(),
+            filename: String::new(),
+            line: 0,
+            sites: Vec::new(),
+            time_limit: f64::INFINITY,
+            above: None,
+            below: None,
+            record_calls: false,
+        })
     }
 }
 
@@ -192,27 +221,17 @@ impl FunctionProfile {
                 end_col,
             })
             .collect();
-        let site_aggs = (0..sites.len()).map(|_| SiteAgg::default()).collect();
-        let state = Arc::new(FunctionState {
+        let state = Arc::new(FunctionState::new(FunctionSpec {
             module,
             qualname,
             filename,
             line,
             sites,
-            limit_ns: (time_limit * 1e9).min(u64::MAX as f64) as u64,
-            limit_s: time_limit,
+            time_limit,
             above,
             below,
             record_calls,
-            func: Mutex::new(None),
-            count: AtomicU64::new(0),
-            total_ns: AtomicU64::new(0),
-            min_ns: AtomicU64::new(u64::MAX),
-            max_ns: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            histogram: Histogram::new(),
-            site_aggs,
-        });
+        }));
         if let Ok(mut all) = REGISTRY.lock() {
             all.push(Arc::clone(&state));
         }

@@ -176,6 +176,37 @@ unsafe fn unpack<'a>(
     Some((record, index as usize, callable))
 }
 
+/// Calls `callable` with the timer's arguments after the first three, untouched; returns the
+/// result (NULL with an error set on failure) and the clock readings before and after.
+///
+/// No recursion guard of our own: a Python callee's evaluation loop checks the recursion limit
+/// (and, from 3.12, the C stack) on entry, exactly as for any C caller, so deep recursion
+/// through the timer raises RecursionError; an extra guard would count each level twice.
+///
+/// # Safety
+/// The GIL must be held; `args` must hold `nargs` (>= 3) positional arguments followed by the
+/// values of `kwnames`.
+#[inline(always)]
+unsafe fn forward(
+    callable: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: isize,
+    kwnames: *mut ffi::PyObject,
+) -> (*mut ffi::PyObject, u64, u64) {
+    let start = ticks();
+    // SAFETY: args[3..] are the caller's arguments; the offset flag lets the callee borrow
+    // args[2] (the callable slot) temporarily.
+    let result = unsafe {
+        ffi::PyObject_Vectorcall(
+            callable,
+            args.add(3),
+            (nargs - 3) as usize | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+            kwnames,
+        )
+    };
+    (result, start, ticks())
+}
+
 /// `time_call(record, site, callable, *args, **kwargs)`.
 unsafe extern "C" fn time_call(
     _module: *mut ffi::PyObject,
@@ -189,22 +220,9 @@ unsafe extern "C" fn time_call(
     let Some((record, site, callable)) = (unsafe { unpack(py, "time_call", args, nargs) }) else {
         return std::ptr::null_mut();
     };
-    // No recursion guard of our own: a Python callee's evaluation loop checks the recursion
-    // limit (and, from 3.12, the C stack) on entry, exactly as for any C caller, so deep
-    // recursion through the timer raises RecursionError; an extra guard would count each level
-    // twice.
-    let start = ticks();
-    // SAFETY: args[3..nargs] and the keyword values after them are the caller's arguments;
-    // the offset flag lets the callee borrow args[2] (the callable slot) temporarily.
-    let result = unsafe {
-        ffi::PyObject_Vectorcall(
-            callable,
-            args.add(3),
-            (nargs - 3) as usize | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
-            kwnames,
-        )
-    };
-    let elapsed = ticks().saturating_sub(start);
+    // SAFETY: GIL held; `unpack` checked the three leading arguments.
+    let (result, start, end) = unsafe { forward(callable, args, nargs, kwnames) };
+    let elapsed = end.saturating_sub(start);
     // SAFETY: GIL held; `callable` is alive (the caller holds it).
     unsafe { record.add(py, site, elapsed, callable) };
     result
@@ -225,15 +243,8 @@ unsafe extern "C" fn time_await(
     };
     // SAFETY: `unpack` checked that args[0] is a Record.
     let record = unsafe { Bound::from_borrowed_ptr(py, *args).cast_into_unchecked::<Record>() };
-    let start = ticks();
-    let result = unsafe {
-        ffi::PyObject_Vectorcall(
-            callable,
-            args.add(3),
-            (nargs - 3) as usize | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
-            kwnames,
-        )
-    };
+    // SAFETY: GIL held; `unpack` checked the three leading arguments.
+    let (result, start, _) = unsafe { forward(callable, args, nargs, kwnames) };
     // SAFETY: `callable` is alive; `result` is a new reference or NULL with an error set.
     let callable = unsafe { Bound::from_borrowed_ptr(py, callable) };
     let result = unsafe { Bound::from_owned_ptr_or_err(py, result) };
