@@ -142,16 +142,12 @@ def _find_source(module: str) -> Path:
 
 
 def _rules_for(config: Config | None, module: str) -> list[_native.Rule]:
-    from callweave.hook import CallweaveFinder, CallweaveLoader
+    from callweave.hook import native_rules
 
     if config is None or not config.matches_module(module):
         # Show what profiling every function would do.
         config = Config(profile=(ProfileRule(modules=(module,), time_limit=0.0),))
-    finder = CallweaveFinder.__new__(CallweaveFinder)
-    finder.config = config
-    finder.strict = False
-    loader = CallweaveLoader(module, "", finder)
-    return loader._rules(module, "show")
+    return native_rules(config, module, "__callweave_enter__", "__callweave_sites__")
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -109,12 +109,59 @@ def _short_hash(*parts: str | bytes) -> str:
     return h.hexdigest()[:16]
 
 
-def _callback(spec: Any, resolved: dict[str, Callable[..., Any]]) -> Any:
+def _callback(spec: Any, resolved: dict[str, Callable[..., Any]], default: Any) -> Any:
     if spec.kind == "none":
         return None
     if spec.kind == "log":
-        return None  # replaced by the right default by the caller
+        return default
     return resolved[spec.target]
+
+
+def wrapper_name(rule: WrapRule) -> str:
+    """The builtin name under which a wrap rule's wrapper is found."""
+    return f"__callweave_wrap_{_short_hash(rule.wrapper)}__"
+
+
+def _list(values: tuple[str, ...] | None) -> list[str] | None:
+    return None if values is None else list(values)
+
+
+def native_rules(config: Config, fullname: str, enter: str, sites: str) -> list[_native.Rule]:
+    """The engine rules for one module: its wrap rules (innermost), then its profile rules.
+
+    Args:
+        config: The configuration.
+        fullname: The module's name.
+        enter: The name of the module's profiler entry function.
+        sites: The name of the module's site table (for wrappers given the call site).
+    """
+    profiles, wraps = config.rules_for_module(fullname)
+    rules = [
+        _native.Rule.wrap(
+            wrapper=wrapper_name(w),
+            sites=sites if w.pass_site else None,
+            functions=_list(w.functions),
+            ignore_builtins=w.ignore_builtins,
+            blacklist=_list(w.blacklist),
+            whitelist=_list(w.whitelist),
+        )
+        for w in wraps
+    ]
+    rules += [
+        _native.Rule.profile(
+            enter=enter,
+            exit=EXIT_NAME,
+            timer=TIMER_NAME,
+            atimer=ATIMER_NAME,
+            record=RECORD_NAME,
+            functions=_list(p.functions),
+            ignore_builtins=p.ignore_builtins,
+            blacklist=_list(p.blacklist),
+            whitelist=_list(p.whitelist),
+        )
+        for p in profiles
+    ]
+    return rules
 
 
 class CallweaveLoader(importlib.machinery.SourceFileLoader):
@@ -196,36 +243,8 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         }
 
     def _rules(self, fullname: str, key_hash: str) -> list[_native.Rule]:
-        config = self._finder.config
-        profiles, wraps = config.rules_for_module(fullname)
         names = self._names(fullname, key_hash)
-        rules: list[_native.Rule] = []
-        for w in wraps:
-            rules.append(
-                _native.Rule.wrap(
-                    wrapper=self._finder.wrapper_name(w),
-                    sites=names["sites"] if w.pass_site else None,
-                    functions=list(w.functions) if w.functions is not None else None,
-                    ignore_builtins=w.ignore_builtins,
-                    blacklist=list(w.blacklist) if w.blacklist is not None else None,
-                    whitelist=list(w.whitelist) if w.whitelist is not None else None,
-                )
-            )
-        for p in profiles:
-            rules.append(
-                _native.Rule.profile(
-                    enter=names["enter"],
-                    exit=EXIT_NAME,
-                    timer=TIMER_NAME,
-                    atimer=ATIMER_NAME,
-                    record=RECORD_NAME,
-                    functions=list(p.functions) if p.functions is not None else None,
-                    ignore_builtins=p.ignore_builtins,
-                    blacklist=list(p.blacklist) if p.blacklist is not None else None,
-                    whitelist=list(p.whitelist) if p.whitelist is not None else None,
-                )
-            )
-        return rules
+        return native_rules(self._finder.config, fullname, names["enter"], names["sites"])
 
     def _rewrite(
         self, fullname: str, path: str, data: bytes, key_hash: str
@@ -361,16 +380,12 @@ class CallweaveFinder:
         for name, value in RUNTIME_NAMES.items():
             setattr(builtins, name, value)
         for rule in config.wrap:
-            setattr(builtins, self.wrapper_name(rule), self.resolved[rule.wrapper])
+            setattr(builtins, wrapper_name(rule), self.resolved[rule.wrapper])
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
         self._matches: dict[str, bool] = {}
         self._hashes: dict[str, str] = {}
         #: Profiles of each loaded module version (by its entry name), with their qualnames.
         self.bound: dict[str, list[tuple[_native.FunctionProfile, str]]] = {}
-
-    def wrapper_name(self, rule: WrapRule) -> str:
-        """The builtin name under which a wrap rule's wrapper is found."""
-        return f"__callweave_wrap_{_short_hash(rule.wrapper)}__"
 
     def register(
         self,
@@ -386,12 +401,8 @@ class CallweaveFinder:
         existing = self._profiles.get(key)
         if existing is not None and len(existing.sites) == len(site_rows):
             return existing
-        above = _callback(rule.above, self.resolved)
-        below = _callback(rule.below, self.resolved)
-        if rule.above.kind == "log":
-            above = default_above_log
-        if rule.below.kind == "log":
-            below = default_below_log
+        above = _callback(rule.above, self.resolved, default_above_log)
+        below = _callback(rule.below, self.resolved, default_below_log)
         profile = register_profile(
             module=module,
             qualname=qualname,
