@@ -169,6 +169,19 @@ def test_children_are_profiled_and_report_separately(project):
     assert sorted(counts) == [1, 1, 1, 1], [p.name for p in children]
 
 
+def test_run_missing_script_is_a_clear_error(project):
+    r = run(project, "run", "nosuch.py")
+    assert r.returncode == 2
+    assert "no such script 'nosuch.py'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_run_bad_option_is_a_clear_error(project):
+    r = run(project, "run", "--frobnicate", "app.py")
+    assert r.returncode == 2
+    assert "unknown option '--frobnicate'" in r.stderr
+
+
 def test_show_prints_rewritten_source_and_diff(project):
     r = run(project, "show", "shopkit.orders:place_order")
     assert r.returncode == 0, r.stderr

@@ -95,6 +95,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.module is None and not args.target:
         raise ConfigError("callweave run: give a script or -m module")
     script = None if args.module is not None else Path(args.target[0])
+    if script is not None and not script.is_file():
+        raise ConfigError(f"callweave run: no such script {str(script)!r}")
     config = _cli_config(args, script.stem if script is not None else None)
     if config is not None:
         finder = hook.install(config)
