@@ -78,7 +78,8 @@ EXCLUDED = (
 )
 
 _CACHE_SUFFIX = ".callweave.pyc"
-_FORMAT = 1
+# Bumped when what the cache holds changes (2: injected names come from the source hash).
+_FORMAT = 2
 
 _lock = threading.Lock()
 _counters = {"rewritten": 0, "cache_hits": 0, "fallbacks": 0}
@@ -194,7 +195,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         ]
         return data + b"\0callweave\0" + "\0".join(parts).encode()
 
-    def _read_cache(self, cache: str | None, key: bytes) -> tuple[CodeType, Any] | None:
+    def _read_cache(self, cache: str | None, digest: bytes) -> tuple[CodeType, Any] | None:
         if cache is None:
             return None
         try:
@@ -205,7 +206,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         expected = importlib.util.MAGIC_NUMBER + (3).to_bytes(4, "little")
         if len(blob) < 16 or blob[:8] != expected:
             return None
-        if blob[8:16] != importlib.util.source_hash(key):
+        if blob[8:16] != digest:
             return None
         try:
             code, meta = marshal.loads(blob[16:])
@@ -215,11 +216,11 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
             return None
         return code, meta
 
-    def _write_cache(self, cache: str | None, key: bytes, code: CodeType, meta: Any) -> None:
+    def _write_cache(self, cache: str | None, digest: bytes, code: CodeType, meta: Any) -> None:
         if cache is None or sys.dont_write_bytecode:
             return
         header = importlib.util.MAGIC_NUMBER + (3).to_bytes(4, "little")
-        blob = header + importlib.util.source_hash(key) + marshal.dumps((code, meta))
+        blob = header + digest + marshal.dumps((code, meta))
         tmp = f"{cache}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             os.makedirs(os.path.dirname(cache), exist_ok=True)
@@ -320,9 +321,12 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         path = self.get_filename(fullname)
         data = self.get_data(path)
         key = self._key(fullname, data)
-        key_hash = _short_hash(key)
+        # One hash of source + key: the checked-hash pyc's hash and the suffix of the names
+        # injected for this module version.
+        digest = importlib.util.source_hash(key)
+        key_hash = digest.hex()
         cache = self._cache_path(path)
-        entry = self._read_cache(cache, key)
+        entry = self._read_cache(cache, digest)
         if entry is not None:
             _counters["cache_hits"] += 1
             # As for ordinary bytecode: a tree moved with its __pycache__ names its new path.
@@ -350,7 +354,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
                 )
                 return super().get_code(fullname)
             _counters["rewritten"] += 1
-            self._write_cache(cache, key, *entry)
+            self._write_cache(cache, digest, *entry)
         code, meta = entry
         self._bind(fullname, path, key_hash, meta)
         return code
