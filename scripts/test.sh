@@ -5,6 +5,10 @@
 source "$(dirname "$0")/pythons.sh"
 cd "$ROOT"
 
+echo "== cargo fmt, clippy"
+cargo fmt --all -- --check
+cargo clippy --quiet --workspace --all-targets -- -D warnings
+
 echo "== cargo test (engine)"
 cargo test --quiet --package callweave_engine
 
