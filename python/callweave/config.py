@@ -24,7 +24,8 @@ Where the configuration comes from (:func:`load_config`), first match wins:
 
 1. an explicit path;
 2. the file named by the environment variable ``CALLWEAVE_CONFIG`` (an empty value counts as
-   unset);
+   unset; under ``python -E`` or ``-I`` it is ignored, as Python ignores its ``PYTHON*``
+   variables);
 3. the nearest ``pyproject.toml`` with a ``[tool.callweave]`` table, searching from the
    working directory upward. A ``pyproject.toml`` *without* the table does not stop the
    search (as ruff does for ``[tool.ruff]``), so a sub-project's own ``pyproject.toml`` does
@@ -54,6 +55,7 @@ import json
 import math
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -997,7 +999,7 @@ def load_config(path: Path | None = None, *, start: Path | None = None) -> Confi
     """
     if path is not None:
         origin = ""
-    elif os.environ.get(ENV_VAR):
+    elif not sys.flags.ignore_environment and os.environ.get(ENV_VAR):
         path, origin = Path(os.environ[ENV_VAR]), f" (named by {ENV_VAR})"
     else:
         found = _search(start)
