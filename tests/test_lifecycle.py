@@ -98,7 +98,7 @@ def test_sigterm_from_outside_writes_the_text_report(project):
     try:
         assert p.stdout.readline() == "ready\n"
         p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=120)
+        _out, err = p.communicate(timeout=120)
     finally:
         p.kill()
     assert p.returncode == -signal.SIGTERM, err
