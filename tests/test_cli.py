@@ -315,3 +315,22 @@ def test_run_time_limit_accepts_go_style_durations(project):
     doc = json.loads((project / "r.json").read_text())
     (f,) = [f for f in doc["functions"] if f["qualname"] == "place_order"]
     assert f["time_limit"] == 3723.5
+
+
+def test_run_wrap_with_the_documented_signature_passes_call_keywords(project):
+    # Item 31: a wrapped call with its own call= / site= keywords reaches the callee.
+    (project / "tracing.py").write_text(
+        "def trace(call, /, *args, **kwargs):\n"
+        "    print('traced', getattr(call, '__name__', '?'))\n"
+        "    return call(*args, **kwargs)\n"
+    )
+    (project / "jobs.py").write_text(
+        "def submit(job, call=None, site=None):\n"
+        "    return (job, call, site)\n\n"
+        "def main():\n"
+        "    print(submit(1, call='cb', site='s'))\n\n"
+        "main()\n"
+    )
+    r = cli(project, "run", "--wrap", "jobs:main=tracing:trace", "jobs.py")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["traced submit", "traced print", "(1, 'cb', 's')"]

@@ -811,11 +811,11 @@ def hook(*args, **kwargs):
     return ("hook", args, kwargs)
 
 class Tracer:
-    def __call__(self, call, *args, **kwargs):
+    def __call__(self, call, /, *args, **kwargs):
         return call(*args, **kwargs)
 
     @staticmethod
-    def trace(call, *args, **kwargs):
+    def trace(call, /, *args, **kwargs):
         return call(*args, **kwargs)
 
 TRACER = Tracer()

@@ -468,7 +468,9 @@ class WrapRule(_RuleBase):
         modules: Module-name globs; the rule applies to the modules they match.
         functions: Qualname globs of the functions to rewrite; None selects every function.
         wrapper: The wrapper, ``"pkg.mod:attr.path"``.
-        pass_site: Call the wrapper as ``wrapper(call, site, *args, **kwargs)``.
+        pass_site: Call the wrapper as ``wrapper(call, site, *args, **kwargs)`` (declared
+            ``def wrapper(call, site, /, *args, **kwargs)``: positional-only, so a wrapped
+            call's own ``call=`` or ``site=`` keyword reaches the callee).
         ignore_builtins: Do not wrap calls of builtins.
         blacklist: Call names not to wrap; None for no blacklist.
         whitelist: Call names to wrap, nothing else is; None for no whitelist.
