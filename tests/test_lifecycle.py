@@ -164,3 +164,31 @@ def test_a_programs_own_sigterm_handler_wins(project):
     r = callweave(project, "run", "--profile", "wmod:work", "--report", "json:r.json", "own.py")
     assert r.returncode == 3, r.stderr
     assert work_count([project / "r.json"]) == 1
+
+
+def test_installing_outside_the_main_thread_says_sigterm_loses_the_report(project):
+    code = (
+        "import signal, threading, warnings\n"
+        "from callweave.config import Config, ProfileRule, Report\n"
+        "import callweave\n"
+        "config = Config(profile=(ProfileRule(modules=('wmod',), time_limit=1.0),),\n"
+        "                report=Report('text'))\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    t = threading.Thread(target=callweave.install, args=(config,))\n"
+        "    t.start(); t.join()\n"
+        "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)\n"
+        "print([str(w.message) for w in caught])\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=project,
+        env=env_for(project),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    default, messages = r.stdout.splitlines()
+    assert default == "True"
+    assert "a SIGTERM will end the process without writing the report" in messages

@@ -43,7 +43,11 @@ reason, e.g.::
 
 A relative ``json:PATH`` or ``pstats:PATH`` report path is taken relative to the directory of
 the file that configures it, so the report lands in the same place whatever the working
-directory; without a file it is kept as written.
+directory, and may not leave that directory (``..``); a report elsewhere needs an absolute
+path, and ``~`` is never expanded. A configuration is code (it names callables to import,
+like ``conftest.py``): these rules only keep a file found upward from the working directory
+from choosing, by accident, a file outside its own tree. Without a file a relative path is
+kept as written.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import atexit
 import os
 import signal
 import threading
+import warnings
 from types import FrameType
 from typing import Any
 
@@ -97,14 +98,22 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _install_sigterm_handler() -> None:
     """Installs the SIGTERM handler where SIGTERM has its default disposition."""
-    if threading.current_thread() is not threading.main_thread():
-        return  # signal.signal() works only there; installed by the next install() there
     try:
         if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return  # the program's own handler (or SIG_IGN, or ours already) decides
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _on_sigterm)
             return
-        signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError, AttributeError):  # not the main interpreter; no SIGTERM
         pass
+    # signal.signal() works only in the main thread of the main interpreter: say what that
+    # costs, once, where it can still be fixed (install the hook from the main thread).
+    warnings.warn(
+        "callweave: the hook was installed outside the main thread, so a SIGTERM will end "
+        "the process without writing the report (install it from the main thread)",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def _after_fork_in_child() -> None:
