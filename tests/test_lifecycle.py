@@ -192,3 +192,42 @@ def test_installing_outside_the_main_thread_says_sigterm_loses_the_report(projec
     default, messages = r.stdout.splitlines()
     assert default == "True"
     assert "a SIGTERM will end the process without writing the report" in messages
+
+
+SIGTERM_DURING_WRITE = """
+import os, signal, sys
+from pathlib import Path
+from callweave import lifecycle, reports
+from callweave.config import Report
+
+calls = []
+
+
+def slow_write(spec):
+    calls.append(spec)
+    os.kill(os.getpid(), signal.SIGTERM)  # arrives while the exit report is being written
+    total = 0
+    for i in range(10000):  # the handler runs between these bytecodes
+        total += i
+    Path(sys.argv[1]).write_text(f"finished {len(calls)}")
+
+
+reports.write_exit_report = slow_write
+lifecycle.arm(Report("text"), child=False)
+"""
+
+
+def test_sigterm_while_the_exit_report_is_written_waits_for_it(project):
+    # atexit is writing; the handler must not write again nor cut the write short, and the
+    # process still ends by SIGTERM.
+    marker = project / "marker"
+    r = subprocess.run(
+        [sys.executable, "-c", SIGTERM_DURING_WRITE, str(marker)],
+        cwd=project,
+        env=env_for(project),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == -signal.SIGTERM, r.stderr
+    assert marker.read_text() == "finished 1"
