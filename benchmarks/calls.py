@@ -52,14 +52,14 @@ def other(val1, val2):
     return val1 + val2
 
 
-def pass_through(call, *args, **kwargs):
+def pass_through(call, /, *args, **kwargs):
     return call(*args, **kwargs)
 
 
 TIMING_TOTALS: dict[object, list[int]] = {}
 
 
-def timing_wrapper(call, *args, **kwargs):
+def timing_wrapper(call, /, *args, **kwargs):
     """A minimal pure-Python flat profiler: count and total nanoseconds per callee."""
     start = perf_counter_ns()
     try:

@@ -42,7 +42,7 @@ _loads: dict[str, int] = {}
 _sites: dict[str, int] = {}
 
 
-def wrap(call: Any, *args: Any, **kwargs: Any) -> Any:
+def wrap(call: Any, /, *args: Any, **kwargs: Any) -> Any:
     """The pass-through wrapper every rewritten call goes through; counts the calls."""
     global _calls
     _calls += 1

@@ -64,14 +64,38 @@ def project(tmp_path):
     return tmp_path
 
 
-def run(project, *args, env=None, timeout=120):
+#: The installed console script (CLI tests run through it, as users do).
+CONSOLE_SCRIPT = Path(sys.executable).with_name("callweave")
+
+
+def child_env(project, env=None):
+    """The environment of a child: no CALLWEAVE_* variables, ``project`` first on the path
+    (before an inherited PYTHONPATH, which may point at the callweave under test)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CALLWEAVE")}
-    full_env["PYTHONPATH"] = str(project)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(project), os.environ.get("PYTHONPATH", "")) if p
+    )
     full_env.update(env or {})
+    return full_env
+
+
+def run(project, *args, env=None, timeout=120):
     return subprocess.run(
         [sys.executable, "-m", "callweave", *args],
         cwd=project,
-        env=full_env,
+        env=child_env(project, env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def cli(project, *args, env=None, timeout=120):
+    """``callweave ARGS`` through the installed console script."""
+    return subprocess.run(
+        [str(CONSOLE_SCRIPT), *args],
+        cwd=project,
+        env=child_env(project, env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -225,15 +249,88 @@ def test_check_reports_config_errors(project):
 
 
 def test_python_dash_m_and_console_script_agree(project):
-    exe = Path(sys.executable).with_name("callweave")
-    assert exe.exists()
-    r = subprocess.run(
-        [str(exe), "show", "shopkit.orders:price"],
-        cwd=project,
-        env={**os.environ, "PYTHONPATH": str(project)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    assert CONSOLE_SCRIPT.exists()
+    r = cli(project, "show", "shopkit.orders:price")
     assert r.returncode == 0, r.stderr
     assert "def price(i):" in r.stdout
+
+
+# ----------------------------------------------------------------------- issue 7 regressions
+
+REPORT_NONE = """
+[tool.callweave]
+report = "none"
+
+[[tool.callweave.profile]]
+modules = ["shopkit.orders"]
+time_limit = "10s"
+above = "none"
+below = "none"
+"""
+
+
+def test_run_keeps_report_none_from_the_config(project):
+    # Repro hook/report_none (item 30): the config's explicit "none" wins over the text report
+    # that profile rules imply.
+    (project / "pyproject.toml").write_text(REPORT_NONE)
+    r = cli(project, "run", "app.py", "2", "0")
+    assert r.returncode == 0, r.stderr
+    assert "total 2" in r.stdout
+    assert "place_order" not in r.stderr and "profiled function" not in r.stderr
+    # Without the key, profile rules still mean a text report; --profile too.
+    (project / "pyproject.toml").write_text(REPORT_NONE.replace('report = "none"\n', ""))
+    r = cli(project, "run", "app.py", "2", "0")
+    assert "place_order" in r.stderr
+    (project / "pyproject.toml").write_text(REPORT_NONE)
+    r = cli(project, "run", "--profile", "shopkit.orders:price", "app.py", "2", "0")
+    assert r.returncode == 0 and "profiled function" not in r.stderr, r.stderr
+    # --report on the command line wins over the file.
+    r = cli(project, "run", "--report", "text", "app.py", "2", "0")
+    assert "place_order" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "reason"),
+    [
+        ("--time-limit", "5x", "--time-limit '5x': unknown unit 'x'"),
+        ("--time-limit", "1m30", "--time-limit '1m30': a duration string needs a unit"),
+        ("--report", "html", "--report 'html': must be \"text\""),
+        ("--report", "json", "--report 'json': \"json\" needs a file"),
+    ],
+)
+def test_run_bad_option_values_are_one_line_errors(project, option, value, reason):
+    r = cli(project, "run", "--profile", "shopkit.orders", option, value, "app.py", "1", "0")
+    assert r.returncode == 2
+    assert r.stderr == f"callweave: {reason}" + r.stderr.partition(reason)[2]
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_run_time_limit_accepts_go_style_durations(project):
+    r = cli(
+        project,
+        *("run", "--profile", "shopkit.orders:place_order", "--time-limit", "1h2m3.5s"),
+        *("--report", "json:r.json", "app.py", "2", "0"),
+    )
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((project / "r.json").read_text())
+    (f,) = [f for f in doc["functions"] if f["qualname"] == "place_order"]
+    assert f["time_limit"] == 3723.5
+
+
+def test_run_wrap_with_the_documented_signature_passes_call_keywords(project):
+    # Item 31: a wrapped call with its own call= / site= keywords reaches the callee.
+    (project / "tracing.py").write_text(
+        "def trace(call, /, *args, **kwargs):\n"
+        "    print('traced', getattr(call, '__name__', '?'))\n"
+        "    return call(*args, **kwargs)\n"
+    )
+    (project / "jobs.py").write_text(
+        "def submit(job, call=None, site=None):\n"
+        "    return (job, call, site)\n\n"
+        "def main():\n"
+        "    print(submit(1, call='cb', site='s'))\n\n"
+        "main()\n"
+    )
+    r = cli(project, "run", "--wrap", "jobs:main=tracing:trace", "jobs.py")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["traced submit", "traced print", "(1, 'cb', 's')"]

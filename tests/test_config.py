@@ -1,5 +1,7 @@
 import json
 import math
+import os
+import subprocess
 import sys
 import textwrap
 import tomllib
@@ -170,6 +172,9 @@ def test_an_empty_blacklist_is_no_blacklist():
         # relative to the configuring file's directory
         ("json:out/p.json", Report("json", Path("/srv/shop/out/p.json"))),
         ("pstats:p.prof", Report("pstats", Path("/srv/shop/p.prof"))),
+        # ".." that stays inside the file's directory is normalised away
+        ("json:out/../p.json", Report("json", Path("/srv/shop/p.json"))),
+        ("json:./a/./b.json", Report("json", Path("/srv/shop/a/b.json"))),
     ],
 )
 def test_report_settings(text, expected):
@@ -227,6 +232,18 @@ BAD = [
     ({"report": "pstats:"}, "tool.callweave.report", '"pstats:"', "needs a file"),
     ({"report": "text:x"}, "tool.callweave.report", '"text:x"', "takes no path"),
     ({"report": 1}, "tool.callweave.report", "1", "must be a string, not an integer"),
+    # Repro 18: a config found upward may not pick a file outside its own tree by a relative
+    # path, and "~" is never expanded into the home of whoever runs the program (item 27).
+    ({"report": "json:~/.bashrc"}, "tool.callweave.report", '"json:~/.bashrc"', "'~' is not"),
+    ({"report": "json:~victim/x"}, "tool.callweave.report", '"json:~victim/x"', "absolute"),
+    (
+        {"report": "json:../up.json"},
+        "tool.callweave.report",
+        '"json:../up.json"',
+        "may not leave the directory of the configuration file (/srv/shop)",
+    ),
+    ({"report": "pstats:a/../../b"}, "tool.callweave.report", '"pstats:a/../../b"', "leave"),
+    ({"report": "json:.."}, "tool.callweave.report", '"json:.."', "write an absolute path"),
     ({"strict": "yes"}, "tool.callweave.strict", '"yes"', "must be true or false, not a string"),
     (
         {"profile": {"modules": ["a"]}},
@@ -514,6 +531,18 @@ def test_long_values_are_cut_in_messages():
         ("+1s", 1.0),
         ("0s", 0.0),
         ("-0ms", 0.0),
+        # Go / humantime units and compound forms (issue 7, item 32).
+        ("150ns", 150e-9),
+        ("2m", 120.0),
+        ("5 min", 300.0),
+        ("1h", 3600.0),
+        ("1.5h", 5400.0),
+        ("1m30s", 90.0),
+        ("1h2m3.5s", 3723.5),
+        ("1h 30m", 5400.0),
+        ("1s500ms", 1.5),
+        ("2ms500us", 0.0025),
+        ("1m0.5s", 60.5),
         (0, 0.0),
         (3, 3.0),
         (0.25, 0.25),
@@ -543,14 +572,18 @@ def test_parse_duration_good(value, seconds):
         ("", ValueError, "must not be empty"),
         ("   ", ValueError, "must not be empty"),
         ("5", ValueError, "needs a unit"),
-        ("5ns", ValueError, "unknown unit 'ns'"),
-        ("5 min", ValueError, "unknown unit 'min'"),
         ("5MS", ValueError, "unknown unit 'MS'"),
+        ("5d", ValueError, "unknown unit 'd'"),
+        ("1h5sec", ValueError, "unknown unit 'sec'"),
         ("ms", ValueError, "not a duration"),
         ("nan s", ValueError, "not a duration"),
         ("inf", ValueError, "not a duration"),
-        ("5ms 3", ValueError, "not a duration"),
+        ("5ms 3", ValueError, "needs a unit"),
+        ("1m30", ValueError, "needs a unit"),
         ("1,5s", ValueError, "not a duration"),
+        ("1m-30s", ValueError, "not a duration"),
+        ("-1m30s", ValueError, "must not be negative"),
+        ("-", ValueError, "not a duration"),
         (True, TypeError, "not a boolean"),
         (False, TypeError, "not a boolean"),
         (None, TypeError, "a duration must be"),
@@ -778,11 +811,11 @@ def hook(*args, **kwargs):
     return ("hook", args, kwargs)
 
 class Tracer:
-    def __call__(self, call, *args, **kwargs):
+    def __call__(self, call, /, *args, **kwargs):
         return call(*args, **kwargs)
 
     @staticmethod
-    def trace(call, *args, **kwargs):
+    def trace(call, /, *args, **kwargs):
         return call(*args, **kwargs)
 
 TRACER = Tracer()
@@ -836,6 +869,48 @@ def test_resolve_callable_module_that_fails_to_import(make_module):
     assert message.startswith(f'{FILE}: key.x = "{mod}:f": cannot import module')
     assert "RuntimeError: boom at import" in message
     assert isinstance(info.value.__cause__, RuntimeError)
+
+
+@pytest.mark.parametrize(("code", "shown"), [("42", "42"), ("", "None"), ("'bye'", "'bye'")])
+def test_resolve_callable_module_that_calls_sys_exit(make_module, code, shown):
+    # Repro 29 (item 23): a module that calls sys.exit() on import (a script without a
+    # __main__ guard) is a ConfigError naming the key, the callable and the reason.
+    mod = make_module("exits", f"import sys\n\ndef report(*a):\n    pass\n\nsys.exit({code})\n")
+    with pytest.raises(ConfigError) as info:
+        resolve_callable(f"{mod}:report", "tool.callweave.profile[0].above", path=FILE)
+    message = str(info.value)
+    assert message.startswith(f'{FILE}: tool.callweave.profile[0].above = "{mod}:report": ')
+    assert f"cannot import module {mod!r}: it called sys.exit({shown}) while being imported" in (
+        message
+    )
+    assert isinstance(info.value.__cause__, SystemExit)
+
+
+SYS_EXIT_PROJECT = {
+    "pyproject.toml": '[tool.callweave]\n[[tool.callweave.profile]]\nmodules = ["appmod"]\n'
+    'time_limit = "1ms"\nabove = "tool_cli:report"\n',
+    "tool_cli.py": "import sys\n\ndef report(*a):\n    pass\n\nsys.exit(42)\n",
+    "appmod.py": "def work():\n    return 1\n",
+    "app.py": "import callweave.auto\nimport appmod\nappmod.work()\nprint('app ran')\n",
+}
+
+
+def test_sys_exit_in_a_configured_callable_is_not_silent(tmp_path):
+    # Repro 29 end to end: the program stops with the ConfigError, not silently with status 42.
+    for name, text in SYS_EXIT_PROJECT.items():
+        write(tmp_path / name, text)
+    r = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CALLWEAVE")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1 and "app ran" not in r.stdout
+    assert "ConfigError" in r.stderr
+    assert 'tool.callweave.profile[0].above = "tool_cli:report": cannot import module' in r.stderr
+    assert "sys.exit(42)" in r.stderr
 
 
 def test_resolve_callable_missing_attribute(make_module):
@@ -1073,3 +1148,35 @@ def test_rules_hash_ignores_rules_for_other_modules_and_global_settings(table):
     )
     other_file = parse(json.loads(json.dumps(RULES)), path=Path("/elsewhere/pyproject.toml"))
     assert other_file.rules_hash("shop.db.orders") == rules_config().rules_hash("shop.db.orders")
+
+
+# --------------------------------------------------------------------------- trust (item 27)
+
+
+@pytest.mark.parametrize("report", ["json:~/.bashrc", "json:../home/.bashrc"])
+def test_a_config_found_upward_cannot_write_outside_its_tree(tmp_path, report):
+    # Repro 18: a pyproject.toml in a shared parent directory names a file in the home of
+    # whoever runs a program below it. The hook refuses the configuration; the file survives.
+    shared, home = tmp_path / "shared", tmp_path / "home"
+    victim = home / ".bashrc"
+    write(victim, "export PATH=$HOME/bin:$PATH\n")
+    write(
+        shared / "pyproject.toml",
+        f'[tool.callweave]\nreport = "{report}"\n\n[[tool.callweave.profile]]\n'
+        'modules = ["json"]\ntime_limit = "1s"\n',
+    )
+    work = shared / "scratch" / "sub"
+    write(work / "app.py", "import callweave.auto\nprint('app ran')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLWEAVE")}
+    r = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=work,
+        env={**env, "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert victim.read_text() == "export PATH=$HOME/bin:$PATH\n"
+    assert r.returncode == 1, r.stderr
+    assert f'{shared / "pyproject.toml"}: tool.callweave.report = "{report}": ' in r.stderr
+    assert "write the absolute path" in r.stderr or "write an absolute path" in r.stderr

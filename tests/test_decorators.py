@@ -213,11 +213,11 @@ def test_rewrite_details():
 def test_stacked_decorators_compose_outer_wrapper_first():
     order = []
 
-    def outer_wrapper(call, *args, **kwargs):
+    def outer_wrapper(call, /, *args, **kwargs):
         order.append(("outer", getattr(call, "__name__", "?")))
         return call(*args, **kwargs)
 
-    def inner_wrapper(call, *args, **kwargs):
+    def inner_wrapper(call, /, *args, **kwargs):
         order.append(("inner", call.__name__))
         return call(*args, **kwargs)
 

@@ -73,7 +73,7 @@ def run_both(path, rule, names, allowed_losses=frozenset()):
 def test_wrap_fixture_runs_the_same(path):
     seen = []
 
-    def passthrough(call, *args, **kwargs):
+    def passthrough(call, /, *args, **kwargs):
         seen.append(call)
         return call(*args, **kwargs)
 

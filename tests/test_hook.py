@@ -1020,7 +1020,7 @@ PYTEST_FILES = {
     "recorder.py": """\
         calls = []
 
-        def record(fn, *args, **kwargs):
+        def record(fn, /, *args, **kwargs):
             calls.append(getattr(fn, "__name__", repr(fn)))
             return fn(*args, **kwargs)
     """,
@@ -1299,7 +1299,7 @@ def test_tracebacks_point_at_the_real_lines(tmp_path):
     write_files(tmp_path, {"boom.py": BOOM})
     profile = write_config(tmp_path, profile_rule("boom"), name="profile.toml")
     wrap = write_config(tmp_path, wrap_rule("boom", wrapper="wr:wrap"), name="wrap.toml")
-    write_files(tmp_path, {"wr.py": "def wrap(fn, *a, **k):\n    return fn(*a, **k)\n"})
+    write_files(tmp_path, {"wr.py": "def wrap(fn, /, *a, **k):\n    return fn(*a, **k)\n"})
     install = "import callweave, callweave.hook\ncallweave.install({!r})\n"
     env = child_env(write_bytecode=False)
     runs = run_all(

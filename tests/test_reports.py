@@ -6,8 +6,10 @@ import os
 import platform
 import pstats
 import re
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -651,3 +653,173 @@ def test_exit_report_from_atexit_in_a_subprocess(tmp_path):
     assert lines[0].startswith(
         f"callweave: could not write the pstats report to {tmp_path / 'file' / 'x.prof'}: "
     )
+
+
+# ---------------------------------------------------------------------------- special files
+# Repro 09 (issue 7 item 9): reports never replace links, FIFOs or devices.
+
+
+def kind_of(path):
+    import stat
+
+    mode = os.lstat(path).st_mode
+    for name in ("LNK", "FIFO", "CHR", "REG"):
+        if getattr(stat, f"S_IS{name}")(mode):
+            return name
+    return "?"
+
+
+def test_report_through_a_symlink_replaces_the_file_it_points_to(tmp_path):
+    real = tmp_path / "real" / "report.json"
+    real.parent.mkdir()
+    real.write_text("old")
+    real.chmod(0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    report("json", link, stats=[fake()])
+    assert kind_of(link) == "LNK" and os.readlink(link) == str(real)
+    assert json.loads(real.read_text())["functions"][0]["qualname"] == "f"
+    assert (real.stat().st_mode & 0o777) == 0o640  # the replaced file keeps its mode
+    assert sorted(p.name for p in real.parent.iterdir()) == ["report.json"]  # no temp left
+
+
+def test_report_through_a_dangling_symlink_creates_its_target(tmp_path):
+    link = tmp_path / "link.prof"
+    link.symlink_to("made.prof")
+    report("pstats", link, stats=[fake()])
+    assert kind_of(link) == "LNK"
+    assert pstats.Stats(str(tmp_path / "made.prof")).stats
+
+
+def test_report_into_a_fifo_is_written_through(tmp_path):
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader_ready = threading.Event()
+
+    def read():
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # does not wait for a writer
+        reader_ready.set()
+        chunks = []
+        # Until the writer comes, a read finds no writer and returns b"": wait for data,
+        # then read to the real end of file.
+        while True:
+            select.select([fd], [], [])
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if chunk:
+                chunks.append(chunk)
+            elif chunks:
+                break
+            else:
+                time.sleep(0.001)
+        os.close(fd)
+        got.append(b"".join(chunks))
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    reader_ready.wait()
+    # Big enough to fill a pipe's buffer several times: the writer must block, not fail.
+    many = [fake(f"f{i}", sites=()) for i in range(2000)]
+    report("json", fifo, stats=many)
+    assert kind_of(fifo) == "FIFO"  # (a replaced FIFO leaves the reader waiting: no join)
+    thread.join()
+    assert len(json.loads(got[0])["functions"]) == 2000
+
+
+def test_report_into_a_fifo_nobody_reads_is_an_error_not_a_hang(tmp_path, capsys):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="no process is reading the FIFO"):
+        report("json", fifo, stats=[])
+    write_exit_report(f"json:{fifo}", stats=[])
+    err = capsys.readouterr().err
+    assert err == f"callweave: could not write the json report to {fifo}: OSError: [Errno 6] " + (
+        f"no process is reading the FIFO: '{fifo}'\n"
+    )
+    assert kind_of(fifo) == "FIFO"
+
+
+def test_report_into_a_device_and_a_link_to_it(tmp_path):
+    # Never the real /dev/null: before the fix, a report replaced it (as root). A null
+    # device node of our own where we may make one (root), and a link to /dev/null.
+    import stat
+
+    paths = []
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        paths.append(node)
+    except PermissionError:
+        pass
+    link = tmp_path / "devnull"
+    link.symlink_to(os.devnull)
+    paths.append(link)
+    for path in paths:
+        report("pstats", path, stats=[fake()])
+        report("json", path, stats=[fake()])
+    if node in paths:
+        assert kind_of(node) == "CHR"
+    assert kind_of(link) == "LNK" and os.readlink(link) == os.devnull
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd (Linux)")
+def test_report_into_a_pty_through_proc_self_fd():
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        link = f"/proc/self/fd/{follower}"  # a link to the pty's device node
+        report("text", link, stats=[fake()])
+        data = os.read(leader, 65536)
+        assert kind_of(link) == "LNK"
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert b"m:f" in data
+
+
+# "/dev/fd/1" stands for "/dev/stdout" (the same link chain into /proc/self/fd): run as root
+# against a callweave with the bug, a "/dev/stdout" report would replace the machine's
+# /dev/stdout, while "/dev/fd/1" only fails.
+@pytest.mark.skipif(not Path("/dev/fd/1").exists(), reason="needs /dev/fd")
+@pytest.mark.parametrize("target", ["/dev/fd/1", "/proc/self/fd/1", "file"])
+def test_exit_report_to_dev_stdout_follows_the_programs_output(tmp_path, target):
+    # stdout redirected to a file: the report goes after what the program printed, the file
+    # is neither replaced nor truncated (also when it is named by its own path).
+    out = tmp_path / "out.txt"
+    spec = f"json:{out if target == 'file' else target}"
+    code = (
+        "import sys\n"
+        "from callweave.reports import write_exit_report\n"
+        "print('program output')\n"
+        f"write_exit_report({spec!r}, stats=[])\n"
+    )
+    with open(out, "wb") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-c", code], stdout=stdout, stderr=subprocess.PIPE, timeout=60
+        )
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert text.startswith("program output\n{")
+    assert json.loads(text.partition("\n")[2])["functions"] == []
+    assert kind_of(out) == "REG"
+
+
+@pytest.mark.skipif(not Path("/dev/fd/1").exists(), reason="needs /dev/fd")
+def test_exit_report_to_dev_stdout_through_a_pipe():
+    code = (
+        "from callweave.reports import write_exit_report\n"
+        "print('first')\n"
+        "write_exit_report('json:/dev/fd/1', stats=[])\n"
+        "print('last')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    first, _, rest = done.stdout.partition("\n")
+    assert first == "first" and rest.endswith("}\nlast\n")

@@ -16,6 +16,7 @@ import argparse
 import difflib
 import importlib.machinery
 import importlib.util
+import os
 import runpy
 import sys
 from collections.abc import Iterator, Sequence
@@ -48,7 +49,12 @@ def _cli_config(args: argparse.Namespace, script_stem: str | None) -> Config | N
     base = load_config()
     profile = list(base.profile) if base else []
     wrap = list(base.wrap) if base else []
-    limit = parse_duration(args.time_limit) if args.time_limit is not None else None
+    limit = None
+    if args.time_limit is not None:
+        try:
+            limit = parse_duration(args.time_limit)
+        except ValueError as exc:
+            raise ConfigError(f"--time-limit {args.time_limit!r}: {exc}") from None
 
     def modules(name: str) -> tuple[str, ...]:
         # A script runs as __main__; let users name it by its file name too.
@@ -75,8 +81,10 @@ def _cli_config(args: argparse.Namespace, script_stem: str | None) -> Config | N
     if not profile and not wrap:
         return base
     if args.report is not None:
-        report = Report.parse(args.report)
-    elif base is not None and base.report.kind != "none":
+        report = _cli_report(args.report)
+    elif base is not None and (base.report_given or base.report.kind != "none"):
+        # The file's report, also an explicit "none"; only a file that says nothing gets
+        # the text report that --profile implies.
         report = base.report
     else:
         report = Report("text") if profile else Report("none")
@@ -87,6 +95,22 @@ def _cli_config(args: argparse.Namespace, script_stem: str | None) -> Config | N
         wrap=tuple(wrap),
         path=base.path if base else None,
     )
+
+
+def _cli_report(text: str) -> Report:
+    """The report named by ``--report``.
+
+    The user typed it, so ``~`` is expanded, and a relative path is made absolute against the
+    working directory (the program may change directory before it exits).
+    """
+    kind, colon, rest = text.partition(":")
+    spec = text
+    if colon and rest.strip():
+        spec = f"{kind}:{os.path.abspath(os.path.expanduser(rest))}"
+    try:
+        return Report.parse(spec)
+    except ValueError as exc:
+        raise ConfigError(f"--report {text!r}: {exc}") from None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -24,7 +24,8 @@ Where the configuration comes from (:func:`load_config`), first match wins:
 
 1. an explicit path;
 2. the file named by the environment variable ``CALLWEAVE_CONFIG`` (an empty value counts as
-   unset);
+   unset; under ``python -E`` or ``-I`` it is ignored, as Python ignores its ``PYTHON*``
+   variables);
 3. the nearest ``pyproject.toml`` with a ``[tool.callweave]`` table, searching from the
    working directory upward. A ``pyproject.toml`` *without* the table does not stop the
    search (as ruff does for ``[tool.ruff]``), so a sub-project's own ``pyproject.toml`` does
@@ -42,7 +43,11 @@ reason, e.g.::
 
 A relative ``json:PATH`` or ``pstats:PATH`` report path is taken relative to the directory of
 the file that configures it, so the report lands in the same place whatever the working
-directory; without a file it is kept as written.
+directory, and may not leave that directory (``..``); a report elsewhere needs an absolute
+path, and ``~`` is never expanded. A configuration is code (it names callables to import,
+like ``conftest.py``): these rules only keep a file found upward from the working directory
+from choosing, by accident, a file outside its own tree. Without a file a relative path is
+kept as written.
 """
 
 from __future__ import annotations
@@ -54,10 +59,12 @@ import json
 import math
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal, TypeAlias, cast
 
@@ -90,13 +97,26 @@ CallbackKind: TypeAlias = Literal["log", "none", "callable"]
 
 # --------------------------------------------------------------------------- durations
 
-_DURATION_RE = re.compile(
-    r"\s*(?P<sign>[+-]?)(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
-    r"\s*(?P<unit>[^\s\d.+-]*)\s*"
+# One "<number><unit>" part of a duration; a duration is one or more of them ("1h2m3.5s").
+_DURATION_PART = re.compile(
+    r"\s*(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>[^\W\d_]*)\s*"
 )
-# Unit → power of ten. "µs" is accepted with the micro sign (U+00B5) and the Greek mu (U+03BC).
-_UNITS: Final[dict[str, int]] = {"s": 0, "ms": -3, "us": -6, "\u00b5s": -6, "\u03bcs": -6}
-_UNITS_TEXT: Final = "us, µs, ms or s"
+# Unit → seconds, as exact decimals. "µs" is accepted with the micro sign (U+00B5) and the
+# Greek mu (U+03BC), as Go and humantime do.
+_UNITS: Final[dict[str, Decimal]] = {
+    "ns": Decimal("1e-9"),
+    "us": Decimal("1e-6"),
+    "\u00b5s": Decimal("1e-6"),
+    "\u03bcs": Decimal("1e-6"),
+    "ms": Decimal("1e-3"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+    "min": Decimal(60),
+    "h": Decimal(3600),
+}
+_UNITS_TEXT: Final = "ns, us, µs, ms, s, m, min or h"
+# Wide enough that no TOML-sized number overflows before the float conversion says so.
+_DECIMAL = Context(prec=60, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 def parse_duration(value: str | float | timedelta) -> float:
@@ -104,17 +124,19 @@ def parse_duration(value: str | float | timedelta) -> float:
 
     Args:
         value: A non-negative number of seconds (``int`` or ``float``), a
-            :class:`datetime.timedelta`, or a string of a number and a unit: ``"150us"``,
-            ``"150µs"``, ``"50ms"``, ``"2s"``, ``"1.5s"`` (spaces around the number and the
-            unit are allowed).
+            :class:`datetime.timedelta`, or a string of numbers with units as in Go and
+            humantime: ``"150ns"``, ``"150us"``, ``"150µs"``, ``"50ms"``, ``"1.5s"``,
+            ``"2m"``, ``"5min"``, ``"1h"``, and compound forms that add up their parts:
+            ``"1m30s"``, ``"1h2m3.5s"``, ``"1h 30m"`` (spaces between parts, numbers and units
+            are allowed; every number needs a unit).
 
     Returns:
         The duration in seconds, finite and ``>= 0``.
 
     Raises:
         TypeError: ``value`` is a boolean or not a number, string or timedelta.
-        ValueError: ``value`` is negative, NaN, infinite, empty, has no unit or an unknown
-            unit, or is not a duration at all.
+        ValueError: ``value`` is negative, NaN, infinite, empty, has a number without a unit
+            or an unknown unit, or is not a duration at all.
     """
     if isinstance(value, bool) or not isinstance(value, int | float | str | timedelta):
         raise TypeError(
@@ -138,27 +160,38 @@ def parse_duration(value: str | float | timedelta) -> float:
 
 
 def _parse_duration_text(text: str) -> float:
-    if not text.strip():
+    body = text.strip()
+    if not body:
         raise ValueError("a duration must not be empty")
-    m = _DURATION_RE.fullmatch(text)
-    if m is None:
-        raise ValueError(
-            f'not a duration: expected a number and a unit ({_UNITS_TEXT}), such as "50ms"'
-        )
-    unit = m["unit"]
-    if not unit:
-        raise ValueError(
-            f'a duration string needs a unit ({_UNITS_TEXT}), such as "50ms"; '
-            "a number of seconds is written without quotes"
-        )
-    if unit not in _UNITS:
-        raise ValueError(f"unknown unit {unit!r}: use {_UNITS_TEXT}")
-    # Shift the decimal exponent instead of multiplying, so "0.1ms" is exactly float("1e-4").
-    mantissa, _, exponent = m["number"].lower().partition("e")
-    seconds = float(f"{mantissa}e{int(exponent or 0) + _UNITS[unit]}")
-    if m["sign"] == "-" and seconds != 0:
+    negative = body[0] == "-"
+    if body[0] in "+-":
+        body = body[1:]
+    expected = f'expected numbers with units ({_UNITS_TEXT}), such as "50ms" or "1m30s"'
+    # Exact decimal arithmetic, one rounding at the end: "0.1ms" is exactly float("1e-4").
+    total = Decimal(0)
+    pos = 0
+    while pos < len(body):
+        m = _DURATION_PART.match(body, pos)
+        if m is None:
+            raise ValueError(f"not a duration: {expected}")
+        unit = m["unit"]
+        if not unit:
+            if m.end() < len(body) and body[m.end()] not in "0123456789.":
+                raise ValueError(f"not a duration: {expected}")
+            raise ValueError(
+                f"a duration string needs a unit after every number ({_UNITS_TEXT}), "
+                'such as "50ms"; a number of seconds is written without quotes'
+            )
+        factor = _UNITS.get(unit)
+        if factor is None:
+            raise ValueError(f"unknown unit {unit!r}: use {_UNITS_TEXT}")
+        total = _DECIMAL.add(total, _DECIMAL.multiply(Decimal(m["number"]), factor))
+        pos = m.end()
+    if pos == 0:
+        raise ValueError(f"not a duration: {expected}")
+    if negative and total != 0:
         raise ValueError("a duration must not be negative")
-    return seconds
+    return float(total)
 
 
 # --------------------------------------------------------------------------- callable specs
@@ -200,8 +233,8 @@ def resolve_callable(spec: str, key: str, *, path: Path | None = None) -> Callab
 
     Raises:
         ConfigError: The reference is malformed, the module cannot be imported (any
-            exception its import raises, whose text the message includes), an attribute is
-            missing, or the object is not callable.
+            exception its import raises, whose text the message includes, or a
+            ``sys.exit()`` in it), an attribute is missing, or the object is not callable.
     """
     where = _Where(path, key)
     try:
@@ -210,6 +243,14 @@ def resolve_callable(spec: str, key: str, *, path: Path | None = None) -> Callab
         raise where.error(str(exc), spec) from None
     try:
         obj: Any = importlib.import_module(module_name)
+    except SystemExit as exc:
+        # A script without an `if __name__ == "__main__":` guard, or the wrong module: its
+        # sys.exit() must not end the program silently at hook installation.
+        raise where.error(
+            f"cannot import module {module_name!r}: it called sys.exit({exc.code!r}) while "
+            "being imported (a script without an 'if __name__ == \"__main__\":' guard?)",
+            spec,
+        ) from exc
     except Exception as exc:
         raise where.error(
             f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}", spec
@@ -309,10 +350,17 @@ class Report:
     def parse(cls, text: str, *, base: Path | None = None) -> Report:
         """Parses ``"text"``, ``"none"``, ``"json:PATH"`` or ``"pstats:PATH"``.
 
+        A configuration file decides where its report goes only inside its own directory
+        tree, unless it writes an absolute path: a ``pyproject.toml`` found upward from the
+        working directory (one in a shared parent directory) must not pick a file elsewhere by
+        a relative path. ``~`` is never expanded (it would name the home of whoever runs the
+        program): write the absolute path.
+
         Args:
             text: The report setting.
-            base: Directory that a relative ``PATH`` is relative to; None keeps it as written.
-                ``~`` is expanded.
+            base: The directory of the configuration file: a relative ``PATH`` is taken
+                relative to it and may not leave it (no ``..`` above it). None keeps a
+                relative path as written.
 
         Raises:
             ValueError: Anything else; the message says why.
@@ -325,9 +373,21 @@ class Report:
         if kind in ("json", "pstats"):
             if not rest.strip():
                 raise ValueError(f'"{kind}" needs a file: write "{kind}:PATH"')
-            path = Path(rest).expanduser()
+            if rest.startswith("~"):
+                raise ValueError(
+                    "'~' is not expanded in a report path (it would be the home of whoever "
+                    "runs the program): write the absolute path"
+                )
+            path = Path(rest)
             if base is not None and not path.is_absolute():
-                path = base / path
+                inside = os.path.normpath(path)
+                if inside == os.pardir or inside.startswith(os.pardir + os.sep):
+                    raise ValueError(
+                        f"a relative report path may not leave the directory of the "
+                        f"configuration file ({base}); write an absolute path to put the "
+                        "report elsewhere"
+                    )
+                path = base / inside
             return cls(cast(ReportKind, kind), path)
         raise ValueError('must be "text", "none", "json:PATH" or "pstats:PATH"')
 
@@ -412,7 +472,9 @@ class WrapRule(_RuleBase):
         modules: Module-name globs; the rule applies to the modules they match.
         functions: Qualname globs of the functions to rewrite; None selects every function.
         wrapper: The wrapper, ``"pkg.mod:attr.path"``.
-        pass_site: Call the wrapper as ``wrapper(call, site, *args, **kwargs)``.
+        pass_site: Call the wrapper as ``wrapper(call, site, *args, **kwargs)`` (declared
+            ``def wrapper(call, site, /, *args, **kwargs)``: positional-only, so a wrapped
+            call's own ``call=`` or ``site=`` keyword reaches the callee).
         ignore_builtins: Do not wrap calls of builtins.
         blacklist: Call names not to wrap; None for no blacklist.
         whitelist: Call names to wrap, nothing else is; None for no whitelist.
@@ -439,6 +501,9 @@ class Config:
         profile: Flat-profiling rules, in file order.
         wrap: Call-wrapping rules, in file order.
         path: The file the configuration was read from, if any.
+        report_given: Whether ``report`` was set explicitly (False when a parsed table had
+            no ``report`` key and the default was taken), so that ``callweave run`` keeps an
+            explicit ``report = "none"`` when it adds rules of its own.
     """
 
     report: Report = Report("none")
@@ -446,6 +511,7 @@ class Config:
     profile: tuple[ProfileRule, ...] = ()
     wrap: tuple[WrapRule, ...] = ()
     path: Path | None = None
+    report_given: bool = field(default=True, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "profile", tuple(self.profile))
@@ -851,7 +917,14 @@ def _parse(table: object, path: Path | None, *, report_base: Path | None) -> Con
             report = Report.parse(report_text, base=report_base)
         except ValueError as exc:
             raise where.child("report").error(str(exc), report_text) from None
-    return Config(report=report, strict=strict, profile=profile, wrap=wrap, path=path)
+    return Config(
+        report=report,
+        strict=strict,
+        profile=profile,
+        wrap=wrap,
+        path=path,
+        report_given=report_text is not None,
+    )
 
 
 # --------------------------------------------------------------------------- discovery
@@ -932,7 +1005,7 @@ def load_config(path: Path | None = None, *, start: Path | None = None) -> Confi
     """
     if path is not None:
         origin = ""
-    elif os.environ.get(ENV_VAR):
+    elif not sys.flags.ignore_environment and os.environ.get(ENV_VAR):
         path, origin = Path(os.environ[ENV_VAR]), f" (named by {ENV_VAR})"
     else:
         found = _search(start)

@@ -20,7 +20,9 @@ class CallWrapper(Protocol):
     """A call wrapper: runs ``call(*args, **kwargs)`` and returns its result.
 
     With ``pass_site=True`` it is called as ``wrapper(call, site, *args, **kwargs)`` where
-    ``site`` is a :class:`callweave.CallSite`.
+    ``site`` is a :class:`callweave.CallSite`. Declare ``call`` (and ``site``) positional-only
+    (``def wrapper(call, /, *args, **kwargs)``): a wrapped call that passes its own ``call=``
+    or ``site=`` keyword must reach the callee, not collide with the wrapper's parameter.
     """
 
     def __call__(self, call: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -86,7 +88,8 @@ def wrap_calls(
         rewrite_details: If given, filled with ``original_func``, ``original_source`` and
             ``new_source``.
         pass_site: Call ``wrapper(call, site, *args, **kwargs)`` with a
-            :class:`callweave.CallSite`.
+            :class:`callweave.CallSite` (declare it ``def wrapper(call, site, /, *args,
+            **kwargs)``).
 
     Returns:
         A decorator for functions, methods, classmethods and staticmethods.

@@ -19,7 +19,6 @@ working.
 from __future__ import annotations
 
 import _imp
-import atexit
 import builtins
 import hashlib
 import importlib.machinery
@@ -34,7 +33,7 @@ from pathlib import Path
 from types import CodeType, ModuleType
 from typing import Any
 
-from callweave import _native
+from callweave import _native, lifecycle
 from callweave._compile import compile_rewritten, raise_users_syntax_error
 from callweave.config import Config, ProfileRule, WrapRule, load_config
 from callweave.errors import ConfigError, RewriteError
@@ -474,61 +473,6 @@ def active_finder() -> CallweaveFinder | None:
     return None
 
 
-_report_state: dict[str, Any] = {"spec": None, "child": False, "written": False}
-
-
-def _report_spec() -> Any:
-    """The configured report; a child process writes to its own file (pid in the name)."""
-    spec = _report_state["spec"]
-    if spec is None or not _report_state["child"] or spec.path is None:
-        return spec
-    from callweave.config import Report
-
-    path = spec.path
-    return Report(spec.kind, path.with_name(f"{path.stem}.{os.getpid()}{path.suffix}"))
-
-
-def _write_report_once() -> None:
-    if _report_state["written"] or _report_state["spec"] is None:
-        return
-    _report_state["written"] = True
-    from callweave.profiler import stats
-    from callweave.reports import write_exit_report
-
-    # A child that ran nothing profiled (multiprocessing's resource tracker or forkserver,
-    # a helper subprocess) writes no report.
-    if _report_state["child"] and not any(s.count for s in stats()):
-        return
-    write_exit_report(_report_spec())
-
-
-def _after_fork_in_child() -> None:
-    # A forked child starts with the parent's aggregates: it reports only its own work, to its
-    # own file, also when it leaves through os._exit (multiprocessing runs its finalizers).
-    from callweave.profiler import reset_stats
-
-    reset_stats()
-    _report_state["child"] = True
-    _report_state["written"] = False
-
-
-_at_exit_registered = False
-
-
-class _Token:
-    """A weak-referenceable key for multiprocessing's after-fork registry."""
-
-
-_MP_TOKEN = _Token()
-
-
-def _register_mp_finalizer(_token: object) -> None:
-    import multiprocessing.util
-
-    _report_state["child"] = True
-    multiprocessing.util.Finalize(None, _write_report_once, exitpriority=0)
-
-
 def install(
     config: Config | Path | str | None = None,
     *,
@@ -553,7 +497,6 @@ def install(
     Raises:
         ConfigError: A bad configuration key or an unimportable callable, named.
     """
-    global _at_exit_registered
     if config is None or isinstance(config, str | Path):
         loaded = load_config(Path(config) if config is not None else None)
         if loaded is None:
@@ -583,19 +526,8 @@ def install(
     # Child processes (subprocess with this interpreter, multiprocessing) inherit the
     # configuration; the startup .pth installed with callweave installs the hook in them.
     os.environ["CALLWEAVE_CONFIG_JSON"] = config.to_json()
-    _report_state["child"] = _report_state["child"] or child
-    if report_at_exit and config.report.kind != "none":
-        _report_state["spec"] = config.report
-        if not _at_exit_registered:
-            atexit.register(_write_report_once)
-            os.register_at_fork(after_in_child=_after_fork_in_child)
-            _at_exit_registered = True
-        # multiprocessing children leave through os._exit after running multiprocessing's
-        # finalizers, not atexit; Process._bootstrap clears the finalizers it inherited and then
-        # runs the after-fork hooks, where the report's finalizer is registered anew.
-        import multiprocessing.util
-
-        multiprocessing.util.register_after_fork(_MP_TOKEN, _register_mp_finalizer)
+    # The report at exit, in children, and on SIGTERM.
+    lifecycle.arm(config.report if report_at_exit else None, child=child)
     return finder
 
 

@@ -18,7 +18,7 @@ from callweave import flat_profile, wrap_calls
 CALLS = 10
 
 
-def simple_wrapper(call, *args, **kwargs):  # noqa: D103
+def simple_wrapper(call, /, *args, **kwargs):  # noqa: D103
     return call(*args, **kwargs)
 
 

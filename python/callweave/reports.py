@@ -29,12 +29,14 @@ process's own numbers.
 
 from __future__ import annotations
 
+import errno
 import json
 import marshal
 import math
 import os
 import platform
 import re
+import stat
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -361,7 +363,10 @@ def _dumps(doc: Mapping[str, Any]) -> str:
 
 
 def write_json(stats: StatsInput, path: PathLike) -> None:
-    """Writes :func:`render_json` to a file (UTF-8, replaced atomically).
+    """Writes :func:`render_json` to a file (UTF-8).
+
+    A regular file is replaced atomically, a FIFO or a device written through (see
+    :func:`report`).
 
     Args:
         stats: The statistics; None for this process's.
@@ -370,7 +375,7 @@ def write_json(stats: StatsInput, path: PathLike) -> None:
     Raises:
         OSError: The file could not be written.
     """
-    _write_atomic(path, render_json(stats).encode("utf-8"))
+    _write_file(path, render_json(stats).encode("utf-8"))
 
 
 def _check_doc(doc: object, where: str) -> Mapping[str, Any]:
@@ -598,25 +603,70 @@ def write_pstats(stats: StatsInput, path: PathLike) -> None:
 
     Args:
         stats: The statistics; None for this process's.
-        path: The file (replaced atomically); missing parent directories are created.
+        path: The file (a regular file is replaced atomically, a FIFO or device written
+            through); missing parent directories are created.
 
     Raises:
         OSError: The file could not be written.
     """
-    _write_atomic(path, marshal.dumps(to_pstats(stats)))
+    _write_file(path, marshal.dumps(to_pstats(stats)))
 
 
 # ---------------------------------------------------------------------------- files
 
 
-def _write_atomic(path: PathLike, data: bytes) -> None:
-    """Writes the file through a temporary file beside it and ``os.replace``."""
-    target = Path(path)
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _standard_stream_fd(target: os.stat_result) -> int | None:
+    """The standard output or error file descriptor that ``target`` is, if either."""
+    for fd in (1, 2):
+        try:
+            if _same_file(os.fstat(fd), target):
+                return fd
+        except OSError:
+            continue
+    return None
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_through(path: Path, data: bytes, mode: int) -> None:
+    """Writes into an existing FIFO or device (or a link to one) without replacing it."""
+    flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
+    if stat.S_ISFIFO(mode):
+        # Opening a FIFO for writing blocks until a reader comes; at exit nobody may come.
+        try:
+            fd = os.open(path, flags | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                raise OSError(exc.errno, "no process is reading the FIFO", str(path)) from None
+            raise
+        os.set_blocking(fd, True)
+    else:
+        fd = os.open(path, flags)
+    try:
+        _write_fd(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _replace_atomically(target: Path, data: bytes) -> None:
+    """Writes a regular file through a temporary file beside it and ``os.replace``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
-        with open(temp, "xb") as out:
+        with open(temp, "xb") as out:  # O_EXCL: never through a planted link
             out.write(data)
+        try:  # a replaced file keeps its permissions
+            os.chmod(temp, stat.S_IMODE(os.stat(target).st_mode))
+        except FileNotFoundError:
+            pass
         os.replace(temp, target)
     except BaseException:
         try:
@@ -624,6 +674,43 @@ def _write_atomic(path: PathLike, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def _write_file(path: PathLike, data: bytes) -> None:
+    """Writes a report file; replaces only regular files, and those atomically.
+
+    - the process's own standard output or error (``/dev/stdout``, ``/proc/self/fd/2``, or
+      the file either is redirected to): written to that file descriptor, after what Python
+      buffered for it, so the report follows the program's output instead of replacing it;
+    - a FIFO or a device, or a symbolic link to one: written through, never replaced (a FIFO
+      nobody reads is an error rather than a hang);
+    - a regular file, or a symbolic link to one: the file is replaced atomically (a temporary
+      file beside it, then ``os.replace``); a link stays a link and its target is replaced;
+    - a missing file (or a dangling link): created the same way, parent directories too.
+    """
+    target = Path(path)
+    try:
+        followed = os.stat(target)
+    except FileNotFoundError:
+        followed = None
+    if followed is not None:
+        fd = _standard_stream_fd(followed)
+        if fd is not None:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    if stream is not None:
+                        stream.flush()
+                except (OSError, ValueError):
+                    pass
+            _write_fd(fd, data)
+            return
+        if not stat.S_ISREG(followed.st_mode):
+            if stat.S_ISDIR(followed.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "is a directory", str(target))
+            _write_through(target, data, followed.st_mode)
+            return
+    # A regular file or nothing: replace the file the path finally names (not the link).
+    _replace_atomically(Path(os.path.realpath(target)), data)
 
 
 # ---------------------------------------------------------------------------- entry points
@@ -676,10 +763,14 @@ def report(
         kind: ``"text"``, ``"json"``, ``"pstats"`` or ``"none"``; a configuration spec such
             as ``"json:out.json"``; or a :class:`callweave.config.Report`
             (``report(config.report)``).
-        path: The output file, replaced atomically (parent directories are created).
-            ``{pid}`` in it becomes the process id, so processes sharing one configuration
-            write separate files. Required for ``"pstats"``; for ``"text"`` the default is
-            ``file``; for ``"json"`` the text is returned instead.
+        path: The output file (parent directories are created). A regular file is
+            replaced atomically (a symbolic link stays a link: the file it points to is
+            replaced); a FIFO or a device, or a link to one, is written through, never
+            replaced; the process's own standard output or error (``/dev/stdout``) gets the
+            report after the program's output. ``{pid}`` in it becomes the process id, so
+            processes sharing one configuration write separate files. Required for
+            ``"pstats"``; for ``"text"`` the default is ``file``; for ``"json"`` the text is
+            returned instead.
         stats: The statistics; None for this process's (:func:`callweave.stats`).
         file: Where a ``"text"`` report (default ``sys.stderr``) or a ``"json"`` report
             without a path goes.
@@ -704,7 +795,7 @@ def report(
         return None
     text = render_text(stats) if kind == "text" else render_json(stats)
     if target is not None:
-        _write_atomic(target, text.encode("utf-8"))
+        _write_file(target, text.encode("utf-8"))
         return None
     if kind == "json" and file is None:
         return text

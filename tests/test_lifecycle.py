@@ -1,0 +1,233 @@
+"""The exit report survives SIGTERM and terminated pools (issue 7 item 16, repros 19 and 28).
+
+Every test runs a program in a subprocess through the installed ``callweave`` console script.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("callweave")
+
+WORK = "def work(i):\n    return abs(i) + len(str(i))\n"
+
+POOL = """
+import multiprocessing as mp, sys, wmod
+if __name__ == "__main__":
+    with mp.get_context(sys.argv[1]).Pool(3) as pool:
+        assert sum(pool.map(wmod.work, range(60))) > 0
+"""
+
+SELF_TERM = """
+import os, signal, wmod
+for i in range(7):
+    wmod.work(i)
+os.kill(os.getpid(), signal.SIGTERM)
+raise SystemExit("still running after SIGTERM")
+"""
+
+WAIT_FOR_TERM = """
+import sys, threading, wmod
+for i in range(5):
+    wmod.work(i)
+print("ready", flush=True)
+threading.Event().wait()   # until SIGTERM
+"""
+
+
+def env_for(project):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLWEAVE")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(project), os.environ.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "wmod.py").write_text(WORK)
+    (tmp_path / "pool.py").write_text(POOL)
+    (tmp_path / "self_term.py").write_text(SELF_TERM)
+    (tmp_path / "wait.py").write_text(WAIT_FOR_TERM)
+    return tmp_path
+
+
+def callweave(project, *args, timeout=180):
+    return subprocess.run(
+        [str(CONSOLE_SCRIPT), *args],
+        cwd=project,
+        env=env_for(project),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def work_count(paths):
+    return sum(
+        f["count"]
+        for p in paths
+        for f in json.loads(p.read_text())["functions"]
+        if f["qualname"] == "work"
+    )
+
+
+def test_sigterm_writes_the_report_and_dies_by_sigterm(project):
+    r = callweave(
+        project, "run", "--profile", "wmod:work", "--report", "json:r.json", "self_term.py"
+    )
+    assert r.returncode == -signal.SIGTERM, r.stderr
+    assert "still running" not in r.stderr
+    assert work_count([project / "r.json"]) == 7
+
+
+def test_sigterm_from_outside_writes_the_text_report(project):
+    p = subprocess.Popen(
+        [str(CONSOLE_SCRIPT), "run", "--profile", "wmod:work", "wait.py"],
+        cwd=project,
+        env=env_for(project),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert p.stdout.readline() == "ready\n"
+        p.send_signal(signal.SIGTERM)
+        _out, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == -signal.SIGTERM, err
+    assert "wmod:work" in err and "1 profiled function ran 5 times" in err
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_a_terminated_pools_workers_keep_their_reports(project, method):
+    # `with Pool() as p:` ends with Pool.terminate(): SIGTERM to every worker.
+    r = callweave(
+        project, "run", "--profile", "wmod:work", "--report", "json:reps/r.json", "pool.py", method
+    )
+    assert r.returncode == 0, r.stderr
+    workers = [p for p in (project / "reps").glob("r.*.json")]
+    assert workers, sorted(os.listdir(project / "reps"))
+    assert work_count(workers) == 60
+    assert work_count([project / "reps" / "r.json"]) == 0  # the parent ran none itself
+
+
+HANDLER_CHECK = """
+import signal, sys
+{before}
+import callweave.auto
+handler = signal.getsignal(signal.SIGTERM)
+print(handler.name if handler in (signal.SIG_DFL, signal.SIG_IGN) else handler.__module__)
+"""
+
+
+@pytest.mark.parametrize(
+    ("before", "report", "expected"),
+    [
+        ("", "text", "callweave.lifecycle"),  # installed where SIGTERM is default
+        ("", "none", "SIG_DFL"),  # no report, no handler
+        ("signal.signal(signal.SIGTERM, signal.SIG_IGN)", "text", "SIG_IGN"),
+        ("signal.signal(signal.SIGTERM, lambda *a: None)", "text", "__main__"),
+    ],
+)
+def test_the_handler_is_installed_only_over_the_default(project, before, report, expected):
+    (project / "pyproject.toml").write_text(
+        f'[tool.callweave]\nreport = "{report}"\n[[tool.callweave.profile]]\n'
+        'modules = ["wmod"]\ntime_limit = "1s"\n'
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", HANDLER_CHECK.format(before=before)],
+        cwd=project,
+        env=env_for(project),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == expected
+
+
+def test_a_programs_own_sigterm_handler_wins(project):
+    # A program that handles SIGTERM itself and exits normally: atexit writes the report.
+    (project / "own.py").write_text(
+        "import os, signal, sys, wmod\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))\n"
+        "wmod.work(1)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    r = callweave(project, "run", "--profile", "wmod:work", "--report", "json:r.json", "own.py")
+    assert r.returncode == 3, r.stderr
+    assert work_count([project / "r.json"]) == 1
+
+
+def test_installing_outside_the_main_thread_says_sigterm_loses_the_report(project):
+    code = (
+        "import signal, threading, warnings\n"
+        "from callweave.config import Config, ProfileRule, Report\n"
+        "import callweave\n"
+        "config = Config(profile=(ProfileRule(modules=('wmod',), time_limit=1.0),),\n"
+        "                report=Report('text'))\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    t = threading.Thread(target=callweave.install, args=(config,))\n"
+        "    t.start(); t.join()\n"
+        "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)\n"
+        "print([str(w.message) for w in caught])\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=project,
+        env=env_for(project),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    default, messages = r.stdout.splitlines()
+    assert default == "True"
+    assert "a SIGTERM will end the process without writing the report" in messages
+
+
+SIGTERM_DURING_WRITE = """
+import os, signal, sys
+from pathlib import Path
+from callweave import lifecycle, reports
+from callweave.config import Report
+
+calls = []
+
+
+def slow_write(spec):
+    calls.append(spec)
+    os.kill(os.getpid(), signal.SIGTERM)  # arrives while the exit report is being written
+    total = 0
+    for i in range(10000):  # the handler runs between these bytecodes
+        total += i
+    Path(sys.argv[1]).write_text(f"finished {len(calls)}")
+
+
+reports.write_exit_report = slow_write
+lifecycle.arm(Report("text"), child=False)
+"""
+
+
+def test_sigterm_while_the_exit_report_is_written_waits_for_it(project):
+    # atexit is writing; the handler must not write again nor cut the write short, and the
+    # process still ends by SIGTERM.
+    marker = project / "marker"
+    r = subprocess.run(
+        [sys.executable, "-c", SIGTERM_DURING_WRITE, str(marker)],
+        cwd=project,
+        env=env_for(project),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == -signal.SIGTERM, r.stderr
+    assert marker.read_text() == "finished 1"
