@@ -654,6 +654,10 @@ def test_read_only_directory(tmp_path, which):
 
 def _corruptions(blob: bytes) -> dict[str, bytes]:
     garbage = b"\xde\xad\xbe\xef" * 64
+    try:
+        code = marshal.loads(blob[16:])[0]
+    except (EOFError, ValueError, TypeError):
+        code = None  # only the names are wanted
     return {
         "empty": b"",
         "short": blob[:7],
@@ -666,6 +670,13 @@ def _corruptions(blob: bytes) -> dict[str, bytes]:
         "garbage": garbage,
         "garbage_body": blob[:16] + garbage,
         "not_code": blob[:16] + marshal.dumps(("not code", None)),
+        # A valid header with a malformed payload (issue 7 item 21, repro 24).
+        "meta_junk": blob[:16] + marshal.dumps((code, "junk")),
+        "meta_wrong_rows": blob[:16] + marshal.dumps((code, ([1], [2]))),
+        "meta_bad_site_index": blob[:16]
+        + marshal.dumps((code, ([("f", 1, [0], (0, 5, [0]))], []))),
+        "meta_bad_rule_index": blob[:16] + marshal.dumps((code, ([("f", 1, [0], (0, 7, []))], []))),
+        "not_a_pair": blob[:16] + marshal.dumps(code),
     }
 
 
@@ -1496,3 +1507,40 @@ emit(warnings=[[w.category.__name__, str(w.message), w.filename] for w in caught
     assert "other" not in message and "pkg.late" not in message
     assert filename == "<string>"  # the caller of install(), not callweave
     assert (data["early"], data["late"]) == ("SourceFileLoader", "CallweaveLoader")
+
+
+# --------------------------------------------------------------------------- cache file safety
+
+
+def test_cache_file_mode_follows_the_source_like_ordinary_pyc(tmp_path):
+    # Issue 7 item 25 (repro 08a): under umask 000 the cache file was world-writable.
+    pkg = simple_project(tmp_path)
+    (pkg / "mod.py").chmod(0o640)
+    (pkg / "plain.py").write_text("x = 1\n")
+    (pkg / "plain.py").chmod(0o640)
+    code = "import os\nos.umask(0)\n" + INSTALL + "import pkg.mod, pkg.plain\nemit(ok=1)\n"
+    run(tmp_path, code).ok()
+    cache = pkg / "__pycache__"
+    ours = (cache / f"mod.{TAG}.callweave.pyc").stat().st_mode & 0o777
+    plain = (cache / f"plain.{TAG}.pyc").stat().st_mode & 0o777
+    assert ours == plain == 0o640
+
+
+def test_cache_writer_never_follows_a_link_at_its_temporary_name(tmp_path):
+    # Issue 7 item 25 (repro 08b): the temporary file was opened without O_EXCL.
+    pkg = simple_project(tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("important data\n")
+    code = (
+        "import importlib.util, os, threading\n"
+        "cache = importlib.util.cache_from_source(os.path.abspath('pkg/mod.py'))[:-4]\n"
+        "os.makedirs(os.path.dirname(cache), exist_ok=True)\n"
+        "tmp = f'{cache}.callweave.pyc.{os.getpid()}.{threading.get_ident()}.tmp'\n"
+        "os.symlink(os.path.abspath('victim.txt'), tmp)\n"
+        + INSTALL
+        + "import pkg.mod\nemit(result=pkg.mod.f(), **cw_state())\n"
+    )
+    data = run(tmp_path, code).ok().data
+    assert data["result"] == 2 and data["stats"] == {"pkg.mod:f": 1}
+    assert victim.read_text() == "important data\n"
+    assert not (pkg / "__pycache__" / f"mod.{TAG}.callweave.pyc").exists()

@@ -110,6 +110,53 @@ def _short_hash(*parts: str | bytes) -> str:
     return h.hexdigest()[:16]
 
 
+def _is_int_list(value: Any, bound: int | None = None) -> bool:
+    return type(value) is list and all(
+        type(i) is int and (bound is None or 0 <= i < bound) for i in value
+    )
+
+
+_SITE_TYPES = (int, str, int, int, int, int, str, (str, type(None)), bool)
+
+
+def _valid_meta(meta: Any, rule_indices: range) -> bool:
+    """Whether a cache entry's meta has the shape ``_rewrite`` builds (indices in range).
+
+    Args:
+        meta: The entry's meta.
+        rule_indices: The indices a function's profile rule may have (the module's profile
+            rules come after its wrap rules).
+    """
+    if not (type(meta) is tuple and len(meta) == 2):
+        return False
+    functions, sites = meta
+    if type(functions) is not list or type(sites) is not list:
+        return False
+    for site in sites:
+        if not (type(site) is tuple and len(site) == len(_SITE_TYPES)):
+            return False
+        if not all(isinstance(v, t) for v, t in zip(site, _SITE_TYPES, strict=True)):
+            return False
+    for row in functions:
+        if not (type(row) is tuple and len(row) == 4):
+            return False
+        qualname, first_line, rules, profile = row
+        if type(qualname) is not str or type(first_line) is not int or not _is_int_list(rules):
+            return False
+        if profile is None:
+            continue
+        if not (type(profile) is tuple and len(profile) == 3):
+            return False
+        index, rule_index, site_ids = profile
+        if type(index) is not int or type(rule_index) is not int:
+            return False
+        if rule_index not in rule_indices:
+            return False
+        if not _is_int_list(site_ids, len(sites)):
+            return False
+    return True
+
+
 def _callback(spec: Any, resolved: dict[str, Callable[..., Any]], default: Any) -> Any:
     if spec.kind == "none":
         return None
@@ -195,7 +242,14 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         ]
         return data + b"\0callweave\0" + "\0".join(parts).encode()
 
-    def _read_cache(self, cache: str | None, digest: bytes) -> tuple[CodeType, Any] | None:
+    def _read_cache(
+        self, fullname: str, cache: str | None, digest: bytes
+    ) -> tuple[CodeType, Any] | None:
+        """The cached (code, meta) for this digest, or None: any bad entry is a miss.
+
+        A header that matches says nothing about the payload (a dev build that changed the
+        layout, a disk error): whatever fails to load or validate is rewritten and replaced.
+        """
         if cache is None:
             return None
         try:
@@ -209,27 +263,47 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         if blob[8:16] != digest:
             return None
         try:
-            code, meta = marshal.loads(blob[16:])
-        except (EOFError, ValueError, TypeError):
+            entry = marshal.loads(blob[16:])
+        except Exception:  # marshal raises EOFError, ValueError, TypeError... on bad data
             return None
-        if not isinstance(code, CodeType):
+        if not (type(entry) is tuple and len(entry) == 2 and type(entry[0]) is CodeType):
             return None
-        return code, meta
+        profiles, wraps = self._finder.config.rules_for_module(fullname)
+        if not _valid_meta(entry[1], range(len(wraps), len(wraps) + len(profiles))):
+            return None
+        return entry[0], entry[1]
 
-    def _write_cache(self, cache: str | None, digest: bytes, code: CodeType, meta: Any) -> None:
+    def _write_cache(
+        self, cache: str | None, source_path: str, digest: bytes, code: CodeType, meta: Any
+    ) -> None:
+        """Writes the entry atomically, as importlib writes ordinary bytecode.
+
+        The mode follows the source file's (importlib's ``_calc_mode``: the source's mode,
+        owner-writable, under the umask) and the temporary file is created with
+        ``O_EXCL | O_CREAT``: a file or symlink already at its name is never followed.
+        """
         if cache is None or sys.dont_write_bytecode:
             return
         header = importlib.util.MAGIC_NUMBER + (3).to_bytes(4, "little")
         blob = header + digest + marshal.dumps((code, meta))
+        try:
+            mode = os.stat(source_path).st_mode
+        except OSError:
+            mode = 0o666
+        mode = (mode | 0o200) & 0o666
         tmp = f"{cache}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             os.makedirs(os.path.dirname(cache), exist_ok=True)
-            with open(tmp, "wb") as f:
+            fd = os.open(tmp, os.O_EXCL | os.O_CREAT | os.O_WRONLY, mode)
+        except OSError:
+            # Read-only directory, a file where __pycache__ should be, something already at
+            # the temporary name: the module still imports; it is rewritten again next time.
+            return
+        try:
+            with open(fd, "wb") as f:
                 f.write(blob)
             os.replace(tmp, cache)
         except OSError:
-            # Read-only directory, a file where __pycache__ should be, a full disk: the module
-            # still imports; it is rewritten again next time.
             try:
                 os.unlink(tmp)
             except OSError:
@@ -326,7 +400,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         digest = importlib.util.source_hash(key)
         key_hash = digest.hex()
         cache = self._cache_path(path)
-        entry = self._read_cache(cache, digest)
+        entry = self._read_cache(fullname, cache, digest)
         if entry is not None:
             _counters["cache_hits"] += 1
             # As for ordinary bytecode: a tree moved with its __pycache__ names its new path.
@@ -354,7 +428,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
                 )
                 return super().get_code(fullname)
             _counters["rewritten"] += 1
-            self._write_cache(cache, digest, *entry)
+            self._write_cache(cache, path, digest, *entry)
         code, meta = entry
         self._bind(fullname, path, key_hash, meta)
         return code
