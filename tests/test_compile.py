@@ -87,3 +87,49 @@ def test_line_events_of_plain_statements_are_the_originals():
         "        total += g(\n            i)\n    return total\n"
     )
     assert line_events(load(source, True), 3) == line_events(load(source, False), 3)
+
+
+# -- decode_source (issue 7 item 8, repros 03 and 15) ------------------------------------------
+
+from callweave._compile import decode_source  # noqa: E402
+
+LATIN_COMMENTS = {
+    "first line": b"# Author: Fran\xe7ois\ndef g():\n    return 1\n",
+    "fifth line": b"def g():\n    return 1\n\n\n# Author: Fran\xe7ois\n",
+    "after code": b"x = len('\xc3\xa9')  # Fran\xe7ois \xff\xfe\ny = 2\n",
+    "crlf": b"# Fran\xe7ois\r\nx = 1\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(LATIN_COMMENTS))
+def test_undecodable_bytes_in_comments_keep_every_position(case):
+    data = LATIN_COMMENTS[case]
+    compile(data, "m.py", "exec")  # CPython accepts them
+    text = decode_source(data, "m.py")
+    # One character per undecodable byte: every line and byte offset of the code is kept.
+    plain = data.replace(b"\r\n", b"\n").split(b"\n")
+    assert [len(line.encode()) for line in text.split("\n")] == [len(line) for line in plain]
+    assert ast_dump(text) == ast_dump(data)
+
+
+def ast_dump(source):
+    import ast
+
+    return ast.dump(ast.parse(source), include_attributes=True)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'x = "\xe9"\n', b"# coding: no-such-codec\nx = 1\n", b"x = 1\n\xe9 = 2\n"],
+    ids=["in a string", "unknown codec", "in a name"],
+)
+def test_bytes_cpython_rejects_raise_its_own_syntax_error(data):
+    with pytest.raises(SyntaxError) as info:
+        compile(data, "m.py", "exec")
+    with pytest.raises(SyntaxError) as ours:
+        decode_source(data, "m.py")
+    assert (ours.value.msg, ours.value.filename, ours.value.lineno) == (
+        info.value.msg,
+        "m.py",
+        info.value.lineno,
+    )

@@ -1850,3 +1850,34 @@ def test_imported_code_does_not_depend_on_builtins(tmp_path):
     assert data["after_cleaning"] == 3
     counts = data["counts"]
     assert counts == [counts[0]] * 3 and counts[0] > 0
+
+
+LATIN_MOD = b"# Author: Fran\xe7ois\ndef g(x):\n    return len(str(x)) + 1 // x  # \xe9\xe8\n"
+LATIN_SCRIPT = (
+    INSTALL
+    + """\
+import traceback
+import latin
+ok = latin.g(1)
+try:
+    latin.g(0)
+except ZeroDivisionError as exc:
+    fs = traceback.extract_tb(exc.__traceback__)[-1]
+    where = [fs.lineno, fs.colno, fs.end_colno]
+emit(ok=ok, where=where, loader=loader_name("latin"), **cw_state())
+"""
+)
+
+
+def test_non_utf8_bytes_in_a_comment_import_rewritten(tmp_path):
+    # Issue 7 item 8 (repro 03): CPython does not decode comments; the hook decoded the whole
+    # file and failed with an error naming neither module nor file.
+    write_files(tmp_path, {"latin.py": LATIN_MOD})
+    write_config(tmp_path, profile_rule("latin"))
+    for _ in ("cold", "cached"):
+        r = run(tmp_path, LATIN_SCRIPT).ok()
+        assert r.err == ""
+        data = r.data
+        assert data["ok"] == 2 and data["where"] == [3, 25, 31]
+        assert data["loader"] == "CallweaveLoader"
+        assert data["stats"] == {"latin:g": 2}

@@ -5,6 +5,10 @@ from __future__ import annotations
 import ast
 import builtins
 import dis
+import importlib.util
+import io
+import re
+import tokenize
 from collections.abc import Callable, Sequence
 from types import CodeType
 
@@ -14,6 +18,7 @@ from callweave.errors import ParseError, RewriteError
 __all__ = [
     "BUILTIN_NAMES",
     "compile_rewritten",
+    "decode_source",
     "find_code",
     "raise_users_syntax_error",
     "remap_code",
@@ -46,6 +51,53 @@ def raise_users_syntax_error(source: str | bytes, filename: str) -> None:
     Returns normally when the original compiles.
     """
     compile(source, filename, "exec", dont_inherit=True)
+
+
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+def decode_source(data: bytes, filename: str) -> str:
+    """Decodes a module's bytes as CPython reads them, for rewriting.
+
+    CPython does not decode comments: bytes that are not valid in the file's encoding are
+    accepted there (a Latin-1 name in a UTF-8 file without a coding declaration). Such bytes
+    are replaced by ``?``, one character per byte, so every position of the code is kept.
+
+    Args:
+        data: The file's bytes.
+        filename: Its name, for errors.
+
+    Returns:
+        The text, with universal newlines.
+
+    Raises:
+        SyntaxError: CPython's own error, with the file and line, for bytes it rejects.
+        RewriteError: CPython accepts the bytes but they cannot be decoded for rewriting.
+    """
+    try:
+        return importlib.util.decode_source(data)
+    except (SyntaxError, UnicodeDecodeError, LookupError):
+        pass
+    # The running Python's own verdict first: its SyntaxError names the file and line.
+    raise_users_syntax_error(data, filename)
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:
+        encoding = "utf-8"  # no cookie could be read: CPython's default
+    try:
+        text = data.decode(encoding, "surrogateescape")
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise RewriteError(f"{filename}: cannot decode the source ({exc})") from None
+    text = io.IncrementalNewlineDecoder(None, translate=True).decode(text, final=True)
+    lines = text.splitlines(keepends=True)
+    try:
+        tokens = list(tokenize.generate_tokens(iter(lines).__next__))
+    except (SyntaxError, tokenize.TokenError) as exc:
+        raise RewriteError(f"{filename}: cannot decode the source ({exc})") from None
+    in_comments = sum(len(_ESCAPED.findall(t.string)) for t in tokens if t.type == tokenize.COMMENT)
+    if in_comments != len(_ESCAPED.findall(text)):
+        raise RewriteError(f"{filename}: bytes that are not valid {encoding} outside comments")
+    return _ESCAPED.sub("?", text)
 
 
 def compile_rewritten(

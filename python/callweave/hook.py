@@ -49,7 +49,7 @@ from types import CodeType, ModuleType
 from typing import Any
 
 from callweave import _native
-from callweave._compile import compile_rewritten, raise_users_syntax_error
+from callweave._compile import compile_rewritten, decode_source
 from callweave._lookup import code_objects, find_function
 from callweave.config import Config, ProfileRule, WrapRule, load_config
 from callweave.errors import ConfigError, RewriteError
@@ -401,13 +401,9 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
     def _rewrite(
         self, fullname: str, path: str, data: bytes, key_hash: str
     ) -> tuple[CodeType, Any]:
-        try:
-            source = importlib.util.decode_source(data)
-        except (SyntaxError, UnicodeDecodeError):
-            # A bad coding declaration or undecodable bytes: the running Python's own error,
-            # with the file and line (tokenize's error has neither).
-            raise_users_syntax_error(data, path)
-            raise
+        # Undecodable bytes CPython accepts (in comments) are decoded position for position;
+        # what CPython rejects raises its own SyntaxError, with the file and line.
+        source = decode_source(data, path)
         rules = self._rules(fullname, key_hash)
         tree_hook = None
         if self._pytest_hook is not None:
