@@ -133,3 +133,45 @@ def test_bytes_cpython_rejects_raise_its_own_syntax_error(data):
         "m.py",
         info.value.lineno,
     )
+
+
+# -- compile-time warnings (issue 7 item 14, repro 16) ------------------------------------------
+
+import warnings  # noqa: E402
+
+PROFILE = [
+    _native.Rule.profile(enter="__e__", exit="__x__", timer="__t__", atimer="__a__", record="__r__")
+]
+WARNING_SOURCE = """\
+import re
+
+
+def first(text):
+    a = len(text)
+    b = abs(a)
+    return re.match("\\d+", text)
+
+
+def second(text):
+    return re.match("\\w+", text)
+"""
+
+
+def compile_warnings(**kw):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compile_rewritten(WARNING_SOURCE, "wmod.py", PROFILE, **kw)
+    return sorted((w.filename, w.lineno, w.category.__name__) for w in caught)
+
+
+def test_compile_warnings_carry_the_original_lines_once():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compile(WARNING_SOURCE, "wmod.py", "exec")
+    plain = sorted((w.filename, w.lineno, w.category.__name__) for w in caught)
+    assert [line for _, line, _ in plain] == [7, 11]
+    assert compile_warnings() == plain
+
+
+def test_compile_warnings_can_be_left_to_the_normal_compile():
+    assert compile_warnings(emit_warnings=False) == []

@@ -327,3 +327,35 @@ print(before, (stale_mod.answer(), stale_mod.wrapped()))
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["('1',", "'1')", "('2',", "'2')"]
+
+
+WARNING_MODULE = """\
+import re
+from callweave import flat_profile
+
+
+@flat_profile(time_limit="1s", below_callback=None)
+def first(text):
+    return re.match("\\d+", text)
+
+
+@flat_profile(time_limit="1s", below_callback=None)
+def second(text):
+    return re.match("\\w+", text)
+"""
+
+
+def test_decorators_repeat_no_compile_warning(tmp_path):
+    # Issue 7 item 14 (repro 16): each decorated function recompiled the module and repeated
+    # its compile-time warnings, at rewritten lines.
+    (tmp_path / "wmod.py").write_text(WARNING_MODULE)
+    code = "import warnings\nwarnings.simplefilter('always')\nimport wmod\n"
+    p = subprocess.run(
+        [sys.executable, "-B", "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [line.split(": ")[0] for line in p.stderr.splitlines() if "Warning" in line]
+    assert [line.rsplit(":", 1)[1] for line in lines] == ["7", "12"]

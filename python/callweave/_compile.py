@@ -9,6 +9,7 @@ import importlib.util
 import io
 import re
 import tokenize
+import warnings
 from collections.abc import Callable, Sequence
 from types import CodeType
 
@@ -100,6 +101,28 @@ def decode_source(data: bytes, filename: str) -> str:
     return _ESCAPED.sub("?", text)
 
 
+def _reissue(
+    caught: list[warnings.WarningMessage],
+    filename: str,
+    result: _native.Rewritten,
+    *,
+    emit_own: bool,
+) -> None:
+    """Issues the warnings recorded while compiling, the source's own at original lines.
+
+    Compile-time warnings carry the rewritten source's line numbers; each is issued once at
+    the line it has in the file as written. Warnings of other threads recorded in the same
+    window are issued again unchanged.
+    """
+    for w in caught:
+        if w.filename == filename:
+            if emit_own:
+                line = result.original_line(w.lineno) if w.lineno else w.lineno
+                warnings.warn_explicit(w.message, w.category, filename, line)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
 def compile_rewritten(
     source: str,
     filename: str,
@@ -107,6 +130,7 @@ def compile_rewritten(
     *,
     optimize: int = -1,
     tree_hook: Callable[[ast.Module, _native.Rewritten], ast.Module] | None = None,
+    emit_warnings: bool = True,
 ) -> tuple[CodeType, _native.Rewritten]:
     """Rewrites ``source`` with ``rules`` and compiles it with original positions.
 
@@ -118,6 +142,9 @@ def compile_rewritten(
         tree_hook: Called with the ``ast`` tree of the rewritten source before compiling, for
             custom transformations; positions of the nodes it keeps are mapped back like the
             rest, and nodes it adds should copy the location of the node they serve.
+        emit_warnings: Issue the compile-time warnings of the source (invalid escape
+            sequences, "perhaps you missed a comma?") once, at their original lines; False
+            when the source was already compiled normally (the decorators).
 
     Returns:
         The module's code object and the native rewrite result.
@@ -132,18 +159,23 @@ def compile_rewritten(
         raise_users_syntax_error(source, filename)
         raise RewriteError(f"{filename}: {exc}") from None
     try:
-        if tree_hook is not None:
-            tree = tree_hook(ast.parse(result.source, filename), result)
-            ast.fix_missing_locations(tree)
-            code = compile(tree, filename, "exec", dont_inherit=True, optimize=optimize)
-        else:
-            code = compile(result.source, filename, "exec", dont_inherit=True, optimize=optimize)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if tree_hook is not None:
+                tree = tree_hook(ast.parse(result.source, filename), result)
+                ast.fix_missing_locations(tree)
+                code = compile(tree, filename, "exec", dont_inherit=True, optimize=optimize)
+            else:
+                code = compile(
+                    result.source, filename, "exec", dont_inherit=True, optimize=optimize
+                )
     except SyntaxError as exc:
         raise_users_syntax_error(source, filename)
         raise RewriteError(
             f"{filename}: the rewritten source does not compile on this Python "
             f"({exc.msg}, line {result.original_line(exc.lineno or 1)})"
         ) from None
+    _reissue(caught, filename, result, emit_own=emit_warnings)
     return remap_code(result, code), result
 
 

@@ -172,8 +172,14 @@ def rewrite_with_layers(
         return tree
 
     try:
+        # The module was compiled normally when it was imported: its compile-time warnings
+        # were issued then.
         module_code, result = compile_rewritten(
-            source, filename, rules, tree_hook=tree_hook if transformers else None
+            source,
+            filename,
+            rules,
+            tree_hook=tree_hook if transformers else None,
+            emit_warnings=False,
         )
     except RewriteError as exc:
         raise RewriteError(f"cannot rewrite {code.co_qualname!r}: {exc}") from None
