@@ -1881,3 +1881,68 @@ def test_non_utf8_bytes_in_a_comment_import_rewritten(tmp_path):
         assert data["ok"] == 2 and data["where"] == [3, 25, 31]
         assert data["loader"] == "CallweaveLoader"
         assert data["stats"] == {"latin:g": 2}
+
+
+# --------------------------------------------------------------------------- pytest, any order
+
+ORDER_FILES = {
+    "pkg/__init__.py": "",
+    "pkg/calc.py": "def add(a, b):\n    return int(a) + int(b)\n",
+    "tests/test_calc.py": """\
+        from pkg import calc
+
+
+        def test_add():
+            assert calc.add(1, 2) == 3
+
+
+        def test_add2():
+            assert calc.add(2, 2) == 4
+    """,
+    "pyproject.toml": """\
+        [tool.callweave]
+        report = "json:reports/r.json"
+
+        [[tool.callweave.profile]]
+        modules = ["pkg.**", "test_calc"]
+        time_limit = "1s"
+
+        [tool.pytest.ini_options]
+        pythonpath = ["."]
+    """,
+}
+
+
+def _profiled(root: Path) -> list[str]:
+    names: set[str] = set()
+    for report in (root / "reports").glob("*.json"):
+        data = json.loads(report.read_text())
+        names |= {f["qualname"] for f in data["functions"] if f["count"]}
+    return sorted(names)
+
+
+def _order_args(how: str) -> list[str]:
+    pytest_args = ["-q", "-p", "no:cacheprovider", "tests"]
+    if how == "callweave run -m pytest":
+        script = Path(sys.executable).with_name("callweave")
+        if not script.exists():
+            pytest.skip("the callweave console script is not installed in this environment")
+        return [str(script), "run", "-m", "pytest", *pytest_args]
+    pytest.importorskip("xdist")
+    return [sys.executable, "-m", "pytest", "-n", "2", *pytest_args]
+
+
+@pytest.mark.parametrize("how", ["callweave run -m pytest", "xdist"])
+def test_pytest_test_modules_are_instrumented_whatever_the_install_order(tmp_path, how):
+    # Issue 7 item 15 (repro 17): installed before pytest's AssertionRewritingHook, callweave's
+    # finder never saw the test modules pytest claimed.
+    write_files(tmp_path, ORDER_FILES)
+    if how == "xdist":
+        (tmp_path / "tests" / "conftest.py").write_text("import callweave.auto  # noqa: F401\n")
+    argv = _order_args(how)
+    for _ in ("cold", "cached"):
+        shutil.rmtree(tmp_path / "reports", ignore_errors=True)
+        p = subprocess.run(argv, cwd=tmp_path, env=child_env(), capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "2 passed" in p.stdout
+        assert _profiled(tmp_path) == ["add", "test_add", "test_add2"]

@@ -660,6 +660,8 @@ class CallweaveFinder:
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         """The spec of a matched module with callweave's loader, else None."""
+        if sys.meta_path[0] is not self:
+            self._stay_ahead_of_pytest()
         if not self.matches(fullname):
             return None
         for finder in sys.meta_path:
@@ -683,6 +685,28 @@ class CallweaveFinder:
             return spec
         spec.loader = CallweaveLoader(fullname, spec.origin, self, pytest_hook)
         return spec
+
+    def _stay_ahead_of_pytest(self) -> None:
+        """Moves this finder in front of pytest's assertion-rewriting hook.
+
+        pytest inserts its hook at the head of ``sys.meta_path`` when it starts; installed
+        before that (xdist workers, ``callweave run -m pytest``), callweave would never see
+        the test modules pytest claims. In front, it asks pytest's hook for the spec and
+        applies both rewrites. Moving during importlib's iteration over ``sys.meta_path`` is
+        safe: this finder goes from index i to 0, the finders before it (already asked for
+        this module) move up by one, and the ones after it keep their indices, so none is
+        skipped or asked twice.
+        """
+        meta_path = sys.meta_path
+        try:
+            index = meta_path.index(self)
+        except ValueError:
+            return
+        if any(type(f).__name__ == "AssertionRewritingHook" for f in meta_path[:index]):
+            with _lock:
+                if self in meta_path:
+                    meta_path.remove(self)
+                    meta_path.insert(0, self)
 
     def invalidate_caches(self) -> None:
         """Nothing to invalidate: the finder keeps no file-system state."""
