@@ -90,15 +90,25 @@ def decode_source(data: bytes, filename: str) -> str:
     except (UnicodeDecodeError, LookupError) as exc:
         raise RewriteError(f"{filename}: cannot decode the source ({exc})") from None
     text = io.IncrementalNewlineDecoder(None, translate=True).decode(text, final=True)
-    lines = text.splitlines(keepends=True)
+    clean = _ESCAPED.sub("?", text)
+    # Where the undecodable bytes are: (line, column) in characters, one per byte.
+    escaped = {
+        (row, m.start())
+        for row, line in enumerate(text.splitlines(), 1)
+        for m in _ESCAPED.finditer(line)
+    }
+    lines = clean.splitlines(keepends=True)
     try:
-        tokens = list(tokenize.generate_tokens(iter(lines).__next__))
+        comments = {
+            t.start[0]: t.start[1]
+            for t in tokenize.generate_tokens(iter(lines).__next__)
+            if t.type == tokenize.COMMENT
+        }
     except (SyntaxError, tokenize.TokenError) as exc:
         raise RewriteError(f"{filename}: cannot decode the source ({exc})") from None
-    in_comments = sum(len(_ESCAPED.findall(t.string)) for t in tokens if t.type == tokenize.COMMENT)
-    if in_comments != len(_ESCAPED.findall(text)):
+    if any(row not in comments or col < comments[row] for row, col in escaped):
         raise RewriteError(f"{filename}: bytes that are not valid {encoding} outside comments")
-    return _ESCAPED.sub("?", text)
+    return clean
 
 
 def _reissue(
