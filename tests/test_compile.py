@@ -87,3 +87,91 @@ def test_line_events_of_plain_statements_are_the_originals():
         "        total += g(\n            i)\n    return total\n"
     )
     assert line_events(load(source, True), 3) == line_events(load(source, False), 3)
+
+
+# -- decode_source (issue 7 item 8, repros 03 and 15) ------------------------------------------
+
+from callweave._compile import decode_source  # noqa: E402
+
+LATIN_COMMENTS = {
+    "first line": b"# Author: Fran\xe7ois\ndef g():\n    return 1\n",
+    "fifth line": b"def g():\n    return 1\n\n\n# Author: Fran\xe7ois\n",
+    "after code": b"x = len('\xc3\xa9')  # Fran\xe7ois \xff\xfe\ny = 2\n",
+    "crlf": b"# Fran\xe7ois\r\nx = 1\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(LATIN_COMMENTS))
+def test_undecodable_bytes_in_comments_keep_every_position(case):
+    data = LATIN_COMMENTS[case]
+    compile(data, "m.py", "exec")  # CPython accepts them
+    text = decode_source(data, "m.py")
+    # One character per undecodable byte: every line and byte offset of the code is kept.
+    plain = data.replace(b"\r\n", b"\n").split(b"\n")
+    assert [len(line.encode()) for line in text.split("\n")] == [len(line) for line in plain]
+    assert ast_dump(text) == ast_dump(data)
+
+
+def ast_dump(source):
+    import ast
+
+    return ast.dump(ast.parse(source), include_attributes=True)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'x = "\xe9"\n', b"# coding: no-such-codec\nx = 1\n", b"x = 1\n\xe9 = 2\n"],
+    ids=["in a string", "unknown codec", "in a name"],
+)
+def test_bytes_cpython_rejects_raise_its_own_syntax_error(data):
+    with pytest.raises(SyntaxError) as info:
+        compile(data, "m.py", "exec")
+    with pytest.raises(SyntaxError) as ours:
+        decode_source(data, "m.py")
+    assert (ours.value.msg, ours.value.filename, ours.value.lineno) == (
+        info.value.msg,
+        "m.py",
+        info.value.lineno,
+    )
+
+
+# -- compile-time warnings (issue 7 item 14, repro 16) ------------------------------------------
+
+import warnings  # noqa: E402
+
+PROFILE = [
+    _native.Rule.profile(enter="__e__", exit="__x__", timer="__t__", atimer="__a__", record="__r__")
+]
+WARNING_SOURCE = """\
+import re
+
+
+def first(text):
+    a = len(text)
+    b = abs(a)
+    return re.match("\\d+", text)
+
+
+def second(text):
+    return re.match("\\w+", text)
+"""
+
+
+def compile_warnings(**kw):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compile_rewritten(WARNING_SOURCE, "wmod.py", PROFILE, **kw)
+    return sorted((w.filename, w.lineno, w.category.__name__) for w in caught)
+
+
+def test_compile_warnings_carry_the_original_lines_once():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compile(WARNING_SOURCE, "wmod.py", "exec")
+    plain = sorted((w.filename, w.lineno, w.category.__name__) for w in caught)
+    assert [line for _, line, _ in plain] == [7, 11]
+    assert compile_warnings() == plain
+
+
+def test_compile_warnings_can_be_left_to_the_normal_compile():
+    assert compile_warnings(emit_warnings=False) == []

@@ -283,3 +283,79 @@ def test_syntax_errors_are_the_users_own(tmp_path):
 
 def test_rewrite_error_is_a_callweave_error():
     assert issubclass(RewriteError, callweave.CallweaveError)
+
+
+STALE_SOURCE = """\
+from callweave import flat_profile, wrap_calls
+
+
+def w(f, /, *a, **k):
+    return f(*a, **k)
+
+
+@flat_profile(time_limit="1s", below_callback=None)
+def answer():
+    return str({value})
+
+
+@wrap_calls(wrapper=w)
+def wrapped():
+    return str({value})
+"""
+
+
+def test_reloaded_edited_module_runs_its_new_decorated_bodies(tmp_path):
+    # Issue 7 item 7 (repro 07): the decorators read linecache without checkcache, so the first
+    # decorated function of a reloaded module kept its old body.
+    (tmp_path / "stale_mod.py").write_text(STALE_SOURCE.format(value=1))
+    code = f"""\
+import importlib, os, sys, time
+sys.path.insert(0, {str(tmp_path)!r})
+sys.dont_write_bytecode = True
+import stale_mod
+before = (stale_mod.answer(), stale_mod.wrapped())
+path = stale_mod.__file__
+with open(path, "w") as f:
+    f.write({STALE_SOURCE.format(value=2)!r})
+t = time.time() + 5
+os.utime(path, (t, t))
+importlib.invalidate_caches()
+stale_mod = importlib.reload(stale_mod)
+print(before, (stale_mod.answer(), stale_mod.wrapped()))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["('1',", "'1')", "('2',", "'2')"]
+
+
+WARNING_MODULE = """\
+import re
+from callweave import flat_profile
+
+
+@flat_profile(time_limit="1s", below_callback=None)
+def first(text):
+    return re.match("\\d+", text)
+
+
+@flat_profile(time_limit="1s", below_callback=None)
+def second(text):
+    return re.match("\\w+", text)
+"""
+
+
+def test_decorators_repeat_no_compile_warning(tmp_path):
+    # Issue 7 item 14 (repro 16): each decorated function recompiled the module and repeated
+    # its compile-time warnings, at rewritten lines.
+    (tmp_path / "wmod.py").write_text(WARNING_MODULE)
+    code = "import warnings\nwarnings.simplefilter('always')\nimport wmod\n"
+    p = subprocess.run(
+        [sys.executable, "-B", "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [line.split(": ")[0] for line in p.stderr.splitlines() if "Warning" in line]
+    assert [line.rsplit(":", 1)[1] for line in lines] == ["7", "12"]

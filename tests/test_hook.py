@@ -654,6 +654,10 @@ def test_read_only_directory(tmp_path, which):
 
 def _corruptions(blob: bytes) -> dict[str, bytes]:
     garbage = b"\xde\xad\xbe\xef" * 64
+    try:
+        code = marshal.loads(blob[16:])[0]
+    except (EOFError, ValueError, TypeError):
+        code = None  # only the names are wanted
     return {
         "empty": b"",
         "short": blob[:7],
@@ -666,6 +670,13 @@ def _corruptions(blob: bytes) -> dict[str, bytes]:
         "garbage": garbage,
         "garbage_body": blob[:16] + garbage,
         "not_code": blob[:16] + marshal.dumps(("not code", None)),
+        # A valid header with a malformed payload (issue 7 item 21, repro 24).
+        "meta_junk": blob[:16] + marshal.dumps((code, "junk")),
+        "meta_wrong_rows": blob[:16] + marshal.dumps((code, ([1], [2]))),
+        "meta_bad_site_index": blob[:16]
+        + marshal.dumps((code, ([("f", 1, [0], (0, 5, [0]))], []))),
+        "meta_bad_rule_index": blob[:16] + marshal.dumps((code, ([("f", 1, [0], (0, 7, []))], []))),
+        "not_a_pair": blob[:16] + marshal.dumps(code),
     }
 
 
@@ -1496,3 +1507,442 @@ emit(warnings=[[w.category.__name__, str(w.message), w.filename] for w in caught
     assert "other" not in message and "pkg.late" not in message
     assert filename == "<string>"  # the caller of install(), not callweave
     assert (data["early"], data["late"]) == ("SourceFileLoader", "CallweaveLoader")
+
+
+# --------------------------------------------------------------------------- cache file safety
+
+
+def test_cache_file_mode_follows_the_source_like_ordinary_pyc(tmp_path):
+    # Issue 7 item 25 (repro 08a): under umask 000 the cache file was world-writable.
+    pkg = simple_project(tmp_path)
+    (pkg / "mod.py").chmod(0o640)
+    (pkg / "plain.py").write_text("x = 1\n")
+    (pkg / "plain.py").chmod(0o640)
+    code = "import os\nos.umask(0)\n" + INSTALL + "import pkg.mod, pkg.plain\nemit(ok=1)\n"
+    run(tmp_path, code).ok()
+    cache = pkg / "__pycache__"
+    ours = (cache / f"mod.{TAG}.callweave.pyc").stat().st_mode & 0o777
+    plain = (cache / f"plain.{TAG}.pyc").stat().st_mode & 0o777
+    assert ours == plain == 0o640
+
+
+def test_cache_writer_never_follows_a_link_at_its_temporary_name(tmp_path):
+    # Issue 7 item 25 (repro 08b): the temporary file was opened without O_EXCL.
+    pkg = simple_project(tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("important data\n")
+    code = (
+        "import importlib.util, os, threading\n"
+        "cache = importlib.util.cache_from_source(os.path.abspath('pkg/mod.py'))[:-4]\n"
+        "os.makedirs(os.path.dirname(cache), exist_ok=True)\n"
+        "tmp = f'{cache}.callweave.pyc.{os.getpid()}.{threading.get_ident()}.tmp'\n"
+        "os.symlink(os.path.abspath('victim.txt'), tmp)\n"
+        + INSTALL
+        + "import pkg.mod\nemit(result=pkg.mod.f(), **cw_state())\n"
+    )
+    data = run(tmp_path, code).ok().data
+    assert data["result"] == 2 and data["stats"] == {"pkg.mod:f": 1}
+    assert victim.read_text() == "important data\n"
+    assert not (pkg / "__pycache__" / f"mod.{TAG}.callweave.pyc").exists()
+
+
+# --------------------------------------------------------------------------- runtime names
+
+DESCRIPTOR_FILES = {
+    "cbs.py": """\
+        seen = {}
+
+        def cb(total, limit, times, func):
+            seen[func.__qualname__] = func
+    """,
+    "lazymod.py": """\
+        import functools
+
+        calls = []
+
+
+        class lazyclassproperty:
+            # Like pyparsing.unicode._lazyclassproperty: runs user code on class access.
+            def __init__(self, fn):
+                self.fn = fn
+
+            def __get__(self, obj, cls):
+                calls.append(self.fn.__name__)
+                raise RuntimeError("only valid once the package is fully imported")
+
+
+        class Meta(type):
+            def __getattribute__(cls, name):
+                calls.append("meta:" + name)
+                return super().__getattribute__(name)
+
+
+        class Charset(metaclass=Meta):
+            @lazyclassproperty
+            def letters(cls):
+                return len("abc")
+
+            def method(self):
+                return len("m")
+
+            @staticmethod
+            def static():
+                return len("s")
+
+            @classmethod
+            def klass(cls):
+                return len("c")
+
+            @property
+            def prop(self):
+                return len("p")
+
+            class Inner:
+                def deep(self):
+                    return len("d")
+
+
+        def plain():
+            return len("x")
+
+
+        def deco(f):
+            @functools.wraps(f)
+            def inner(*a):
+                return f(*a)
+            return inner
+
+
+        @deco
+        def decorated():
+            return len("y")
+    """,
+}
+DESCRIPTOR_SCRIPT = (
+    INSTALL
+    + """\
+import cbs, lazymod
+during_import = list(lazymod.calls)
+C = lazymod.Charset
+C.method(None), C.static(), C.klass(), C.__dict__["prop"].fget(None)
+C.__dict__["Inner"].deep(None), lazymod.plain(), lazymod.decorated()
+expected = {
+    "Charset.method": C.__dict__["method"],
+    "Charset.static": C.__dict__["static"].__func__,
+    "Charset.klass": C.__dict__["klass"].__func__,
+    "Charset.prop": C.__dict__["prop"].fget,
+    "Charset.Inner.deep": C.__dict__["Inner"].__dict__["deep"],
+    "plain": lazymod.plain,
+    "decorated": lazymod.decorated.__wrapped__,
+    "deco.<locals>.inner": None,
+}
+emit(during_import=during_import,
+     functions={q: f is expected[q] if expected[q] is not None else type(f).__name__
+                for q, f in cbs.seen.items() if q in expected})
+"""
+)
+
+
+def test_loader_runs_no_descriptor_and_callbacks_get_the_functions(tmp_path):
+    # Issue 7 item 2 (hook/descriptor): the loader walked qualnames with getattr after exec,
+    # running descriptors' __get__ (pyparsing's _lazyclassproperty) and metaclass hooks.
+    write_files(tmp_path, DESCRIPTOR_FILES)
+    write_config(tmp_path, profile_rule("lazymod", time_limit=0, above="cbs:cb"))
+    for _ in ("cold", "cached"):
+        data = run(tmp_path, DESCRIPTOR_SCRIPT).ok().data
+        assert data["during_import"] == []
+        assert data["functions"] == {
+            "Charset.method": True,
+            "Charset.static": True,
+            "Charset.klass": True,
+            "Charset.prop": True,
+            "Charset.Inner.deep": True,
+            "plain": True,
+            "decorated": True,
+            # Not reachable from the module's namespaces: described, not found.
+            "deco.<locals>.inner": "_Described",
+        }
+
+
+IMPORT_WARNING_FILES = {
+    "oldapi.py": """\
+        import warnings
+
+        warnings.warn("oldapi is deprecated", DeprecationWarning, stacklevel=2)
+
+
+        def f():
+            return len("x")
+    """,
+    "main.py": """\
+        import sys, warnings
+        import callweave
+        callweave.install()
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            import oldapi  # line 6
+        print("@@CW", rec[0].filename, rec[0].lineno, oldapi.f())
+    """,
+}
+
+
+@pytest.mark.parametrize("mode", ["wrap", "profile"])
+def test_import_time_warning_is_attributed_to_the_importing_line(tmp_path, mode):
+    # Issue 7 item 28 (hook/import_warning): the loader's exec_module frame sat between
+    # importlib and the module, so stacklevel=2 named callweave/hook.py.
+    files = dict(IMPORT_WARNING_FILES, **{"passthrough.py": PASSTHROUGH})
+    write_files(tmp_path, files)
+    rule = (
+        wrap_rule("oldapi", wrapper="passthrough:passthrough")
+        if mode == "wrap"
+        else profile_rule("oldapi")
+    )
+    write_config(tmp_path, rule)
+    for _ in ("cold", "cached"):
+        r = run_all(Job(tmp_path, args=["main.py"]))[0].ok()
+        line = next(x for x in r.out.splitlines() if x.startswith("@@CW"))
+        assert line.split()[1:] == [str(tmp_path / "main.py"), "6", "1"]
+
+
+PASSTHROUGH = """\
+def passthrough(call, /, *args, **kwargs):
+    return call(*args, **kwargs)
+"""
+
+SHUTDOWN_FILES = {
+    "passthrough.py": PASSTHROUGH,
+    "tempres.py": """\
+        import os
+
+
+        class TempFile:
+            def __init__(self, path):
+                self.path = path
+                open(path, "w").close()
+
+            def __del__(self):
+                os.unlink(self.path)
+
+
+        def gen(path):
+            try:
+                yield 1
+            finally:
+                os.unlink(path)
+
+
+        KEEP = TempFile("by_del.tmp")
+        open("by_generator.tmp", "w").close()
+        SUSPENDED = gen("by_generator.tmp")
+        next(SUSPENDED)
+    """,
+}
+
+
+@pytest.mark.parametrize("mode", ["wrap", "profile"])
+def test_cleanup_code_runs_at_interpreter_shutdown(tmp_path, mode):
+    # Issue 7 item 29 (hook/shutdown): CPython restores the builtins dict before the last
+    # garbage collection; rewritten code that found its runtime in builtins raised NameError.
+    write_files(tmp_path, SHUTDOWN_FILES)
+    rule = (
+        wrap_rule("tempres", wrapper="passthrough:passthrough")
+        if mode == "wrap"
+        else profile_rule("tempres")
+    )
+    write_config(tmp_path, rule)
+    for _ in ("cold", "cached"):
+        r = run(tmp_path, INSTALL + "import tempres\nemit(loader=loader_name('tempres'))\n")
+        assert r.ok().data["loader"] == "CallweaveLoader"
+        assert "Error" not in r.err, str(r)
+        assert sorted(p.name for p in tmp_path.glob("*.tmp")) == []
+
+
+RELOAD_GROWTH_SCRIPT = (
+    INSTALL
+    + """\
+import builtins, importlib, os, time
+import rmod
+path = rmod.__file__
+stale = rmod.f
+sizes = []
+for i in range(1, 41):
+    with open(path, "w") as fh:
+        fh.write(SOURCE.format(i=i))
+    os.utime(path, (time.time() + i, time.time() + i))
+    importlib.invalidate_caches()
+    importlib.reload(rmod)
+    sizes.append((len(vars(builtins)), len(vars(rmod))))
+in_builtins = sorted(n for n in vars(builtins) if n.startswith("__callweave"))
+del stale  # the first version's names leave the module at the next reload
+importlib.reload(rmod)
+emit(sizes=sizes, in_builtins=in_builtins, f=rmod.f(),
+     names_after=sorted(n.split("_")[3] for n in vars(rmod) if n.startswith("__callweave")),
+     **cw_state())
+"""
+)
+RELOAD_SOURCE = """\
+import sys
+
+
+def f():
+    return abs(-{i}) + len(sys.argv[:0])
+"""
+
+
+def test_edited_reloads_do_not_grow_builtins_or_the_module(tmp_path):
+    # Issue 7 item 19 (repro 22): each edited reload left new names in builtins.
+    write_files(tmp_path, {"rmod.py": RELOAD_SOURCE.format(i=0), "wr.py": WRAP_SITE})
+    write_config(tmp_path, profile_rule("rmod"), wrap_rule("rmod", wrapper="wr:w"), extra="")
+    cfg = (tmp_path / "pyproject.toml").read_text() + "pass_site = true\n"
+    (tmp_path / "pyproject.toml").write_text(cfg)
+    script = RELOAD_GROWTH_SCRIPT.replace("SOURCE", repr(RELOAD_SOURCE))
+    data = run(tmp_path, script).ok().data
+    sizes = data["sizes"]
+    assert {b for b, _ in sizes} == {sizes[0][0]}
+    # Bounded: a version's names leave once no code using them is alive (``stale`` holds the
+    # first version; the previous one is alive while the next is being bound).
+    assert {m for _, m in sizes[1:]} == {sizes[1][1]}
+    assert data["names_after"] == ["atime", "enter", "exit", "sites", "time", "wrap"]
+    assert data["in_builtins"] == []
+    assert data["f"] == 40
+    assert data["stats"] == {"rmod:f": 1}
+
+
+WRAP_SITE = """\
+def w(call, site, /, *args, **kwargs):
+    return call(*args, **kwargs)
+"""
+
+BUILTINS_SCRIPT = (
+    INSTALL
+    + """\
+import builtins, importlib.util, os
+import bmod
+normal = sorted(n for n in vars(builtins) if n.startswith("__callweave"))
+for name in normal:
+    delattr(builtins, name)
+after_cleaning = bmod.f(1)
+loader = importlib.util.find_spec("bmod").loader
+counts = []
+for i in range(3):
+    with open(bmod.__file__, "a") as fh:
+        fh.write(f"# edit {i}\\n")
+    code = loader.get_code("bmod")
+    counts.append(len([n for n in vars(builtins) if n.startswith("__callweave")]))
+    g = {"__name__": "direct"}
+    exec(code, g)
+    assert g["f"](1) == 3
+emit(normal=normal, after_cleaning=after_cleaning, counts=counts, **cw_state())
+"""
+)
+
+
+def test_imported_code_does_not_depend_on_builtins(tmp_path):
+    # Issue 7 item 22 (repro 26): a library cleaning builtins broke every rewritten module;
+    # a direct get_code() caller still gets its names as builtins, replaced per version.
+    write_files(
+        tmp_path,
+        {"bmod.py": "def helper(x):\n    return x * 2\n\n\ndef f(x):\n    return helper(x) + 1\n"},
+    )
+    write_config(tmp_path, profile_rule("bmod"))
+    data = run(tmp_path, BUILTINS_SCRIPT).ok().data
+    assert data["normal"] == []
+    assert data["after_cleaning"] == 3
+    counts = data["counts"]
+    assert counts == [counts[0]] * 3 and counts[0] > 0
+
+
+LATIN_MOD = b"# Author: Fran\xe7ois\ndef g(x):\n    return len(str(x)) + 1 // x  # \xe9\xe8\n"
+LATIN_SCRIPT = (
+    INSTALL
+    + """\
+import traceback
+import latin
+ok = latin.g(1)
+try:
+    latin.g(0)
+except ZeroDivisionError as exc:
+    fs = traceback.extract_tb(exc.__traceback__)[-1]
+    where = [fs.lineno, fs.colno, fs.end_colno]
+emit(ok=ok, where=where, loader=loader_name("latin"), **cw_state())
+"""
+)
+
+
+def test_non_utf8_bytes_in_a_comment_import_rewritten(tmp_path):
+    # Issue 7 item 8 (repro 03): CPython does not decode comments; the hook decoded the whole
+    # file and failed with an error naming neither module nor file.
+    write_files(tmp_path, {"latin.py": LATIN_MOD})
+    write_config(tmp_path, profile_rule("latin"))
+    for _ in ("cold", "cached"):
+        r = run(tmp_path, LATIN_SCRIPT).ok()
+        assert r.err == ""
+        data = r.data
+        assert data["ok"] == 2 and data["where"] == [3, 25, 31]
+        assert data["loader"] == "CallweaveLoader"
+        assert data["stats"] == {"latin:g": 2}
+
+
+# --------------------------------------------------------------------------- pytest, any order
+
+ORDER_FILES = {
+    "pkg/__init__.py": "",
+    "pkg/calc.py": "def add(a, b):\n    return int(a) + int(b)\n",
+    "tests/test_calc.py": """\
+        from pkg import calc
+
+
+        def test_add():
+            assert calc.add(1, 2) == 3
+
+
+        def test_add2():
+            assert calc.add(2, 2) == 4
+    """,
+    "pyproject.toml": """\
+        [tool.callweave]
+        report = "json:reports/r.json"
+
+        [[tool.callweave.profile]]
+        modules = ["pkg.**", "test_calc"]
+        time_limit = "1s"
+
+        [tool.pytest.ini_options]
+        pythonpath = ["."]
+    """,
+}
+
+
+def _profiled(root: Path) -> list[str]:
+    names: set[str] = set()
+    for report in (root / "reports").glob("*.json"):
+        data = json.loads(report.read_text())
+        names |= {f["qualname"] for f in data["functions"] if f["count"]}
+    return sorted(names)
+
+
+def _order_args(how: str) -> list[str]:
+    pytest_args = ["-q", "-p", "no:cacheprovider", "tests"]
+    if how == "callweave run -m pytest":
+        script = Path(sys.executable).with_name("callweave")
+        if not script.exists():
+            pytest.skip("the callweave console script is not installed in this environment")
+        return [str(script), "run", "-m", "pytest", *pytest_args]
+    pytest.importorskip("xdist")
+    return [sys.executable, "-m", "pytest", "-n", "2", *pytest_args]
+
+
+@pytest.mark.parametrize("how", ["callweave run -m pytest", "xdist"])
+def test_pytest_test_modules_are_instrumented_whatever_the_install_order(tmp_path, how):
+    # Issue 7 item 15 (repro 17): installed before pytest's AssertionRewritingHook, callweave's
+    # finder never saw the test modules pytest claimed.
+    write_files(tmp_path, ORDER_FILES)
+    if how == "xdist":
+        (tmp_path / "tests" / "conftest.py").write_text("import callweave.auto  # noqa: F401\n")
+    argv = _order_args(how)
+    for _ in ("cold", "cached"):
+        shutil.rmtree(tmp_path / "reports", ignore_errors=True)
+        p = subprocess.run(argv, cwd=tmp_path, env=child_env(), capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "2 passed" in p.stdout
+        assert _profiled(tmp_path) == ["add", "test_add", "test_add2"]

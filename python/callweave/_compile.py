@@ -5,6 +5,11 @@ from __future__ import annotations
 import ast
 import builtins
 import dis
+import importlib.util
+import io
+import re
+import tokenize
+import warnings
 from collections.abc import Callable, Sequence
 from types import CodeType
 
@@ -14,6 +19,7 @@ from callweave.errors import ParseError, RewriteError
 __all__ = [
     "BUILTIN_NAMES",
     "compile_rewritten",
+    "decode_source",
     "find_code",
     "raise_users_syntax_error",
     "remap_code",
@@ -48,6 +54,85 @@ def raise_users_syntax_error(source: str | bytes, filename: str) -> None:
     compile(source, filename, "exec", dont_inherit=True)
 
 
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+def decode_source(data: bytes, filename: str) -> str:
+    """Decodes a module's bytes as CPython reads them, for rewriting.
+
+    CPython does not decode comments: bytes that are not valid in the file's encoding are
+    accepted there (a Latin-1 name in a UTF-8 file without a coding declaration). Such bytes
+    are replaced by ``?``, one character per byte, so every position of the code is kept.
+
+    Args:
+        data: The file's bytes.
+        filename: Its name, for errors.
+
+    Returns:
+        The text, with universal newlines.
+
+    Raises:
+        SyntaxError: CPython's own error, with the file and line, for bytes it rejects.
+        RewriteError: CPython accepts the bytes but they cannot be decoded for rewriting.
+    """
+    try:
+        return importlib.util.decode_source(data)
+    except (SyntaxError, UnicodeDecodeError, LookupError):
+        pass
+    # The running Python's own verdict first: its SyntaxError names the file and line.
+    raise_users_syntax_error(data, filename)
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:
+        encoding = "utf-8"  # no cookie could be read: CPython's default
+    try:
+        text = data.decode(encoding, "surrogateescape")
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise RewriteError(f"{filename}: cannot decode the source ({exc})") from None
+    text = io.IncrementalNewlineDecoder(None, translate=True).decode(text, final=True)
+    clean = _ESCAPED.sub("?", text)
+    # Where the undecodable bytes are: (line, column) in characters, one per byte.
+    escaped = {
+        (row, m.start())
+        for row, line in enumerate(text.splitlines(), 1)
+        for m in _ESCAPED.finditer(line)
+    }
+    lines = clean.splitlines(keepends=True)
+    try:
+        comments = {
+            t.start[0]: t.start[1]
+            for t in tokenize.generate_tokens(iter(lines).__next__)
+            if t.type == tokenize.COMMENT
+        }
+    except (SyntaxError, tokenize.TokenError) as exc:
+        raise RewriteError(f"{filename}: cannot decode the source ({exc})") from None
+    if any(row not in comments or col < comments[row] for row, col in escaped):
+        raise RewriteError(f"{filename}: bytes that are not valid {encoding} outside comments")
+    return clean
+
+
+def _reissue(
+    caught: list[warnings.WarningMessage],
+    filename: str,
+    result: _native.Rewritten,
+    *,
+    emit_own: bool,
+) -> None:
+    """Issues the warnings recorded while compiling, the source's own at original lines.
+
+    Compile-time warnings carry the rewritten source's line numbers; each is issued once at
+    the line it has in the file as written. Warnings of other threads recorded in the same
+    window are issued again unchanged.
+    """
+    for w in caught:
+        if w.filename == filename:
+            if emit_own:
+                line = result.original_line(w.lineno) if w.lineno else w.lineno
+                warnings.warn_explicit(w.message, w.category, filename, line)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
 def compile_rewritten(
     source: str,
     filename: str,
@@ -55,6 +140,7 @@ def compile_rewritten(
     *,
     optimize: int = -1,
     tree_hook: Callable[[ast.Module, _native.Rewritten], ast.Module] | None = None,
+    emit_warnings: bool = True,
 ) -> tuple[CodeType, _native.Rewritten]:
     """Rewrites ``source`` with ``rules`` and compiles it with original positions.
 
@@ -66,6 +152,9 @@ def compile_rewritten(
         tree_hook: Called with the ``ast`` tree of the rewritten source before compiling, for
             custom transformations; positions of the nodes it keeps are mapped back like the
             rest, and nodes it adds should copy the location of the node they serve.
+        emit_warnings: Issue the compile-time warnings of the source (invalid escape
+            sequences, "perhaps you missed a comma?") once, at their original lines; False
+            when the source was already compiled normally (the decorators).
 
     Returns:
         The module's code object and the native rewrite result.
@@ -80,18 +169,23 @@ def compile_rewritten(
         raise_users_syntax_error(source, filename)
         raise RewriteError(f"{filename}: {exc}") from None
     try:
-        if tree_hook is not None:
-            tree = tree_hook(ast.parse(result.source, filename), result)
-            ast.fix_missing_locations(tree)
-            code = compile(tree, filename, "exec", dont_inherit=True, optimize=optimize)
-        else:
-            code = compile(result.source, filename, "exec", dont_inherit=True, optimize=optimize)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if tree_hook is not None:
+                tree = tree_hook(ast.parse(result.source, filename), result)
+                ast.fix_missing_locations(tree)
+                code = compile(tree, filename, "exec", dont_inherit=True, optimize=optimize)
+            else:
+                code = compile(
+                    result.source, filename, "exec", dont_inherit=True, optimize=optimize
+                )
     except SyntaxError as exc:
         raise_users_syntax_error(source, filename)
         raise RewriteError(
             f"{filename}: the rewritten source does not compile on this Python "
             f"({exc.msg}, line {result.original_line(exc.lineno or 1)})"
         ) from None
+    _reissue(caught, filename, result, emit_own=emit_warnings)
     return remap_code(result, code), result
 
 

@@ -97,6 +97,9 @@ def _unwrap_method(target: Any) -> tuple[types.FunctionType, Callable[[Any], Any
 def _module_source(func: types.FunctionType) -> tuple[str, str]:
     code = func.__code__
     filename = code.co_filename
+    # The file may have been edited since linecache read it (an edited module reloaded):
+    # rewriting stale text would compile the old body under the new function's name.
+    linecache.checkcache(filename)
     lines = linecache.getlines(filename, func.__globals__)
     if not lines:
         raise SourceUnavailableError(
@@ -169,8 +172,14 @@ def rewrite_with_layers(
         return tree
 
     try:
+        # The module was compiled normally when it was imported: its compile-time warnings
+        # were issued then.
         module_code, result = compile_rewritten(
-            source, filename, rules, tree_hook=tree_hook if transformers else None
+            source,
+            filename,
+            rules,
+            tree_hook=tree_hook if transformers else None,
+            emit_warnings=False,
         )
     except RewriteError as exc:
         raise RewriteError(f"cannot rewrite {code.co_qualname!r}: {exc}") from None

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import ModuleType
 
 from callweave import _native
+from callweave._compile import decode_source, raise_users_syntax_error
 from callweave.config import (
     CallbackSpec,
     Config,
@@ -33,7 +34,7 @@ from callweave.config import (
     load_config,
     parse_duration,
 )
-from callweave.errors import CallweaveError, ConfigError
+from callweave.errors import CallweaveError, ConfigError, ParseError
 
 __all__ = ["main"]
 
@@ -179,8 +180,17 @@ def _rules_for(config: Config | None, module: str) -> list[_native.Rule]:
 def _show(args: argparse.Namespace) -> int:
     module, _, qualname = args.target.partition(":")
     path = _find_source(module)
-    source = importlib.util.decode_source(path.read_bytes())
-    result = _native.rewrite(source, _rules_for(load_config(), module))
+    try:
+        source = decode_source(path.read_bytes(), str(path))
+        result = _native.rewrite(source, _rules_for(load_config(), module))
+    except SyntaxError as exc:
+        raise CallweaveError(f"{module}: {_syntax_error_text(exc)}") from None
+    except ParseError:
+        try:
+            raise_users_syntax_error(source, str(path))
+        except SyntaxError as exc:
+            raise CallweaveError(f"{module}: {_syntax_error_text(exc)}") from None
+        raise
     if qualname:
         rows = [f for f in result.functions if f[0] == qualname]
         if not rows:
@@ -240,6 +250,11 @@ def _candidates(config: Config) -> Iterator[tuple[str, Path]]:
         yield from _walk_modules(origin.parent if origin.name == "__init__.py" else origin, top)
 
 
+def _syntax_error_text(exc: SyntaxError) -> str:
+    where = f"{exc.filename}, line {exc.lineno}" if exc.lineno else str(exc.filename)
+    return f"syntax error: {exc.msg} ({where})"
+
+
 def _check(args: argparse.Namespace) -> int:
     config = load_config()
     if config is None:
@@ -260,9 +275,16 @@ def _check(args: argparse.Namespace) -> int:
     for module, path in _candidates(config):
         if not config.matches_module(module):
             continue
-        source = importlib.util.decode_source(path.read_bytes())
         try:
-            result = _native.rewrite(source, _rules_for(config, module))
+            source = decode_source(path.read_bytes(), str(path))
+            try:
+                result = _native.rewrite(source, _rules_for(config, module))
+            except ParseError:
+                raise_users_syntax_error(source, str(path))
+                raise
+        except SyntaxError as exc:
+            print(f"{module}: {_syntax_error_text(exc)} (importing it raises SyntaxError)")
+            continue
         except CallweaveError as exc:
             print(f"{module}: cannot be rewritten, would import unmodified: {exc}")
             continue

@@ -144,8 +144,18 @@ class _Described:
         return f"<profiled function {self.__module__}.{self.__qualname__}>"
 
 
+#: Finds the function object of a profile that has none set, when a callback needs it: the
+#: import hook registers one per profile (it finds functions lazily, without running user code,
+#: and holds them weakly). Keyed by (module, qualname, line).
+FUNCTION_FINDERS: dict[tuple[str, str, int], Callable[[], Any]] = {}
+
+
 def _function_of(profile: _native.FunctionProfile) -> Any:
     func = profile.function
+    if func is None:
+        find = FUNCTION_FINDERS.get((profile.module, profile.qualname, profile.line))
+        if find is not None:
+            func = find()
     return func if func is not None else _Described(profile)
 
 
