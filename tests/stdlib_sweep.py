@@ -71,8 +71,13 @@ def code_objects(code: CodeType) -> dict[tuple[str, int], list[CodeType]]:
     return out
 
 
-def positions(code: CodeType) -> dict[tuple[str, int], set]:
-    """Positions of every code object under ``code``, keyed by (qualname, first line)."""
+def positions(code: CodeType, *, nops: bool = False) -> dict[tuple[str, int], set]:
+    """Positions of every code object under ``code``, keyed by (qualname, first line).
+
+    Positions of NOPs (and PUSH_NULL) count only with ``nops``: a NOP keeps a line in
+    ``co_lines()`` but the compiler drops or keeps NOPs as it likes.
+    """
+    ignored = _IGNORED_OPS - {dis.opmap["NOP"]} if nops else _IGNORED_OPS
     out: dict[tuple[str, int], set] = {}
     for key, codes in code_objects(code).items():
         bag = out[key] = set()
@@ -81,7 +86,7 @@ def positions(code: CodeType) -> dict[tuple[str, int], set]:
             bag.update(
                 p
                 for i, p in enumerate(c.co_positions())
-                if p[0] is not None and raw[2 * i] not in _IGNORED_OPS
+                if p[0] is not None and raw[2 * i] not in ignored
             )
     return out
 

@@ -43,10 +43,33 @@ TIMER_NAME = "__callweave_time__"
 ATIMER_NAME = "__callweave_atime__"
 EXIT_NAME = "__callweave_exit__"
 RECORD_NAME = "__callweave_rec__"
+#: Defaults of ``_native.Rule.profile``: called around each ``yield`` and on ``locals()``.
+PAUSE_NAME = "__callweave_pause__"
+RESUME_NAME = "__callweave_resume__"
+STRIP_NAME = "__callweave_strip__"
+
+
+def _pass_value(record: object, value: T) -> T:
+    """Stand-in for ``_native.pause_record``/``resume_record`` where the runtime lacks them."""
+    return value
+
+
+def _strip_record(namespace: T) -> T:
+    """Stand-in for ``_native.strip_locals``: removes the record from a namespace in place."""
+    if isinstance(namespace, dict):
+        namespace.pop(RECORD_NAME, None)
+    elif isinstance(namespace, list) and RECORD_NAME in namespace:
+        namespace.remove(RECORD_NAME)
+    return namespace
+
+
 RUNTIME_NAMES: dict[str, Any] = {
     TIMER_NAME: _native.time_call,
     ATIMER_NAME: _native.time_await,
     EXIT_NAME: _native.exit_record,
+    PAUSE_NAME: getattr(_native, "pause_record", _pass_value),
+    RESUME_NAME: getattr(_native, "resume_record", _pass_value),
+    STRIP_NAME: getattr(_native, "strip_locals", _strip_record),
 }
 
 

@@ -286,10 +286,12 @@ pub fn encode(entries: &[Entry], first_line: i32) -> Vec<u8> {
 ///
 /// Each entry is split into runs of code units of the same class (`class_of(unit)`), and `f`
 /// maps each run's location knowing its class: instructions of different kinds that share a
-/// location in the table may need different locations afterwards. "No location" entries stay
-/// as they are, and the code units are kept, so the result describes the same bytecode. `f`
-/// sees line-only locations with both columns `None`; if it keeps them `None` they stay
-/// line-only.
+/// location in the table may need different locations afterwards. `f` returns `None` for code
+/// that stands for nothing in the original (it becomes CPython's "no location" form, as the
+/// compiler's own artificial instructions are: tracers see no line event for it). "No
+/// location" entries stay as they are, and the code units are kept, so the result describes
+/// the same bytecode. `f` sees line-only locations with both columns `None`; if it keeps them
+/// `None` they stay line-only.
 ///
 /// # Errors
 ///
@@ -299,7 +301,7 @@ pub fn remap(
     old_first_line: i32,
     new_first_line: i32,
     class_of: impl Fn(usize) -> bool,
-    mut f: impl FnMut(Location, bool) -> Location,
+    mut f: impl FnMut(Location, bool) -> Option<Location>,
 ) -> Result<Vec<u8>, LinetableError> {
     let entries = decode(table, old_first_line)?;
     let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
@@ -320,7 +322,7 @@ pub fn remap(
             }
             out.push(Entry {
                 code_units: u32::try_from(run_end - run_start).unwrap_or(u32::MAX),
-                loc: Some(f(loc, class)),
+                loc: f(loc, class),
             });
             run_start = run_end;
         }
@@ -1123,12 +1125,13 @@ mod tests {
             col: l.col.map(|c| c + 3),
             end_col: l.end_col.map(|c| c + 3),
         };
+        let shift_some = |l: Location, class: bool| Some(shift(l, class));
         for v in VECTORS {
             let table = hex(v.table);
             let before = decode(&table, v.first_line).expect("decodes");
             let new_first = v.first_line + 5;
             let remapped =
-                remap(&table, v.first_line, new_first, |_| false, shift).expect("remaps");
+                remap(&table, v.first_line, new_first, |_| false, shift_some).expect("remaps");
             let after = decode(&remapped, new_first).expect("decodes");
             let expected: Vec<Entry> = before
                 .iter()
@@ -1160,7 +1163,7 @@ mod tests {
             ],
             1,
         );
-        let remapped = remap(&table, 1, 6, |_| false, shift).expect("remaps");
+        let remapped = remap(&table, 1, 6, |_| false, shift_some).expect("remaps");
         assert_eq!(
             decode(&remapped, 6),
             Ok(vec![
@@ -1173,9 +1176,38 @@ mod tests {
         assert_eq!(codes(&remapped), [10, 15, 13, 14]);
         // Errors pass through.
         assert_eq!(
-            remap(&[0x01], 1, 1, |_| false, shift),
+            remap(&[0x01], 1, 1, |_| false, shift_some),
             Err(LinetableError::BadEntryHeader { offset: 0 })
         );
+    }
+
+    #[test]
+    fn remap_can_drop_locations() {
+        // Lines 2 and 4 stand for nothing in the original: they become "no location", and the
+        // entries after them keep their lines (deltas are from the last located entry).
+        let table = encode(
+            &[
+                entry(1, Some(loc(1, 1, None, None))),
+                entry(3, Some(loc(2, 2, Some(4), Some(9)))),
+                entry(2, Some(loc(3, 3, Some(4), Some(20)))),
+                entry(1, Some(loc(4, 4, Some(1), Some(2)))),
+                entry(1, Some(loc(5, 5, Some(0), Some(6)))),
+            ],
+            1,
+        );
+        let drop_even = |l: Location, _class: bool| (l.line % 2 == 1).then_some(l);
+        let remapped = remap(&table, 1, 1, |_| false, drop_even).expect("remaps");
+        assert_eq!(
+            decode(&remapped, 1),
+            Ok(vec![
+                entry(1, Some(loc(1, 1, None, None))),
+                entry(3, None),
+                entry(2, Some(loc(3, 3, Some(4), Some(20)))),
+                entry(1, None),
+                entry(1, Some(loc(5, 5, Some(0), Some(6)))),
+            ])
+        );
+        assert_eq!(codes(&remapped), [13, 15, 12, 15, 12]);
     }
 
     #[test]

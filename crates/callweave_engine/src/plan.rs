@@ -106,6 +106,11 @@ pub enum Layer {
     /// `TIMER(RECORD, j, f, a)` per call, `j` being the call's index among the function's
     /// sites; `await f(a)` becomes `await ATIMER(RECORD, j, f, a)` so that the whole await is
     /// timed.
+    ///
+    /// In the function's own body, `yield v` becomes `RESUME(RECORD, (yield PAUSE(RECORD, v)))`
+    /// (`v` is `None` for a bare `yield`) so that the time the frame sits suspended is not
+    /// counted; `yield from` stays timed in full. `locals()`, `vars()` and `dir()` without
+    /// arguments become `STRIP(locals())` (and so on), which removes the record from the result.
     Profile {
         /// Global name of the entry callable, called with the function's index in the rewrite.
         enter: String,
@@ -117,6 +122,13 @@ pub enum Layer {
         atimer: String,
         /// Local name of the per-invocation record.
         record: String,
+        /// Global name of `PAUSE(RECORD, value) -> value`, called before each `yield`.
+        pause: String,
+        /// Global name of `RESUME(RECORD, sent) -> sent`, called with what the `yield` returned.
+        resume: String,
+        /// Global name of `STRIP(namespace) -> namespace`, which removes the record from the
+        /// result of `locals()`, `vars()` (a dict) or `dir()` (a list) and returns it.
+        strip: String,
     },
 }
 
@@ -139,7 +151,10 @@ impl Layer {
                 timer,
                 atimer,
                 record,
-            } => vec![enter, exit, timer, atimer, record],
+                pause,
+                resume,
+                strip,
+            } => vec![enter, exit, timer, atimer, record, pause, resume, strip],
         }
     }
 }

@@ -4,6 +4,8 @@
 //! edits records, for every byte of the new text, where it came from: copied bytes map to their
 //! original offset; inserted bytes map to the *anchor* of their edit, the original range of the
 //! construct the fragment serves (a call for a call wrapper, the `def` line for entry code).
+//! Code compiled from an edit marked [`Edit::unlocated`] (a profiled function's entry and exit)
+//! gets no location at all, like CPython's own artificial instructions.
 
 use std::borrow::Cow;
 
@@ -34,6 +36,9 @@ pub(crate) struct Edit<'a> {
     pub(crate) end: usize,
     pub(crate) text: Cow<'a, str>,
     pub(crate) anchor: Anchor,
+    /// False when the code compiled from `text` must carry no location (see
+    /// [`PositionMap::map_location`]).
+    pub(crate) located: bool,
 }
 
 impl Anchor {
@@ -55,6 +60,7 @@ impl<'a> Edit<'a> {
             end: at,
             text: text.into(),
             anchor,
+            located: true,
         }
     }
 
@@ -69,7 +75,16 @@ impl<'a> Edit<'a> {
             end,
             text: text.into(),
             anchor,
+            located: true,
         }
+    }
+
+    /// The same edit, for code that stands for nothing in the original: instructions whose
+    /// location starts in its text get no location (no line event for tracers such as
+    /// coverage.py, no line in `co_lines()`).
+    pub(crate) fn unlocated(mut self) -> Self {
+        self.located = false;
+        self
     }
 }
 
@@ -83,6 +98,7 @@ enum Origin {
         anchor: Anchor,
         from: usize,
         at: usize,
+        located: bool,
     },
 }
 
@@ -147,6 +163,7 @@ pub(crate) fn apply(
                 anchor: edit.anchor,
                 from: edit.start,
                 at: edit.end,
+                located: edit.located,
             },
         );
         cursor = edit.end;
@@ -294,11 +311,38 @@ impl PositionMap {
     /// original text. `is_call` says whether the instruction at that location is a call
     /// instruction (CALL and its companions), whose location CPython may start at a method's
     /// name rather than at the call's start (see [`Anchor::location_start`]).
-    pub fn map_location(&self, loc: Location, is_call: bool) -> Location {
+    ///
+    /// `None` when the location starts in the text of an edit marked [`Edit::unlocated`]: that
+    /// code gets CPython's "no location".
+    pub fn map_location(&self, loc: Location, is_call: bool) -> Option<Location> {
         // Line 0 marks artificial instructions (a module's RESUME): nothing to map.
         if loc.line < 1 {
-            return loc;
+            return Some(loc);
         }
+        if !self.located(loc) {
+            return None;
+        }
+        Some(self.map_located(loc, is_call))
+    }
+
+    /// Whether `loc` (line >= 1) starts outside every edit marked [`Edit::unlocated`]; a
+    /// line-only location is judged by its line's first byte.
+    fn located(&self, loc: Location) -> bool {
+        let Ok(line) = usize::try_from(loc.line) else {
+            return true;
+        };
+        let col = loc.col.map_or(0, |c| c as usize);
+        let start = self.new_lines.offset(line, col);
+        !matches!(
+            self.chunk_at(start),
+            Some(Chunk {
+                origin: Origin::Inserted { located: false, .. },
+                ..
+            })
+        )
+    }
+
+    fn map_located(&self, loc: Location, is_call: bool) -> Location {
         let (Some(col), Some(end_col)) = (loc.col, loc.end_col) else {
             let line = usize::try_from(loc.line).map_or(0, |l| self.map_line(l));
             let line = i32::try_from(line).unwrap_or(loc.line);
@@ -381,11 +425,20 @@ mod tests {
         let (new, map) = apply(src, LineIndex::new(src), edits).expect("applies");
         assert_eq!(new, "x = W(f, a)\n");
         // The whole new call maps to the original call.
-        assert_eq!(map.map_location(loc(1, 4, 1, 11), false), loc(1, 4, 1, 8));
+        assert_eq!(
+            map.map_location(loc(1, 4, 1, 11), false),
+            Some(loc(1, 4, 1, 8))
+        );
         // The wrapper name maps to the call's range.
-        assert_eq!(map.map_location(loc(1, 4, 1, 5), false), loc(1, 4, 1, 8));
+        assert_eq!(
+            map.map_location(loc(1, 4, 1, 5), false),
+            Some(loc(1, 4, 1, 8))
+        );
         // The argument keeps its own position.
-        assert_eq!(map.map_location(loc(1, 9, 1, 10), false), loc(1, 6, 1, 7));
+        assert_eq!(
+            map.map_location(loc(1, 9, 1, 10), false),
+            Some(loc(1, 6, 1, 7))
+        );
     }
 
     #[test]
@@ -396,8 +449,41 @@ mod tests {
         assert_eq!(new, "def f():\n    pass\n    return 1\n");
         assert_eq!(map.map_line(3), 2);
         assert_eq!(map.map_line(2), 1);
-        assert_eq!(map.map_location(loc(2, 4, 2, 8), false), loc(1, 0, 1, 7));
-        assert_eq!(map.map_location(loc(3, 4, 3, 12), false), loc(2, 4, 2, 12));
+        assert_eq!(
+            map.map_location(loc(2, 4, 2, 8), false),
+            Some(loc(1, 0, 1, 7))
+        );
+        assert_eq!(
+            map.map_location(loc(3, 4, 3, 12), false),
+            Some(loc(2, 4, 2, 12))
+        );
+    }
+
+    #[test]
+    fn unlocated_edits_map_to_no_location() {
+        let src = "def f():\n    return 1\n";
+        let edits = vec![
+            Edit::insert(9, "    a = E()\n", Anchor::new(0, 7, true)).unlocated(),
+            Edit::insert(21, "\n    X(a)", Anchor::new(0, 7, true)).unlocated(),
+        ];
+        let (new, map) = apply(src, LineIndex::new(src), edits).expect("applies");
+        assert_eq!(new, "def f():\n    a = E()\n    return 1\n    X(a)\n");
+        assert_eq!(map.map_location(loc(2, 4, 2, 11), false), None);
+        assert_eq!(map.map_location(loc(2, 8, 2, 11), true), None);
+        assert_eq!(map.map_location(loc(4, 4, 4, 8), true), None);
+        let line_only = Location {
+            line: 4,
+            end_line: 4,
+            col: None,
+            end_col: None,
+        };
+        assert_eq!(map.map_location(line_only, false), None);
+        // Copied code keeps its position, the function's first line included.
+        assert_eq!(
+            map.map_location(loc(3, 4, 3, 12), false),
+            Some(loc(2, 4, 2, 12))
+        );
+        assert_eq!(map.map_line(1), 1);
     }
 
     #[test]

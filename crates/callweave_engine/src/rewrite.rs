@@ -153,6 +153,8 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
     let mut per_function: Vec<Vec<posmap::Edit<'_>>> = Vec::new();
     let mut next_index = 0u32;
     let mut reindented: Vec<(usize, usize)> = Vec::new();
+    // Applied after the call wrappers' edits at equal offsets (see `profile::FunctionEdits`).
+    let mut after_calls = Vec::new();
     for (fidx, f) in collector.functions.iter().enumerate() {
         let profile_rule = f.rules.iter().copied().find(|&r| {
             plan.rules
@@ -160,12 +162,10 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
                 .is_some_and(|r| matches!(r.layer, Layer::Profile { .. }))
         });
         let Some(rule) = profile_rule else { continue };
-        let Some(Layer::Profile {
-            enter,
-            exit,
-            record,
-            ..
-        }) = plan.rules.get(rule).map(|r| &r.layer)
+        let Some(names) = plan
+            .rules
+            .get(rule)
+            .and_then(|r| profile::Names::of(&r.layer))
         else {
             continue;
         };
@@ -177,16 +177,12 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
                 reason: "a profiled function nested in a profiled function whose body had to be re-indented".to_owned(),
             });
         }
-        let names = profile::Names {
-            enter,
-            exit,
-            record,
-        };
-        let (fn_edits, layout) = profile::entry_edits(&cx, f.def, &names, next_index as usize)?;
-        if layout == Layout::Reindented {
+        let fn_edits = profile::function_edits(&cx, f.def, &names, next_index as usize)?;
+        if fn_edits.layout == Layout::Reindented {
             reindented.push((start, end));
         }
-        per_function.push(fn_edits);
+        per_function.push(fn_edits.edits);
+        after_calls.extend(fn_edits.after_calls);
         if let Some(func) = functions.get_mut(fidx) {
             func.profile = Some(Profiled {
                 index: next_index,
@@ -245,6 +241,8 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
         edits.extend(call_edits(routed.call, &tokens, location_start));
         sites.push(make_site(source, &lines, routed, id));
     }
+
+    edits.extend(after_calls);
 
     let selected_defs: Vec<_> = collector.functions.iter().map(|f| f.def).collect();
     drop(collector);

@@ -25,6 +25,9 @@ fn plan_for(transform: &str) -> Plan {
             timer: "__t__".into(),
             atimer: "__at__".into(),
             record: "__r__".into(),
+            pause: "__p__".into(),
+            resume: "__rs__".into(),
+            strip: "__s__".into(),
         },
     };
     let builtins: HashSet<String> = ["len", "print", "range", "str", "int"]

@@ -73,9 +73,11 @@ impl Rule {
     }
 
     /// A flat-profiling rule: the body runs between `record = enter(i)` and `exit(record)` and
-    /// each call is `timer(record, site, f, a)` (`atimer` for awaited calls).
+    /// each call is `timer(record, site, f, a)` (`atimer` for awaited calls). In the function's
+    /// own body `yield v` becomes `resume(record, (yield pause(record, v)))`, and `locals()`,
+    /// `vars()`, `dir()` without arguments become `strip(locals())` and so on.
     #[staticmethod]
-    #[pyo3(signature = (*, enter, exit, timer, atimer, record, functions=None, at=None, ignore_builtins=false, blacklist=None, whitelist=None))]
+    #[pyo3(signature = (*, enter, exit, timer, atimer, record, pause="__callweave_pause__".to_owned(), resume="__callweave_resume__".to_owned(), strip="__callweave_strip__".to_owned(), functions=None, at=None, ignore_builtins=false, blacklist=None, whitelist=None))]
     #[allow(clippy::too_many_arguments)]
     fn profile(
         enter: String,
@@ -83,6 +85,9 @@ impl Rule {
         timer: String,
         atimer: String,
         record: String,
+        pause: String,
+        resume: String,
+        strip: String,
         functions: Option<Vec<String>>,
         at: Option<(String, u32)>,
         ignore_builtins: bool,
@@ -98,6 +103,9 @@ impl Rule {
                     timer,
                     atimer,
                     record,
+                    pause,
+                    resume,
+                    strip,
                 },
                 filter: filter(ignore_builtins, blacklist, whitelist)?,
             },

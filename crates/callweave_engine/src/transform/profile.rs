@@ -15,12 +15,32 @@
 //! column right of the `def`, and a docstring moves to that column too (it stays the first
 //! statement). When the body is indented by a single column or with tabs, every body line gets
 //! one more space after its indentation, except lines that start inside a string literal.
-//! A suite written on the `def` line moves to its own lines.
+//! A suite written on the `def` line (or continued there with a backslash) moves to its own
+//! lines, under `try:`.
+//!
+//! The entry and exit code stand for nothing the user wrote: their instructions carry no
+//! location (as CPython's own artificial instructions), so tracers see the body's lines only
+//! and the implicit return goes from the last line executed straight to the exit, as coverage.py
+//! expects. Tracebacks are unaffected: an exception keeps the location where it was raised.
+//!
+//! In the function's own body (not nested `def`, `class` or `lambda` bodies):
+//!
+//! - `yield v` becomes `RESUME(RECORD, (yield PAUSE(RECORD, v)))` (`v` is `None` for a bare
+//!   `yield`; an unparenthesised tuple gets parentheses), so that the time the frame sits
+//!   suspended is not counted; the inserted code is located at the `yield` expression, which
+//!   keeps its own range. `yield from` stays as written (timed in full).
+//! - `locals()`, `vars()` and `dir()` without arguments become `STRIP(locals())` (and so on),
+//!   lambdas and comprehensions included, so the record never shows; the call itself stays in
+//!   the user's frame.
 
 use ruff_python_ast::token::{Token, TokenKind};
-use ruff_python_ast::{Expr, Stmt, StmtFunctionDef};
+use ruff_python_ast::visitor::source_order::{
+    walk_expr, walk_stmt, SourceOrderVisitor, TraversalSignal,
+};
+use ruff_python_ast::{AnyNodeRef, Expr, ExprCall, ExprYield, Stmt, StmtFunctionDef};
 use ruff_text_size::Ranged;
 
+use crate::plan::Layer;
 use crate::posmap::{Anchor, Edit};
 use crate::source::LineIndex;
 use crate::EngineError;
@@ -38,6 +58,45 @@ pub(crate) struct Names<'n> {
     pub(crate) enter: &'n str,
     pub(crate) exit: &'n str,
     pub(crate) record: &'n str,
+    pub(crate) pause: &'n str,
+    pub(crate) resume: &'n str,
+    pub(crate) strip: &'n str,
+}
+
+impl<'n> Names<'n> {
+    /// The names of `layer` if it is a profile layer.
+    pub(crate) fn of(layer: &'n Layer) -> Option<Self> {
+        match layer {
+            Layer::Profile {
+                enter,
+                exit,
+                record,
+                pause,
+                resume,
+                strip,
+                ..
+            } => Some(Self {
+                enter,
+                exit,
+                record,
+                pause,
+                resume,
+                strip,
+            }),
+            Layer::Wrap { .. } => None,
+        }
+    }
+}
+
+/// A profiled function's edits.
+pub(crate) struct FunctionEdits<'e> {
+    /// Entry, exit, re-indentation, `yield` and the end of `STRIP(…)`: applied before the call
+    /// wrappers' edits at equal offsets.
+    pub(crate) edits: Vec<Edit<'e>>,
+    /// `STRIP(` before `locals()`: applied after the call wrappers' edits at equal offsets, so
+    /// that in `locals().get(k)` it goes inside the wrapper of the `get` call.
+    pub(crate) after_calls: Vec<Edit<'e>>,
+    pub(crate) layout: Layout,
 }
 
 /// How the function's body was laid out, which decides whether nested profiled functions can
@@ -50,8 +109,39 @@ pub(crate) enum Layout {
     Reindented,
 }
 
-/// Edits that run `def`'s body inside `with {enter}({index}) as {record}:`.
-pub(crate) fn entry_edits<'e>(
+/// Edits that run `def`'s body between `{record} = {enter}({index})` and `{exit}({record})`,
+/// with its yields and namespace calls routed (see the module's documentation).
+pub(crate) fn function_edits<'e>(
+    cx: &Context<'_>,
+    def: &StmtFunctionDef,
+    names: &Names<'_>,
+    index: usize,
+) -> Result<FunctionEdits<'e>, EngineError> {
+    let mut body = BodyEdits {
+        tokens: cx.tokens,
+        names: *names,
+        lambdas: 0,
+        edits: Vec::new(),
+        after_calls: Vec::new(),
+    };
+    for stmt in &def.body {
+        body.visit_stmt(stmt);
+    }
+    let (mut edits, layout) = entry_edits(cx, def, names, index)?;
+    // The footer is last: a body edit at the body's end (`yield`'s `)))`) goes before it.
+    let footer = edits.pop();
+    edits.extend(body.edits);
+    edits.extend(footer);
+    Ok(FunctionEdits {
+        edits,
+        after_calls: body.after_calls,
+        layout,
+    })
+}
+
+/// Entry and exit edits; the last one is the footer (or the entry-and-exit of a function whose
+/// body is only a docstring, whose body has nothing to route).
+fn entry_edits<'e>(
     cx: &Context<'_>,
     def: &StmtFunctionDef,
     names: &Names<'_>,
@@ -61,6 +151,7 @@ pub(crate) fn entry_edits<'e>(
         enter,
         exit,
         record,
+        ..
     } = *names;
     let assign = format!("{record} = {enter}({index})");
     let only_doc = format!("{exit}({enter}({index}))");
@@ -86,20 +177,15 @@ pub(crate) fn entry_edits<'e>(
         return Err(unsupported("empty body"));
     };
     let first_start = first.range().start().to_usize();
-    let first_at_line_start = only_ws_before(cx.source, cx.lines, first_start);
     let body_end = body
         .last()
         .map_or(first_start, |s| s.range().end().to_usize());
-    let footer = |indent: &str| format!("{nl}{indent}{finally}");
+    let footer = |indent: &str| Edit::insert(body_end, format!("{nl}{indent}{finally}"), anchor);
 
-    if !first_at_line_start {
-        // The suite is on the header line: `def f(x): a; return b`.
-        let colon = skip_ws_back(cx.source, first_start);
-        if cx.source.as_bytes().get(colon.wrapping_sub(1)) != Some(&b':') {
-            return Err(unsupported(
-                "first statement does not follow the header's ':'",
-            ));
-        }
+    if let Some(colon) = header_colon(cx.tokens, first_start) {
+        // The suite is on the header's logical line: `def f(x): a; return b`, possibly after a
+        // backslash continuation. It moves to a line of its own under `try:` (on 3.13 a `...`
+        // body sharing a line with `try:` would lose its line to the `try`'s NOP).
         let w = format!("{d} ");
         let mut edits = vec![Edit::replace(
             colon,
@@ -108,27 +194,32 @@ pub(crate) fn entry_edits<'e>(
             Anchor::new(colon, first_start, false),
         )];
         match (doc, rest.first()) {
-            (Some(doc), Some(next)) => edits.push(Edit::replace(
-                doc.range().end().to_usize(),
-                next.range().start().to_usize(),
-                format!("{nl}{w}{assign}{nl}{w}try: "),
-                anchor,
-            )),
-            (Some(doc), None) => {
-                edits.push(Edit::insert(
+            (Some(doc), Some(next)) => edits.push(
+                Edit::replace(
                     doc.range().end().to_usize(),
-                    format!("{nl}{w}{only_doc}"),
+                    next.range().start().to_usize(),
+                    format!("{nl}{w}{assign}{nl}{w}try:{nl}{w} "),
                     anchor,
-                ));
+                )
+                .unlocated(),
+            ),
+            (Some(doc), None) => {
+                edits.push(
+                    Edit::insert(
+                        doc.range().end().to_usize(),
+                        format!("{nl}{w}{only_doc}"),
+                        anchor,
+                    )
+                    .unlocated(),
+                );
                 return Ok((edits, Layout::Kept));
             }
-            (None, _) => edits.push(Edit::insert(
-                first_start,
-                format!("{assign}{nl}{w}try: "),
-                anchor,
-            )),
+            (None, _) => edits.push(
+                Edit::insert(first_start, format!("{assign}{nl}{w}try:{nl}{w} "), anchor)
+                    .unlocated(),
+            ),
         }
-        edits.push(Edit::insert(body_end, footer(&w), anchor));
+        edits.push(footer(&w).unlocated());
         return Ok((edits, Layout::Kept));
     }
 
@@ -138,11 +229,7 @@ pub(crate) fn entry_edits<'e>(
         // Only a docstring: enter and exit right after it.
         let doc_end = first.range().end().to_usize();
         return Ok((
-            vec![Edit::insert(
-                doc_end,
-                format!("{nl}{ind}{only_doc}"),
-                anchor,
-            )],
+            vec![Edit::insert(doc_end, format!("{nl}{ind}{only_doc}"), anchor).unlocated()],
             Layout::Kept,
         ));
     };
@@ -168,12 +255,15 @@ pub(crate) fn entry_edits<'e>(
                 Anchor::new(ind_start, doc_start, false),
             ));
         }
-        edits.push(Edit::insert(
-            code_line_start,
-            format!("{w}{assign}{nl}{w}try:{nl}"),
-            anchor,
-        ));
-        edits.push(Edit::insert(body_end, footer(&w), anchor));
+        edits.push(
+            Edit::insert(
+                code_line_start,
+                format!("{w}{assign}{nl}{w}try:{nl}"),
+                anchor,
+            )
+            .unlocated(),
+        );
+        edits.push(footer(&w).unlocated());
         return Ok((edits, Layout::Kept));
     }
 
@@ -183,7 +273,8 @@ pub(crate) fn entry_edits<'e>(
         code_line_start,
         format!("{ind}{assign}{nl}{ind}try:{nl}"),
         anchor,
-    )];
+    )
+    .unlocated()];
     let spans = string_spans(cx.tokens);
     let (first_line, _) = cx.lines.line_col(code_start);
     let (last_line, _) = cx.lines.line_col(body_end);
@@ -203,8 +294,166 @@ pub(crate) fn entry_edits<'e>(
             )),
         }
     }
-    edits.push(Edit::insert(body_end, footer(ind), anchor));
+    edits.push(footer(ind).unlocated());
     Ok((edits, Layout::Reindented))
+}
+
+/// The offset just after the header's `:` when the statement at `first_start` is on the
+/// header's logical line (no NEWLINE token between them), else `None`.
+fn header_colon(tokens: &[Token], first_start: usize) -> Option<usize> {
+    let idx = tokens.partition_point(|t| t.end().to_usize() <= first_start);
+    let prev = tokens.get(idx.checked_sub(1)?)?;
+    (prev.kind() == TokenKind::Colon).then(|| prev.end().to_usize())
+}
+
+/// Collects the edits of a profiled function's own body: yields and namespace calls.
+struct BodyEdits<'t, 'n> {
+    tokens: &'t [Token],
+    names: Names<'n>,
+    /// Lambdas being visited: a `yield` in one belongs to the lambda.
+    lambdas: usize,
+    /// Prefixes in source order (outer first at one offset), suffixes after their node's
+    /// children (inner first at one offset).
+    edits: Vec<Edit<'static>>,
+    after_calls: Vec<Edit<'static>>,
+}
+
+impl BodyEdits<'_, '_> {
+    /// `RESUME(R, (yield PAUSE(R, v)))`; the fragments are anchored at the yield expression,
+    /// whose own range in the new text (`yield` to the `)` closing `PAUSE(`) maps back to it.
+    fn route_yield(&mut self, y: &ExprYield) {
+        let Names {
+            record,
+            pause,
+            resume,
+            ..
+        } = self.names;
+        let (start, end) = (y.range.start().to_usize(), y.range.end().to_usize());
+        let anchor = Anchor::new(start, end, false);
+        self.edits
+            .push(Edit::insert(start, format!("{resume}({record}, ("), anchor));
+        let Some(value) = y.value.as_deref() else {
+            self.edits.push(Edit::insert(
+                end,
+                format!(" {pause}({record}, None)))"),
+                anchor,
+            ));
+            return;
+        };
+        // The value's text, parentheses included, runs from the first token after `yield` to
+        // the end of the yield expression.
+        let after_kw = start + "yield".len();
+        let value_start = self
+            .tokens
+            .get(
+                self.tokens
+                    .partition_point(|t| t.start().to_usize() < after_kw)..,
+            )
+            .unwrap_or_default()
+            .iter()
+            .find(|t| !matches!(t.kind(), TokenKind::Comment | TokenKind::NonLogicalNewline))
+            .map_or(value.range().start().to_usize(), |t| t.start().to_usize());
+        self.edits.push(Edit::insert(
+            value_start,
+            format!("{pause}({record}, "),
+            anchor,
+        ));
+        // `yield a, b`: the tuple needs its own parentheses as an argument.
+        let tuple = matches!(value, Expr::Tuple(t) if !t.parenthesized).then(|| {
+            Anchor::new(
+                value.range().start().to_usize(),
+                value.range().end().to_usize(),
+                false,
+            )
+        });
+        if let Some(t) = tuple {
+            self.edits.push(Edit::insert(value_start, "(", t));
+        }
+        self.visit_expr(value);
+        if let Some(t) = tuple {
+            self.edits.push(Edit::insert(end, ")", t));
+        }
+        self.edits.push(Edit::insert(end, ")))", anchor));
+    }
+
+    /// `locals()` → `STRIP(locals())`, anchored at the call.
+    fn route_namespace_call(&mut self, call: &ExprCall) {
+        let (start, end) = (
+            call.range().start().to_usize(),
+            call.range().end().to_usize(),
+        );
+        let anchor = Anchor::new(start, end, false);
+        self.after_calls.push(Edit::insert(
+            start,
+            format!("{}(", self.names.strip),
+            anchor,
+        ));
+        self.edits.push(Edit::insert(end, ")", anchor));
+    }
+}
+
+/// `locals()`, `vars()` or `dir()` without arguments: a namespace holding the record.
+fn is_namespace_call(call: &ExprCall) -> bool {
+    call.arguments.args.is_empty()
+        && call.arguments.keywords.is_empty()
+        && matches!(call.func.as_ref(), Expr::Name(n) if matches!(n.id.as_str(), "locals" | "vars" | "dir"))
+}
+
+impl<'a> SourceOrderVisitor<'a> for BodyEdits<'_, '_> {
+    fn enter_node(&mut self, node: AnyNodeRef<'a>) -> TraversalSignal {
+        match node {
+            // The text of an `{expr=}` field is part of the result: never change it.
+            AnyNodeRef::InterpolatedElement(e) if e.debug_text.is_some() => TraversalSignal::Skip,
+            _ => TraversalSignal::Traverse,
+        }
+    }
+
+    fn visit_annotation(&mut self, _expr: &'a Expr) {}
+
+    fn visit_stmt(&mut self, stmt: &'a Stmt) {
+        match stmt {
+            // Only what runs in this frame: decorators and defaults, bases and keywords.
+            Stmt::FunctionDef(def) => {
+                for d in &def.decorator_list {
+                    self.visit_expr(&d.expression);
+                }
+                for p in def.parameters.iter_non_variadic_params() {
+                    if let Some(default) = &p.default {
+                        self.visit_expr(default);
+                    }
+                }
+            }
+            Stmt::ClassDef(class) => {
+                for d in &class.decorator_list {
+                    self.visit_expr(&d.expression);
+                }
+                if let Some(args) = &class.arguments {
+                    self.visit_arguments(args);
+                }
+            }
+            _ => walk_stmt(self, stmt),
+        }
+    }
+
+    fn visit_expr(&mut self, expr: &'a Expr) {
+        match expr {
+            Expr::Yield(y) if self.lambdas == 0 => self.route_yield(y),
+            Expr::Call(call) if is_namespace_call(call) => self.route_namespace_call(call),
+            Expr::Lambda(lambda) => {
+                if let Some(params) = &lambda.parameters {
+                    for p in params.iter_non_variadic_params() {
+                        if let Some(default) = &p.default {
+                            self.visit_expr(default);
+                        }
+                    }
+                }
+                self.lambdas += 1;
+                self.visit_expr(&lambda.body);
+                self.lambdas -= 1;
+            }
+            _ => walk_expr(self, expr),
+        }
+    }
 }
 
 fn is_docstring(stmt: &Stmt) -> bool {
@@ -225,14 +474,6 @@ fn only_ws_before(source: &str, lines: &LineIndex, offset: usize) -> bool {
     source
         .get(ls..offset)
         .is_some_and(|s| s.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\x0c')))
-}
-
-fn skip_ws_back(source: &str, mut offset: usize) -> usize {
-    let bytes = source.as_bytes();
-    while offset > 0 && matches!(bytes.get(offset - 1), Some(b' ' | b'\t' | b'\x0c')) {
-        offset -= 1;
-    }
-    offset
 }
 
 fn line_content_end(source: &str, from: usize) -> usize {
