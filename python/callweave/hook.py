@@ -37,6 +37,7 @@ from typing import Any
 from callweave import _native
 from callweave._compile import compile_rewritten, raise_users_syntax_error
 from callweave.config import Config, ProfileRule, WrapRule, load_config
+from callweave.decorators import make_trampoline
 from callweave.errors import ConfigError, RewriteError
 from callweave.profiler import (
     ATIMER_NAME,
@@ -119,8 +120,9 @@ def _callback(spec: Any, resolved: dict[str, Callable[..., Any]], default: Any) 
 
 
 def wrapper_name(rule: WrapRule) -> str:
-    """The builtin name under which a wrap rule's wrapper is found."""
-    return f"__callweave_wrap_{_short_hash(rule.wrapper)}__"
+    """The builtin name under which a wrap rule's wrapper (its trampoline) is found."""
+    site = "+site" if rule.pass_site else ""
+    return f"__callweave_wrap_{_short_hash(rule.wrapper + site)}__"
 
 
 def _list(values: tuple[str, ...] | None) -> list[str] | None:
@@ -384,7 +386,8 @@ class CallweaveFinder:
         for name, value in RUNTIME_NAMES.items():
             setattr(builtins, name, value)
         for rule in config.wrap:
-            setattr(builtins, wrapper_name(rule), self.resolved[rule.wrapper])
+            trampoline = make_trampoline(self.resolved[rule.wrapper], pass_site=rule.pass_site)
+            setattr(builtins, wrapper_name(rule), trampoline)
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
         self._matches: dict[str, bool] = {}
         self._hashes: dict[str, str] = {}
