@@ -384,3 +384,60 @@ def test_import_hook_wrap_rule(tmp_path):
     assert wrapped["wrapped"] > 0  # the rule applied: `fail()` went through the wrapper
     del plain["wrapped"], wrapped["wrapped"]
     assert wrapped == plain
+
+
+RECURSION = """\
+import sys
+sys.path.insert(0, sys.argv[1])
+from wrappers import passthrough
+from callweave import wrap_calls
+import recursive
+down = wrap_calls(wrapper=passthrough)(recursive.down)
+recursive.down = down
+sys.setrecursionlimit(1000)
+try:
+    down(10**6)
+except RecursionError:
+    pass
+default_depth = min(recursive.reached)
+recursive.reached.clear()
+sys.setrecursionlimit(200_000)
+try:
+    down(150_000)
+    print("no RecursionError")
+except RecursionError:
+    print("RecursionError", default_depth)
+"""
+
+RECURSIVE = """\
+reached = []
+
+def down(n):
+    reached.append(n)
+    return 0 if n == 0 else down(n - 1) + 1
+"""
+
+
+def test_deep_wrapped_recursion_raises_recursion_error_not_a_crash(tmp_path):
+    # Every wrapped level re-enters the interpreter from the trampoline; 3.11 does not bound the
+    # C stack itself, so with a raised limit the process would segfault (as it does with the
+    # bare wrapper, whose `call(*args, **kwargs)` re-enters from C on 3.11 too).
+    (tmp_path / "wrappers.py").write_text(WRAPPERS)
+    (tmp_path / "recursive.py").write_text(RECURSIVE)
+    (tmp_path / "main.py").write_text(RECURSION)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(CALLWEAVE_ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "main.py", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    word, depth = proc.stdout.split()
+    assert word == "RecursionError"
+    # with the default limit, a wrapped recursion reaches half the plain depth (two frames a
+    # level: the function's and the wrapper's)
+    levels = 10**6 - int(depth) + 1
+    assert 480 <= levels <= 500
