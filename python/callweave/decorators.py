@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import ast
+import dis
+import functools
+import inspect
+import linecache
+import types
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -10,7 +15,13 @@ from callweave import _native
 from callweave._functions import Layer, rewrite_with_layers, unique_suffix
 from callweave.sites import make_sites
 
-__all__ = ["CallWrapper", "rewrite_function", "wrap_calls"]
+__all__ = [
+    "CallWrapper",
+    "callee_call_offsets",
+    "make_trampoline",
+    "rewrite_function",
+    "wrap_calls",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -28,6 +39,94 @@ class CallWrapper(Protocol):
     def __call__(self, call: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Runs the call."""
         ...
+
+
+def _wrapper_code(wrapper: Any) -> tuple[types.CodeType, int] | None:
+    """The code object whose frame runs when ``wrapper`` is called.
+
+    Returns:
+        The code object and the index of the parameter that receives the callee (0 for a
+        function, 1 for a method or ``__call__``), or None for other callables.
+    """
+    if isinstance(wrapper, types.FunctionType):
+        return wrapper.__code__, 0
+    if isinstance(wrapper, types.MethodType) and isinstance(wrapper.__func__, types.FunctionType):
+        return wrapper.__func__.__code__, 1
+    method = inspect.getattr_static(type(wrapper), "__call__", None)
+    if isinstance(method, types.FunctionType) and not isinstance(wrapper, type):
+        return method.__code__, 1
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _call_spans(filename: str, name: str, source: str) -> frozenset[tuple[Any, ...]]:
+    """The source spans of the calls ``name(...)`` in a file."""
+    try:
+        tree = ast.parse(source, filename)
+    except (SyntaxError, ValueError):
+        return frozenset()
+    return frozenset(
+        (n.lineno, n.end_lineno, n.col_offset, n.end_col_offset)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == name
+    )
+
+
+def callee_call_offsets(wrapper: Any) -> tuple[types.CodeType | None, frozenset[int]]:
+    """Where a call wrapper calls its callee: its code object and those instructions' offsets.
+
+    The instructions are those of each call ``call(...)`` of the wrapper's first parameter
+    (``call`` being its name) in the wrapper's own body, found by matching the instructions'
+    source positions with the calls in the wrapper's source file. An exception whose traceback
+    entry for the wrapper's frame sits at one of these offsets came out of the callee.
+
+    Args:
+        wrapper: A function, a bound method, or an object whose class defines ``__call__`` as a
+            Python function. Anything else (a C function, a ``functools.partial``) gives none.
+
+    Returns:
+        The code object and the offsets, or ``(None, frozenset())`` when the wrapper's code,
+        its callee parameter or its source cannot be found.
+    """
+    found = _wrapper_code(wrapper)
+    if found is None:
+        return None, frozenset()
+    code, index = found
+    if index >= code.co_argcount:
+        return None, frozenset()
+    name = code.co_varnames[index]
+    lines = linecache.getlines(code.co_filename)
+    if not lines:
+        return None, frozenset()
+    spans = _call_spans(code.co_filename, name, "".join(lines))
+    offsets = frozenset(
+        i.offset
+        for i in dis.get_instructions(code)
+        if (p := i.positions) is not None
+        and (p.lineno, p.end_lineno, p.col_offset, p.end_col_offset) in spans
+    )
+    if not offsets:
+        return None, frozenset()
+    return code, offsets
+
+
+def make_trampoline(wrapper: Any, *, pass_site: bool = False) -> Any:
+    """The object rewritten code calls in place of ``wrapper``: a C-level trampoline.
+
+    It calls ``wrapper(call, [site,] *args, **kwargs)``, except for callees that read their
+    caller's frame (``warnings.warn``, logging, ``namedtuple``, ``TypeVar``, ``sys._getframe``
+    …), which it calls directly so they see the user's function; and it removes the wrapper's
+    entries from the traceback of an exception that came out of the callee.
+
+    Args:
+        wrapper: The user's call wrapper.
+        pass_site: Whether calls pass a site after the callee.
+
+    Returns:
+        The trampoline (its ``__wrapped__`` is ``wrapper``).
+    """
+    code, offsets = callee_call_offsets(wrapper)
+    return _native.make_trampoline(wrapper, 1 if pass_site else 0, code, offsets)
 
 
 def _names(value: Iterable[str] | None, what: str) -> list[str] | None:
@@ -105,7 +204,7 @@ def wrap_calls(
         n = unique_suffix()
         wrapper_name = f"__callweave_wrap_{n}__"
         sites_name = f"__callweave_sites_{n}__" if pass_site else None
-        names: dict[str, Any] = {wrapper_name: wrapper}
+        names: dict[str, Any] = {wrapper_name: make_trampoline(wrapper, pass_site=pass_site)}
 
         def make_rule(at: tuple[str, int]) -> _native.Rule:
             return _native.Rule.wrap(

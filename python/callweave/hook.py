@@ -51,6 +51,7 @@ from callweave import _native, lifecycle
 from callweave._compile import compile_rewritten, decode_source
 from callweave._lookup import code_objects, find_function
 from callweave.config import Config, ProfileRule, WrapRule, load_config
+from callweave.decorators import make_trampoline
 from callweave.errors import ConfigError, RewriteError
 from callweave.profiler import (
     ATIMER_NAME,
@@ -181,8 +182,9 @@ def _callback(spec: Any, resolved: dict[str, Callable[..., Any]], default: Any) 
 
 
 def wrapper_name(rule: WrapRule) -> str:
-    """The builtin name under which a wrap rule's wrapper is found."""
-    return f"__callweave_wrap_{_short_hash(rule.wrapper)}__"
+    """The builtin name under which a wrap rule's wrapper (its trampoline) is found."""
+    site = "+site" if rule.pass_site else ""
+    return f"__callweave_wrap_{_short_hash(rule.wrapper + site)}__"
 
 
 def _list(values: tuple[str, ...] | None) -> list[str] | None:
@@ -493,9 +495,12 @@ class CallweaveFinder:
         self.config = config
         self.strict = config.strict if strict is None else strict
         self.resolved = config.resolve()
-        #: The object behind each wrap rule's injected name.
+        #: The object behind each wrap rule's injected name: a trampoline around the wrapper.
         self.wrappers: dict[str, Any] = {
-            wrapper_name(rule): self.resolved[rule.wrapper] for rule in config.wrap
+            wrapper_name(rule): make_trampoline(
+                self.resolved[rule.wrapper], pass_site=rule.pass_site
+            )
+            for rule in config.wrap
         }
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
         self._matches: dict[str, bool] = {}

@@ -12,6 +12,7 @@ pub(crate) mod histogram;
 pub(crate) mod profile;
 pub(crate) mod record;
 pub(crate) mod timer;
+pub(crate) mod trampoline;
 
 use pyo3::prelude::*;
 
@@ -35,5 +36,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(clock::clock_source, m)?)?;
     m.add_function(wrap_pyfunction!(clock::now_ns, m)?)?;
     timer::register(m)?;
+    trampoline::register(m)?;
     Ok(())
 }
