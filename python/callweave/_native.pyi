@@ -1,6 +1,8 @@
 """Type stubs for callweave's native extension module."""
 
+from collections.abc import Callable
 from types import CodeType
+from typing import Any
 
 __version__: str
 
@@ -69,9 +71,6 @@ def rewrite(
 def decode_source(bytes: bytes) -> str: ...
 
 # --- native runtime (crates/callweave_python/src/runtime) ---
-
-from collections.abc import Callable
-from typing import Any
 
 RECORD_NAME: str
 
@@ -145,7 +144,9 @@ class AwaitTimer:
 class Timer:
     """The type of ``time_call``: a callable with its own vectorcall slot."""
 
-    def __call__(self, record: Record, site: int, callable: Any, /, *args: Any, **kwargs: Any) -> Any: ...
+    def __call__(
+        self, record: Record, site: int, callable: Any, /, *args: Any, **kwargs: Any
+    ) -> Any: ...
 
 time_call: Timer
 

@@ -121,9 +121,7 @@ class CallTimes(dict[str, list[float]]):
     sites: list[SiteTime]
     dropped: int
 
-    def __init__(
-        self, *args: Any, sites: list[SiteTime] | None = None, dropped: int = 0
-    ) -> None:
+    def __init__(self, *args: Any, sites: list[SiteTime] | None = None, dropped: int = 0) -> None:
         super().__init__(*args)
         self.sites = sites or []
         self.dropped = dropped

@@ -137,7 +137,11 @@ impl AwaitTimer {
         if taken.is_some() {
             let elapsed = ticks().saturating_sub(self.start);
             // SAFETY: GIL held; the callee is alive (we hold a reference).
-            ok = unsafe { self.record.get().add(self.site, elapsed, self.callee.as_ptr()) };
+            ok = unsafe {
+                self.record
+                    .get()
+                    .add(self.site, elapsed, self.callee.as_ptr())
+            };
         }
         let outcome = if ok { Ok(()) } else { Err(PyErr::fetch(py)) };
         drop(taken);

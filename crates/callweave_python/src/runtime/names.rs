@@ -126,7 +126,14 @@ unsafe fn collect_garbage() {
 /// The name `str` with index `i` (borrowed; names live for the process), or NULL.
 pub(crate) unsafe fn name(i: u32) -> *mut ffi::PyObject {
     // SAFETY: GIL held by the caller.
-    unsafe { with(|n| n.names.get(i as usize).copied().unwrap_or(std::ptr::null_mut())) }
+    unsafe {
+        with(|n| {
+            n.names
+                .get(i as usize)
+                .copied()
+                .unwrap_or(std::ptr::null_mut())
+        })
+    }
 }
 
 /// The index of `callee`'s name, computed on the first sight of the callee. Returns Err with
@@ -254,7 +261,11 @@ fn attr_names() -> [*mut ffi::PyObject; 3] {
         // SAFETY: GIL held; the interned string is kept for the process's lifetime.
         unsafe { ffi::PyUnicode_InternFromString(s.as_ptr()) as usize }
     };
-    let made = [make(c"__qualname__"), make(c"__name__"), make(c"__wrapped__")];
+    let made = [
+        make(c"__qualname__"),
+        make(c"__name__"),
+        make(c"__wrapped__"),
+    ];
     if made.contains(&0) {
         // SAFETY: GIL held; an allocation failure is reported by returning NULLs below.
         unsafe { ffi::PyErr_Clear() };
