@@ -2,7 +2,6 @@
 //! the monotonic clock. Raw readings are ticks; conversion to nanoseconds happens off the hot
 //! path.
 
-use std::cell::Cell;
 use std::sync::OnceLock;
 
 use pyo3::prelude::*;
@@ -44,25 +43,4 @@ pub(crate) fn clock_source() -> &'static str {
 #[pyfunction]
 pub(crate) fn now_ns() -> u64 {
     ticks_to_ns(ticks())
-}
-
-thread_local! {
-    /// Ticks this thread has spent running above/below callbacks since it started (wrapping).
-    /// A timed span subtracts the growth of this counter over the span, so a callback's own
-    /// time is charged neither to the call site that (indirectly) ran it nor to the enclosing
-    /// invocation's total. Const-initialised and without a destructor: reading it is a plain
-    /// thread-local load, never a lazy initialisation.
-    static CALLBACK_TICKS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// This thread's cumulative callback ticks.
-#[inline(always)]
-pub(crate) fn callback_ticks() -> u64 {
-    CALLBACK_TICKS.with(Cell::get)
-}
-
-/// Adds `t` ticks to this thread's callback counter.
-#[inline]
-pub(crate) fn add_callback_ticks(t: u64) {
-    CALLBACK_TICKS.with(|c| c.set(c.get().wrapping_add(t)));
 }

@@ -13,6 +13,7 @@ pub(crate) mod names;
 pub(crate) mod profile;
 pub(crate) mod record;
 pub(crate) mod stack;
+pub(crate) mod thread;
 pub(crate) mod timer;
 
 use pyo3::prelude::*;

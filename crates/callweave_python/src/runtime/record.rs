@@ -14,9 +14,10 @@ use pyo3::prelude::*;
 
 use pyo3::ffi;
 
-use super::clock::{add_callback_ticks, callback_ticks, ticks, ticks_to_ns};
+use super::clock::{ticks, ticks_to_ns};
 use super::names;
 use super::profile::{FunctionProfile, FunctionState, DISPATCHER};
+use super::thread::{add_callback_ticks, callback_ticks};
 
 #[derive(Clone, Copy, Default)]
 struct SiteAcc {

@@ -1,18 +1,29 @@
-//! A C-stack guard for Python 3.11.
+//! Deep recursion through the timer: a C-stack guard (3.11, 3.12) and the C recursion budget
+//! (3.12).
 //!
 //! Every profiled level of a recursion goes through the C timer, so it re-enters CPython's
-//! evaluation loop from C and uses C stack. From 3.12 CPython bounds that itself (each entry of
-//! the evaluation loop costs one unit of its C recursion budget). 3.11 only counts Python
-//! frames against the recursion limit, so with a raised limit a profiled recursion would run
-//! off the end of the thread's stack and segfault. On 3.11 the timer therefore checks how much
-//! of the current thread's stack is left before each forwarded call and raises RecursionError
-//! when less than a safety margin remains.
+//! evaluation loop from C and uses C stack:
+//! - 3.11 only counts Python frames against the recursion limit, so with a raised limit a
+//!   profiled recursion ran off the end of the thread's stack and segfaulted.
+//! - 3.12 charges each entry of the evaluation loop two units of a fixed C recursion budget
+//!   (1,500 units, whatever `sys.setrecursionlimit` says): a profiled recursion stopped at
+//!   749 levels, below the 998 a plain one reaches with the default limit. The timer gives one
+//!   unit back for the duration of each forwarded call, so a level costs one unit (1,500
+//!   levels), and makes up for the weaker estimate with the stack guard below.
+//! - 3.13's budget (10,000 units) already exceeds the default recursion limit; nothing is
+//!   changed there.
 //!
-//! The check costs one thread-local load and a comparison; the stack bounds are looked up once
-//! per thread (`pthread_getattr_np` / `pthread_get_stackaddr_np`).
+//! The guard checks how much of the current thread's stack is left before each forwarded
+//! call and raises RecursionError when less than a safety margin remains. It costs a
+//! comparison with a per-thread bound (looked up once per thread with `pthread_getattr_np` /
+//! `pthread_get_stackaddr_np`).
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use pyo3::ffi;
+
+use super::thread::PerThread;
 
 /// Whether the guard is needed (Python before 3.12), decided at module init.
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -22,35 +33,92 @@ const MARGIN_MAX: usize = 256 * 1024;
 /// ...and at most this fraction (1/n) of a small stack.
 const MARGIN_DIVISOR: usize = 4;
 
-thread_local! {
-    /// The lowest stack address a check accepts for this thread; 0 before the first check,
-    /// 1 when the bounds could not be found (the guard then never fires).
-    static LOWEST: Cell<usize> = const { Cell::new(0) };
-}
+/// Byte offset of `c_recursion_remaining` in 3.12's `PyThreadState`, or 0 when the timer
+/// leaves the budget alone (other versions, or the field was not found).
+static BUDGET_OFFSET: AtomicUsize = AtomicUsize::new(0);
 
-/// Turns the guard on for interpreters without a C-stack check of their own.
+/// Turns the guard on for interpreters without a C-stack check of their own (or, on 3.12,
+/// whose budget the timer relaxes); finds the budget on 3.12. The GIL must be held.
 pub(crate) fn init(version: (u8, u8)) {
-    ENABLED.store(version < (3, 12), Ordering::Relaxed);
+    let offset = if version == (3, 12) {
+        find_budget_offset().unwrap_or(0)
+    } else {
+        0
+    };
+    BUDGET_OFFSET.store(offset, Ordering::Relaxed);
+    ENABLED.store(version < (3, 12) || offset != 0, Ordering::Relaxed);
 }
 
-/// Whether the current thread is about to run out of C stack (always false from 3.12).
+/// Finds `c_recursion_remaining` by observation rather than by a copied struct layout: the one
+/// `int` of the thread state that `Py_EnterRecursiveCall` lowers by exactly one and
+/// `Py_LeaveRecursiveCall` restores.
+fn find_budget_offset() -> Option<usize> {
+    const WORDS: usize = 32;
+    // SAFETY: GIL held (module init); the thread state is larger than WORDS ints (it holds
+    // pointers and counters well past 128 bytes); the reads are plain loads of its memory.
+    unsafe {
+        let tstate = ffi::PyThreadState_Get().cast::<c_int>();
+        let read = || -> [c_int; WORDS] { std::array::from_fn(|i| tstate.add(i).read()) };
+        let before = read();
+        if ffi::Py_EnterRecursiveCall(c"".as_ptr()) != 0 {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        let during = read();
+        ffi::Py_LeaveRecursiveCall();
+        let after = read();
+        let mut found = (0..WORDS)
+            .filter(|&i| i > 0 && during[i] == before[i].wrapping_sub(1) && after[i] == before[i]);
+        let first = found.next()?;
+        found
+            .next()
+            .is_none()
+            .then_some(first * std::mem::size_of::<c_int>())
+    }
+}
+
+/// Gives the current thread one unit of C recursion budget back (3.12; a no-op elsewhere);
+/// returns the counter to pass to [`take_unit`] after the call.
 #[inline(always)]
-pub(crate) fn exhausted() -> bool {
+pub(crate) fn give_unit() -> *mut c_int {
+    let offset = BUDGET_OFFSET.load(Ordering::Relaxed);
+    if offset == 0 {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: GIL held by the timer; `offset` was found in this interpreter's thread state.
+    unsafe {
+        let counter = ffi::PyThreadState_Get()
+            .cast::<u8>()
+            .add(offset)
+            .cast::<c_int>();
+        *counter += 1;
+        counter
+    }
+}
+
+/// Takes back the unit [`give_unit`] gave (same thread, after the call).
+#[inline(always)]
+pub(crate) fn take_unit(counter: *mut c_int) {
+    if !counter.is_null() {
+        // SAFETY: the counter of this thread's state, as returned by `give_unit`.
+        unsafe { *counter -= 1 };
+    }
+}
+
+/// Whether the current thread (whose state is `t`) is about to run out of C stack (always
+/// false from 3.12).
+#[inline(always)]
+pub(crate) fn exhausted(t: &PerThread) -> bool {
     if !ENABLED.load(Ordering::Relaxed) {
         return false;
     }
     let marker = 0u8;
     let here = std::hint::black_box(std::ptr::from_ref(&marker)) as usize;
-    let lowest = LOWEST.with(|l| {
-        let v = l.get();
-        if v != 0 {
-            v
-        } else {
-            let v = lowest_allowed().unwrap_or(1);
-            l.set(v);
-            v
-        }
-    });
+    let mut lowest = t.stack_lowest.get();
+    if lowest == 0 {
+        lowest = lowest_allowed().unwrap_or(1);
+        t.stack_lowest.set(lowest);
+    }
     here < lowest
 }
 

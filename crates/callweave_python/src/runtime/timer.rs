@@ -8,8 +8,10 @@
 //! a builtin function: CPython's builtin functions enter `Py_EnterRecursiveCall` on every call,
 //! which on 3.12+ costs a unit of the C recursion budget on top of the unit the callee's
 //! evaluation loop costs, so a profiled recursion stopped at half the depth of a plain one
-//! (749 levels on 3.12). Calling the timer object costs no unit; on 3.11, which has no C-stack
-//! check, the timer checks the remaining stack itself (`stack.rs`).
+//! (749 levels on 3.12). Calling the timer object costs no unit. On 3.12 the evaluation loop
+//! itself still costs two units per entry, one of which the timer gives back; on 3.11, which
+//! has no C-stack check, and on 3.12, the timer checks the remaining stack itself
+//! (`stack.rs`).
 //!
 //! # Unwinding invariant
 //! At interpreter exit CPython 3.11–3.13 ends a daemon thread that tries to take the GIL with
@@ -35,10 +37,11 @@ use pyo3::prelude::*;
 use pyo3::PyTypeInfo;
 
 use super::awaits::start_await;
-use super::clock::{callback_ticks, ticks};
+use super::clock::ticks;
 use super::profile::ProfileTable;
 use super::record::Record;
 use super::stack;
+use super::thread;
 
 extern "C" {
     /// CPython 3.11+: the exception being handled (`sys.exception()`), a new reference or NULL.
@@ -348,7 +351,8 @@ unsafe fn unpack<'a>(
 /// No recursion counter of our own: a Python callee's evaluation loop checks the recursion
 /// limit (and, from 3.12, the C recursion budget) on entry, exactly as for any C caller, so
 /// deep recursion through the timer raises RecursionError; counting here too would halve the
-/// depth. On 3.11 the remaining C stack is checked instead (`stack.rs`).
+/// depth. On 3.11 and 3.12 the remaining C stack is checked as well, and on 3.12 one unit of
+/// the evaluation loop's two is given back for the call (`stack.rs`).
 ///
 /// # Safety
 /// The GIL must be held; `args` must hold `nargs` (>= 3) positional arguments followed by the
@@ -360,31 +364,36 @@ unsafe fn forward(
     nargs: isize,
     kwnames: *mut ffi::PyObject,
 ) -> (*mut ffi::PyObject, u64, u64) {
-    if stack::exhausted() {
-        // SAFETY: GIL held.
-        unsafe {
-            ffi::PyErr_SetString(
-                ffi::PyExc_RecursionError,
-                c"maximum recursion depth exceeded while calling a Python object (C stack nearly exhausted)".as_ptr(),
-            );
+    thread::with(|t| {
+        if stack::exhausted(t) {
+            // SAFETY: GIL held.
+            unsafe {
+                ffi::PyErr_SetString(
+                    ffi::PyExc_RecursionError,
+                    c"maximum recursion depth exceeded while calling a Python object (C stack nearly exhausted)".as_ptr(),
+                );
+            }
+            return (std::ptr::null_mut(), 0, 0);
         }
-        return (std::ptr::null_mut(), 0, 0);
-    }
-    let callbacks = callback_ticks();
-    let start = ticks();
-    // SAFETY: args[3..] are the caller's arguments; the offset flag lets the callee borrow
-    // args[2] (the callable slot) temporarily.
-    let result = unsafe {
-        ffi::PyObject_Vectorcall(
-            callable,
-            args.add(3),
-            (nargs - 3) as usize | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
-            kwnames,
-        )
-    };
-    let end = ticks();
-    let in_callbacks = callback_ticks().wrapping_sub(callbacks);
-    (result, start, end.saturating_sub(in_callbacks).max(start))
+        let unit = stack::give_unit();
+        let callbacks = t.callback_ticks.get();
+        let start = ticks();
+        // SAFETY: args[3..] are the caller's arguments; the offset flag lets the callee borrow
+        // args[2] (the callable slot) temporarily. `t` stays valid across the call: it is this
+        // thread's state, and the thread is the same when the call returns.
+        let result = unsafe {
+            ffi::PyObject_Vectorcall(
+                callable,
+                args.add(3),
+                (nargs - 3) as usize | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+                kwnames,
+            )
+        };
+        let end = ticks();
+        stack::take_unit(unit);
+        let in_callbacks = t.callback_ticks.get().wrapping_sub(callbacks);
+        (result, start, end.saturating_sub(in_callbacks).max(start))
+    })
 }
 
 /// `time_call(record, site, callable, *args, **kwargs)`: the timer object's vectorcall.
