@@ -113,11 +113,9 @@ unsafe fn with<R>(f: impl FnOnce(&mut Names) -> R) -> R {
 
 /// Releases the references queued by cache evictions, one at a time with no borrow alive.
 unsafe fn collect_garbage() {
-    loop {
-        // SAFETY: GIL held; the borrow ends before the release runs.
-        let Some(obj) = (unsafe { with(|n| n.garbage.pop()) }) else {
-            break;
-        };
+    // SAFETY: GIL held; each borrow ends (`with` returns a plain pointer) before the release
+    // runs.
+    while let Some(obj) = unsafe { with(|n| n.garbage.pop()) } {
         // SAFETY: an owned reference queued by this module.
         unsafe { ffi::Py_DECREF(obj) };
     }
