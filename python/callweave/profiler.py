@@ -6,6 +6,27 @@ has its own record (exact under recursion, threads, generators and asyncio) and 
 call is tens of nanoseconds.
 When an invocation ends, its total is compared with the time limit and the above or below
 callback runs: ``callback(total, limit, times, func)`` as in recompyle.
+
+What an invocation's total counts:
+
+- A generator's (or async generator's) total is the time its frame runs: the sum of its
+  resumptions. The rewritten code stops the record's clock at each ``yield``
+  (``RESUME(RECORD, (yield PAUSE(RECORD, value)))``), so time spent suspended while the
+  consumer works is not counted. ``yield from`` counts in full: the delegating generator
+  is running (its frame is on the stack) for the whole delegation. A generator closed early
+  (``close()``, ``aclose()``: a ``break`` in the consumer, ``islice``, ``zip``) ends normally,
+  not as an error.
+- A coroutine's awaits stay timed in full, suspensions included: waiting is what an awaited
+  call costs its caller, and that is what a profile of an ``async def`` is for.
+- Time spent in above/below callbacks is profiler overhead: it is charged neither to the
+  invocation that ran them nor to any enclosing timed call or invocation (a profiled caller's
+  call site of a profiled callee does not include the callee's callback).
+
+Custom callbacks receive every call's duration by callee name; the runtime keeps the names,
+never the callees (which would keep objects such as open files alive until the invocation
+ends). Names are computed once per distinct callee. At most ``MAX_CALLS`` calls per
+invocation are kept one by one (16 bytes each); later ones still count in ``times.sites``
+and are counted in ``times.dropped``.
 """
 
 from __future__ import annotations
@@ -42,35 +63,21 @@ T = TypeVar("T")
 TIMER_NAME = "__callweave_time__"
 ATIMER_NAME = "__callweave_atime__"
 EXIT_NAME = "__callweave_exit__"
-RECORD_NAME = "__callweave_rec__"
-#: Defaults of ``_native.Rule.profile``: called around each ``yield`` and on ``locals()``.
 PAUSE_NAME = "__callweave_pause__"
 RESUME_NAME = "__callweave_resume__"
 STRIP_NAME = "__callweave_strip__"
-
-
-def _pass_value(record: object, value: T) -> T:
-    """Stand-in for ``_native.pause_record``/``resume_record`` where the runtime lacks them."""
-    return value
-
-
-def _strip_record(namespace: T) -> T:
-    """Stand-in for ``_native.strip_locals``: removes the record from a namespace in place."""
-    if isinstance(namespace, dict):
-        namespace.pop(RECORD_NAME, None)
-    elif isinstance(namespace, list) and RECORD_NAME in namespace:
-        namespace.remove(RECORD_NAME)
-    return namespace
-
-
+RECORD_NAME: str = _native.RECORD_NAME
 RUNTIME_NAMES: dict[str, Any] = {
     TIMER_NAME: _native.time_call,
     ATIMER_NAME: _native.time_await,
     EXIT_NAME: _native.exit_record,
-    PAUSE_NAME: getattr(_native, "pause_record", _pass_value),
-    RESUME_NAME: getattr(_native, "resume_record", _pass_value),
-    STRIP_NAME: getattr(_native, "strip_locals", _strip_record),
+    PAUSE_NAME: _native.pause_record,
+    RESUME_NAME: _native.resume_record,
+    STRIP_NAME: _native.strip_locals,
 }
+
+#: Calls of one invocation kept one by one for custom callbacks (see the module docstring).
+MAX_CALLS = 1 << 20
 
 
 class ProfilerCallback(Protocol):
@@ -107,18 +114,24 @@ class CallTimes(dict[str, list[float]]):
 
     The name is the callable's ``__qualname__``, else ``__name__``, else that of its
     ``__wrapped__``, else its type's name (recompyle's rule). ``sites`` holds the per-site
-    breakdown, sorted by total time, longest first.
+    breakdown, sorted by total time, longest first. ``dropped`` counts the calls past
+    ``MAX_CALLS`` in the invocation, which are in ``sites`` but not in the lists.
     """
 
     sites: list[SiteTime]
+    dropped: int
 
-    def __init__(self, *args: Any, sites: list[SiteTime] | None = None) -> None:
+    def __init__(self, *args: Any, sites: list[SiteTime] | None = None, dropped: int = 0) -> None:
         super().__init__(*args)
         self.sites = sites or []
+        self.dropped = dropped
 
 
 def callable_name(call: Any) -> str:
-    """Recompyle's name for a callable: qualname, name, through ``__wrapped__``, type name."""
+    """Recompyle's name for a callable: qualname, name, through ``__wrapped__``, type name.
+
+    The runtime applies the same rule natively (``runtime/names.rs``) to name callees.
+    """
     seen = 0
     while True:
         for attr in ("__qualname__", "__name__"):
@@ -142,14 +155,13 @@ def _site_times(record: _native.Record, profile: _native.FunctionProfile) -> lis
 
 
 def _call_times(record: _native.Record, profile: _native.FunctionProfile) -> CallTimes:
-    times = CallTimes(sites=_site_times(record, profile))
-    names: dict[int, str] = {}
-    for _site, callee, seconds in record.calls():
-        key = id(callee)
-        name = names.get(key)
-        if name is None:
-            name = names[key] = callable_name(callee)
-        times.setdefault(name, []).append(seconds)
+    times = CallTimes(sites=_site_times(record, profile), dropped=record.dropped_calls)
+    for _site, name, seconds in record.calls():
+        lst = times.get(name)
+        if lst is None:
+            times[name] = [seconds]
+        else:
+            lst.append(seconds)
     return times
 
 

@@ -74,28 +74,32 @@ pub(crate) fn start_await<'py>(
     callee: Bound<'py, PyAny>,
     result: PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let finish_now = |rec: &Bound<'py, Record>| {
+    let finish_now = |rec: &Bound<'py, Record>| -> PyResult<()> {
         // SAFETY: GIL held; `callee` is alive.
-        unsafe {
+        if unsafe {
             rec.get()
-                .add(py, site, ticks().saturating_sub(start), callee.as_ptr())
-        };
+                .add(site, ticks().saturating_sub(start), callee.as_ptr())
+        } {
+            Ok(())
+        } else {
+            Err(PyErr::fetch(py))
+        }
     };
     let result = match result {
         Ok(r) => r,
         Err(e) => {
-            finish_now(&record);
+            finish_now(&record)?;
             return Err(e);
         }
     };
     let iter = match awaitable_iter(&result) {
         Ok(it) => it,
         Err(e) if e.is_instance_of::<PyTypeError>(py) => {
-            finish_now(&record);
+            finish_now(&record)?;
             return Ok(result);
         }
         Err(e) => {
-            finish_now(&record);
+            finish_now(&record)?;
             return Err(e);
         }
     };
@@ -123,20 +127,25 @@ impl AwaitTimer {
             .map(|i| i.clone_ref(py))
     }
 
-    fn finish(&self, py: Python<'_>) {
+    /// Adds the await's time to the record; an error (a KeyboardInterrupt while naming the
+    /// callee for a custom callback) replaces the await's outcome.
+    fn finish(&self, py: Python<'_>) -> PyResult<()> {
         // SAFETY: GIL held; no Python code runs while this reference lives (dropping the
         // iterator is deferred until after the reference ends).
         let taken = unsafe { &mut *self.state.get() }.iter.take();
+        let mut ok = true;
         if taken.is_some() {
             let elapsed = ticks().saturating_sub(self.start);
             // SAFETY: GIL held; the callee is alive (we hold a reference).
-            unsafe {
+            ok = unsafe {
                 self.record
                     .get()
-                    .add(py, self.site, elapsed, self.callee.as_ptr())
+                    .add(self.site, elapsed, self.callee.as_ptr())
             };
         }
+        let outcome = if ok { Ok(()) } else { Err(PyErr::fetch(py)) };
         drop(taken);
+        outcome
     }
 
     /// Sends `value` into the awaitable (`None` for `__next__`).
@@ -155,12 +164,12 @@ impl AwaitTimer {
             ffi::PySendResult::PYGEN_RETURN => {
                 // SAFETY: the return value is a new reference.
                 let value = unsafe { Bound::from_owned_ptr(py, out) };
-                self.finish(py);
+                self.finish(py)?;
                 Err(PyStopIteration::new_err((value.unbind(),)))
             }
             ffi::PySendResult::PYGEN_ERROR => {
                 let err = PyErr::fetch(py);
-                self.finish(py);
+                self.finish(py)?;
                 Err(err)
             }
         }
@@ -170,7 +179,7 @@ impl AwaitTimer {
         match outcome {
             Ok(v) => Ok(v.unbind()),
             Err(e) => {
-                self.finish(py);
+                self.finish(py)?;
                 Err(e)
             }
         }
@@ -219,7 +228,7 @@ impl AwaitTimer {
             };
             return self.settle(py, outcome);
         }
-        self.finish(py);
+        self.finish(py)?;
         Err(match val {
             Some(v) if !v.is_none() => PyErr::from_value(v.clone()),
             _ => PyErr::from_value(typ.call0().unwrap_or_else(|_| typ.clone())),
@@ -231,12 +240,11 @@ impl AwaitTimer {
             let iter = iter.into_bound(py);
             if let Ok(close) = iter.getattr("close") {
                 let outcome = close.call0();
-                self.finish(py);
+                self.finish(py)?;
                 outcome?;
                 return Ok(());
             }
         }
-        self.finish(py);
-        Ok(())
+        self.finish(py)
     }
 }

@@ -9,8 +9,11 @@
 pub(crate) mod awaits;
 pub(crate) mod clock;
 pub(crate) mod histogram;
+pub(crate) mod names;
 pub(crate) mod profile;
 pub(crate) mod record;
+pub(crate) mod stack;
+pub(crate) mod thread;
 pub(crate) mod timer;
 pub(crate) mod trampoline;
 

@@ -1,14 +1,23 @@
 //! Per-invocation records. A record is a local of the profiled function's frame (bound by
-//! `with ENTER(i) as RECORD:`), so each invocation's data is its own under recursion, threads,
-//! generators and asyncio.
+//! `RECORD = ENTER(i)` before the body's `try`), so each invocation's data is its own under
+//! recursion, threads, generators and asyncio.
+//!
+//! An invocation's total is the sum of its running spans: a generator's record is paused at
+//! each `yield` and resumed after it (`pause_record` / `resume_record`), so time spent
+//! suspended is not counted. Time spent in above/below callbacks (of this or of nested
+//! profiled functions) is subtracted from every span and timed call that encloses it.
 
 use std::cell::UnsafeCell;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 
+use pyo3::ffi;
+
 use super::clock::{ticks, ticks_to_ns};
+use super::names;
 use super::profile::{FunctionProfile, FunctionState, DISPATCHER};
+use super::thread::{add_callback_ticks, callback_ticks};
 
 #[derive(Clone, Copy, Default)]
 struct SiteAcc {
@@ -17,18 +26,43 @@ struct SiteAcc {
     max: u64,
 }
 
+/// One timed call, for custom callbacks: no object, 16 bytes.
+#[derive(Clone, Copy)]
 struct Event {
     site: u32,
-    callee: Py<PyAny>,
+    /// Index in the callee name table (`names.rs`).
+    name: u32,
     ticks: u64,
 }
 
+/// Calls kept one by one per invocation for custom callbacks (16 MiB of events); later calls
+/// of the same invocation still count in the per-site breakdown, and are counted as dropped.
+pub(crate) const MAX_EVENTS: usize = 1 << 20;
+
 struct Inner {
+    /// When the current running span began (ticks).
     start: u64,
+    /// This thread's callback ticks when the current span began.
+    callback_start: u64,
+    /// Ticks of the finished running spans (a generator's earlier resumptions).
+    acc: u64,
+    paused: bool,
     total_ns: u64,
     done: bool,
     sites: Vec<SiteAcc>,
     events: Vec<Event>,
+    dropped: u64,
+}
+
+impl Inner {
+    /// Ticks of the current running span, without time spent in callbacks.
+    fn span(&self, now: u64) -> u64 {
+        if self.paused {
+            return 0;
+        }
+        let callbacks = callback_ticks().wrapping_sub(self.callback_start);
+        now.saturating_sub(self.start).saturating_sub(callbacks)
+    }
 }
 
 /// One invocation of a profiled function.
@@ -54,45 +88,92 @@ impl Record {
             func,
             inner: UnsafeCell::new(Inner {
                 start: ticks(),
+                callback_start: callback_ticks(),
+                acc: 0,
+                paused: false,
                 total_ns: 0,
                 done: false,
                 sites,
                 events: Vec::new(),
+                dropped: 0,
             }),
         }
     }
 
+    /// Mutable access to the invocation's state.
+    ///
+    /// # Safety
+    /// The GIL must be held and no Python code may run while the reference lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn inner_mut(&self) -> &mut Inner {
+        // SAFETY: guaranteed by the caller (the runtime's concurrency invariant).
+        unsafe { &mut *self.inner.get() }
+    }
+
     /// Adds one timed call. Calls made after the invocation finished (a generator expression
-    /// consumed after `return`) are not counted in the record.
+    /// consumed after `return`) are not counted in the record. With custom callbacks the
+    /// callee's name is looked up (computed on its first sight, which runs Python code);
+    /// returns false with the error set if that raised a `BaseException` that must propagate.
     ///
     /// # Safety
     /// The GIL must be held and `callee` must be a valid object pointer.
-    pub(crate) unsafe fn add(
-        &self,
-        py: Python<'_>,
-        site: usize,
-        elapsed: u64,
-        callee: *mut pyo3::ffi::PyObject,
-    ) {
-        // SAFETY: GIL held; no Python code runs while this reference lives.
-        let inner = unsafe { &mut *self.inner.get() };
-        if inner.done {
-            return;
+    pub(crate) unsafe fn add(&self, site: usize, elapsed: u64, callee: *mut ffi::PyObject) -> bool {
+        // SAFETY: GIL held; no Python code runs while these references live.
+        if unsafe { self.inner_mut() }.done {
+            return true;
         }
+        let name = if self.func.record_calls {
+            // SAFETY: GIL held, `callee` valid; no borrow of `inner` is alive.
+            match unsafe { names::name_of(callee) } {
+                Ok(n) => Some(n),
+                Err(()) => return false,
+            }
+        } else {
+            None
+        };
+        // SAFETY: as above; the name lookup has finished.
+        let inner = unsafe { self.inner_mut() };
         if let Some(acc) = inner.sites.get_mut(site) {
             acc.count += 1;
             acc.ticks += elapsed;
             acc.max = acc.max.max(elapsed);
         }
-        if self.func.record_calls {
-            // SAFETY: `callee` is a live object the caller holds.
-            let callee = unsafe { Bound::from_borrowed_ptr(py, callee) }.unbind();
-            inner.events.push(Event {
-                site: u32::try_from(site).unwrap_or(u32::MAX),
-                callee,
-                ticks: elapsed,
-            });
+        if let Some(name) = name {
+            if inner.events.len() < MAX_EVENTS {
+                inner.events.push(Event {
+                    site: u32::try_from(site).unwrap_or(u32::MAX),
+                    name,
+                    ticks: elapsed,
+                });
+            } else {
+                inner.dropped += 1;
+            }
         }
+        true
+    }
+
+    /// Stops the invocation's clock (a generator suspends); a no-op if it is stopped.
+    pub(crate) fn pause(&self) {
+        let now = ticks();
+        // SAFETY: GIL held by the caller (a C entry point); no Python code runs here.
+        let inner = unsafe { self.inner_mut() };
+        if inner.done || inner.paused {
+            return;
+        }
+        inner.acc += inner.span(now);
+        inner.paused = true;
+    }
+
+    /// Restarts the invocation's clock (a generator resumes); a no-op if it is running.
+    pub(crate) fn resume(&self) {
+        // SAFETY: GIL held by the caller (a C entry point); no Python code runs here.
+        let inner = unsafe { self.inner_mut() };
+        if inner.done || !inner.paused {
+            return;
+        }
+        inner.paused = false;
+        inner.callback_start = callback_ticks();
+        inner.start = ticks();
     }
 
     fn inner(&self) -> &Inner {
@@ -105,12 +186,13 @@ impl Record {
     fn finish(&self, raised: bool) -> Option<u64> {
         let end = ticks();
         // SAFETY: GIL held; no Python code runs while this reference lives.
-        let inner = unsafe { &mut *self.inner.get() };
+        let inner = unsafe { self.inner_mut() };
         if inner.done {
             return None;
         }
         inner.done = true;
-        let total_ns = ticks_to_ns(end.saturating_sub(inner.start));
+        let total_ns = ticks_to_ns(inner.acc + inner.span(end));
+        inner.paused = true;
         inner.total_ns = total_ns;
         for (i, acc) in inner.sites.iter().enumerate() {
             if acc.count > 0 {
@@ -121,40 +203,64 @@ impl Record {
         self.func.add_invocation(total_ns, raised);
         Some(total_ns)
     }
-}
 
-impl Record {
     /// Ends the invocation (a no-op if it has ended) and runs the above/below callback. A
-    /// callback's exception goes to `sys.unraisablehook`, so it never reaches the profiled
-    /// function nor masks the exception it raised.
-    pub(crate) fn exit(slf: &Bound<'_, Self>, raised: bool) {
-        let this = slf.get();
-        let Some(total_ns) = this.finish(raised) else {
-            return;
+    /// callback's `Exception` goes to `sys.unraisablehook`, so it never reaches the profiled
+    /// function nor masks the exception it raised; any other `BaseException`
+    /// (KeyboardInterrupt, SystemExit) propagates: returns false with it set. The callback's
+    /// own time is added to this thread's callback ticks, which enclosing timed spans
+    /// subtract.
+    ///
+    /// Called from C entry points: it holds no value with a destructor while Python code
+    /// runs (see the unwinding invariant in `timer.rs`).
+    ///
+    /// # Safety
+    /// The GIL must be held; `obj` must be the Python object of `self`, alive for the call.
+    pub(crate) unsafe fn exit(&self, obj: *mut ffi::PyObject, raised: bool) -> bool {
+        let Some(total_ns) = self.finish(raised) else {
+            return true;
         };
-        let func = &this.func;
+        let func = &self.func;
         let callback = if total_ns >= func.limit_ns {
             func.above.as_ref()
         } else {
             func.below.as_ref()
         };
-        let py = slf.py();
-        if let (Some(cb), Some(dispatch)) = (callback, DISPATCHER.get()) {
-            let total = total_ns as f64 / 1e9;
-            // Bound values only: this runs from raw C entry points, where PyO3 would defer the
-            // release of a dropped `Py` to its pending pool instead of releasing it now.
-            if let Err(err) = dispatch.bind(py).call1((cb.bind(py), total, slf)) {
-                err.write_unraisable(py, Some(slf.as_any()));
+        let (Some(cb), Some(dispatch)) = (callback, DISPATCHER.get()) else {
+            return true;
+        };
+        let (cb, dispatch) = (cb.as_ptr(), dispatch.as_ptr());
+        let started = ticks();
+        // SAFETY: GIL held; `cb` and `dispatch` are kept alive by the function state and the
+        // module (both live for the process); `obj` by the caller; `total` is released below.
+        let ok = unsafe {
+            let total = ffi::PyFloat_FromDouble(total_ns as f64 / 1e9);
+            let result = if total.is_null() {
+                std::ptr::null_mut()
+            } else {
+                let args = [cb, total, obj];
+                let r = ffi::PyObject_Vectorcall(dispatch, args.as_ptr(), 3, std::ptr::null_mut());
+                ffi::Py_DECREF(total);
+                r
+            };
+            if result.is_null() {
+                if ffi::PyErr_ExceptionMatches(ffi::PyExc_Exception) != 0 {
+                    ffi::PyErr_WriteUnraisable(obj);
+                    true
+                } else {
+                    false
+                }
+            } else {
+                ffi::Py_DECREF(result);
+                true
             }
-        }
+        };
+        add_callback_ticks(ticks().saturating_sub(started));
         // The per-call list has served its callback; a closure that outlives the invocation
-        // (and so keeps the record) must not keep every callee alive.
-        // SAFETY: GIL held; the list is moved out before it is dropped, so no reference into
-        // the record is alive while callees' destructors run.
-        let events = std::mem::take(unsafe { &mut (*this.inner.get()).events });
-        for event in events {
-            drop(event.callee.into_bound(py));
-        }
+        // (and so keeps the record) must not keep it.
+        // SAFETY: GIL held; dropping plain data runs no Python code.
+        unsafe { self.inner_mut() }.events = Vec::new();
+        ok
     }
 }
 
@@ -170,9 +276,13 @@ impl Record {
         exc_type: &Bound<'_, PyAny>,
         _exc: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
-    ) -> bool {
-        Self::exit(slf, !exc_type.is_none());
-        false
+    ) -> PyResult<bool> {
+        // SAFETY: GIL held; `slf` is this record's object.
+        if unsafe { slf.get().exit(slf.as_ptr(), !exc_type.is_none()) } {
+            Ok(false)
+        } else {
+            Err(PyErr::fetch(slf.py()))
+        }
     }
 
     /// The invocation's total in seconds (0 until it ends).
@@ -214,19 +324,36 @@ impl Record {
             .collect()
     }
 
-    /// Every call of this invocation in order: `(site, callee, seconds)`; empty unless the
-    /// function records calls (it has a custom callback).
+    /// Every call of this invocation in order: `(site, callee name, seconds)`; empty unless
+    /// the function records calls (it has a custom callback) and after the callback ran.
     fn calls(&self, py: Python<'_>) -> Vec<(u32, Py<PyAny>, f64)> {
         self.inner()
             .events
             .iter()
             .map(|e| {
-                (
-                    e.site,
-                    e.callee.clone_ref(py),
-                    ticks_to_ns(e.ticks) as f64 / 1e9,
-                )
+                // SAFETY: GIL held; name indexes come from the name table.
+                let name = unsafe { names::name(e.name) };
+                let name = if name.is_null() {
+                    pyo3::types::PyString::new(py, "?").into_any().unbind()
+                } else {
+                    // SAFETY: a live str (names are never released).
+                    unsafe { Bound::from_borrowed_ptr(py, name) }.unbind()
+                };
+                (e.site, name, ticks_to_ns(e.ticks) as f64 / 1e9)
             })
             .collect()
+    }
+
+    /// Calls not kept one by one because the invocation made more than `MAX_EVENTS` (they
+    /// still count in the breakdown).
+    #[getter]
+    fn dropped_calls(&self) -> u64 {
+        self.inner().dropped
+    }
+
+    /// Whether the invocation's clock is stopped (a suspended generator, or ended).
+    #[getter]
+    fn paused(&self) -> bool {
+        self.inner().paused
     }
 }

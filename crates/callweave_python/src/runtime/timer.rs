@@ -1,7 +1,31 @@
-//! The call timer and the entry callable, written against the C API so that rewritten code
-//! calls them with CPython's vectorcall convention: `time_call(RECORD, SITE, f, *args, **kw)`
-//! forwards its arguments to `f` untouched with `PyObject_Vectorcall` (no tuple or dict is
-//! built) and adds the elapsed ticks to the record's site.
+//! The call timer and the other entry points of rewritten code, written against the C API so
+//! that rewritten code calls them with CPython's vectorcall convention:
+//! `time_call(RECORD, SITE, f, *args, **kw)` forwards its arguments to `f` untouched with
+//! `PyObject_Vectorcall` (no tuple or dict is built) and adds the elapsed ticks to the
+//! record's site.
+//!
+//! `time_call` is an instance of a small static type with its own vectorcall slot rather than
+//! a builtin function: CPython's builtin functions enter `Py_EnterRecursiveCall` on every call,
+//! which on 3.12+ costs a unit of the C recursion budget on top of the unit the callee's
+//! evaluation loop costs, so a profiled recursion stopped at half the depth of a plain one
+//! (749 levels on 3.12). Calling the timer object costs no unit. On 3.12 the evaluation loop
+//! itself still costs two units per entry, one of which the timer gives back; on 3.11, which
+//! has no C-stack check, and on 3.12, the timer checks the remaining stack itself
+//! (`stack.rs`).
+//!
+//! # Unwinding invariant
+//! At interpreter exit CPython 3.11–3.13 ends a daemon thread that tries to take the GIL with
+//! `pthread_exit`, a *forced unwind* of the thread's stack, which may start inside any call
+//! into Python made from here. Every entry point is therefore `extern "C-unwind"` (an
+//! `extern "C"` function aborts the process when unwound through), and none of them, nor
+//! anything they inline, holds a value with a destructor (`Bound`, `Py`, `Vec`, `PyErr`, …)
+//! across a call that can run Python code: Rust defines forced unwinding only through frames
+//! without pending destructors ("plain old frames"). Such frames have no landing pad, so the
+//! unwinder passes through them as through CPython's own C frames. References the timer must
+//! release after a Python call are raw pointers released by hand on the normal path (a
+//! forced unwind leaks them, which is harmless at exit). The function pointers are stored in
+//! CPython's tables with PyO3's `extern "C"` pointer types: the two ABIs share the calling
+//! convention, and only CPython calls them.
 
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -16,10 +40,76 @@ use super::awaits::start_await;
 use super::clock::ticks;
 use super::profile::ProfileTable;
 use super::record::Record;
+use super::stack;
+use super::thread;
 
 extern "C" {
     /// CPython 3.11+: the exception being handled (`sys.exception()`), a new reference or NULL.
     fn PyErr_GetHandledException() -> *mut ffi::PyObject;
+}
+
+/// The name of the record's local in rewritten code (`profiler.RECORD_NAME` takes it from
+/// here); `strip_locals` removes it from `locals()`, `vars()` and `dir()`.
+pub(crate) const RECORD_NAME: &str = "__callweave_rec__";
+// `record_name()` spells it as a C string.
+
+/// CPython's traceback object (`Include/cpython/traceback.h`), stable across 3.11–3.13.
+#[repr(C)]
+struct PyTracebackObject {
+    ob_base: ffi::PyObject,
+    tb_next: *mut ffi::PyObject,
+    tb_frame: *mut ffi::PyObject,
+}
+
+/// An instance of the timer type: a vectorcall slot and nothing else.
+#[repr(C)]
+struct TimerObject {
+    ob_base: ffi::PyObject,
+    vectorcall: VectorcallUnwind,
+}
+
+type VectorcallUnwind = unsafe extern "C-unwind" fn(
+    *mut ffi::PyObject,
+    *const *mut ffi::PyObject,
+    usize,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
+type FastUnwind = unsafe extern "C-unwind" fn(
+    *mut ffi::PyObject,
+    *mut *mut ffi::PyObject,
+    ffi::Py_ssize_t,
+) -> *mut ffi::PyObject;
+type FastKwUnwind = unsafe extern "C-unwind" fn(
+    *mut ffi::PyObject,
+    *const *mut ffi::PyObject,
+    ffi::Py_ssize_t,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
+type PlainUnwind =
+    unsafe extern "C-unwind" fn(*mut ffi::PyObject, *mut ffi::PyObject) -> *mut ffi::PyObject;
+
+fn fast(f: FastUnwind) -> ffi::PyMethodDefPointer {
+    // SAFETY: same signature and calling convention; only CPython calls through it (see the
+    // unwinding invariant above).
+    ffi::PyMethodDefPointer {
+        PyCFunctionFast: unsafe { std::mem::transmute::<FastUnwind, ffi::PyCFunctionFast>(f) },
+    }
+}
+
+fn fast_kw(f: FastKwUnwind) -> ffi::PyMethodDefPointer {
+    // SAFETY: as in `fast`.
+    ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: unsafe {
+            std::mem::transmute::<FastKwUnwind, ffi::PyCFunctionFastWithKeywords>(f)
+        },
+    }
+}
+
+fn plain(f: PlainUnwind) -> ffi::PyMethodDefPointer {
+    // SAFETY: as in `fast`.
+    ffi::PyMethodDefPointer {
+        PyCFunction: unsafe { std::mem::transmute::<PlainUnwind, ffi::PyCFunction>(f) },
+    }
 }
 
 /// `Record`'s type object, cached at module init for a pointer comparison on the hot path.
@@ -30,12 +120,16 @@ static RECORD_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null
 /// the record without touching its reference count.
 static RECORD_OFFSET: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-/// Method definitions must outlive every function object made from them.
+/// Method definitions (and the timer type's tables) must outlive every object made from them.
 struct Defs {
     exit: ffi::PyMethodDef,
-    time: ffi::PyMethodDef,
     atime: ffi::PyMethodDef,
+    pause: ffi::PyMethodDef,
+    resume: ffi::PyMethodDef,
+    strip: ffi::PyMethodDef,
     enter: ffi::PyMethodDef,
+    timer_members: [ffi::PyMemberDef; 2],
+    timer_slots: [ffi::PyType_Slot; 4],
 }
 // SAFETY: the definitions are immutable after creation; CPython only reads them.
 unsafe impl Sync for Defs {}
@@ -43,44 +137,115 @@ unsafe impl Send for Defs {}
 
 static DEFS: OnceLock<Defs> = OnceLock::new();
 
+const TIMER_DOC: &std::ffi::CStr = c"time_call(record, site, callable, /, *args, **kwargs)\n--\n\nCalls callable(*args, **kwargs) and adds its duration to the record's site.";
+
 fn defs() -> &'static Defs {
     DEFS.get_or_init(|| Defs {
         exit: ffi::PyMethodDef {
             ml_name: c"exit_record".as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer {
-                PyCFunctionFast: exit_record,
-            },
+            ml_meth: fast(exit_record),
             ml_flags: ffi::METH_FASTCALL,
             ml_doc: c"exit_record(record, raised=False, /)\n--\n\nEnds the invocation of record and runs its callback; a no-op if it has ended.".as_ptr(),
         },
-        time: ffi::PyMethodDef {
-            ml_name: c"time_call".as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer {
-                PyCFunctionFastWithKeywords: time_call,
-            },
-            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-            ml_doc: c"time_call(record, site, callable, /, *args, **kwargs)\n--\n\nCalls callable(*args, **kwargs) and adds its duration to the record's site.".as_ptr(),
-        },
         atime: ffi::PyMethodDef {
             ml_name: c"time_await".as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer {
-                PyCFunctionFastWithKeywords: time_await,
-            },
+            ml_meth: fast_kw(time_await),
             ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
             ml_doc: c"time_await(record, site, callable, /, *args, **kwargs)\n--\n\nCalls callable(*args, **kwargs) and returns an awaitable that times the whole await.".as_ptr(),
         },
+        pause: ffi::PyMethodDef {
+            ml_name: c"pause_record".as_ptr(),
+            ml_meth: fast(pause_record),
+            ml_flags: ffi::METH_FASTCALL,
+            ml_doc: c"pause_record(record, value, /)\n--\n\nStops the invocation's clock (its running time so far is kept) and returns value.".as_ptr(),
+        },
+        resume: ffi::PyMethodDef {
+            ml_name: c"resume_record".as_ptr(),
+            ml_meth: fast(resume_record),
+            ml_flags: ffi::METH_FASTCALL,
+            ml_doc: c"resume_record(record, sent, /)\n--\n\nRestarts the invocation's clock and returns sent.".as_ptr(),
+        },
+        strip: ffi::PyMethodDef {
+            ml_name: c"strip_locals".as_ptr(),
+            ml_meth: plain(strip_locals),
+            ml_flags: ffi::METH_O,
+            ml_doc: c"strip_locals(obj, /)\n--\n\nRemoves the record's local name from a dict (locals(), vars()) or a list (dir()) in place and returns obj.".as_ptr(),
+        },
         enter: ffi::PyMethodDef {
             ml_name: c"enter".as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer { PyCFunction: enter },
+            ml_meth: plain(enter),
             ml_flags: ffi::METH_O,
             ml_doc: c"enter(index, /)\n--\n\nStarts an invocation record of the table's function number index.".as_ptr(),
         },
+        timer_members: [
+            ffi::PyMemberDef {
+                name: c"__vectorcalloffset__".as_ptr(),
+                type_code: ffi::Py_T_PYSSIZET,
+                offset: std::mem::offset_of!(TimerObject, vectorcall) as ffi::Py_ssize_t,
+                flags: ffi::Py_READONLY,
+                doc: std::ptr::null(),
+            },
+            ffi::PyMemberDef {
+                name: std::ptr::null(),
+                type_code: 0,
+                offset: 0,
+                flags: 0,
+                doc: std::ptr::null(),
+            },
+        ],
+        timer_slots: [
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_call,
+                pfunc: ffi::PyVectorcall_Call as *mut std::ffi::c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_doc,
+                pfunc: TIMER_DOC.as_ptr().cast_mut().cast(),
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_members,
+                pfunc: std::ptr::null_mut(), // set in `timer_type` (needs the 'static address)
+            },
+            ffi::PyType_Slot {
+                slot: 0,
+                pfunc: std::ptr::null_mut(),
+            },
+        ],
     })
 }
 
-/// Adds `time_call` and `time_await` to the module and caches the record type.
+/// Creates the timer type and its one instance, `time_call`.
+fn make_timer(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let d = defs();
+    let mut slots = d.timer_slots;
+    slots[2].pfunc = d.timer_members.as_ptr().cast_mut().cast();
+    // PyType_FromSpec copies the slots (and the member table's contents it needs) into the
+    // new type; the members array itself is 'static.
+    let mut spec = ffi::PyType_Spec {
+        name: c"callweave._native.Timer".as_ptr(),
+        basicsize: std::mem::size_of::<TimerObject>() as std::ffi::c_int,
+        itemsize: 0,
+        flags: (ffi::Py_TPFLAGS_DEFAULT
+            | ffi::Py_TPFLAGS_HAVE_VECTORCALL
+            | ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION
+            | ffi::Py_TPFLAGS_IMMUTABLETYPE) as std::ffi::c_uint,
+        slots: slots.as_mut_ptr(),
+    };
+    // SAFETY: a valid spec; the GIL is held.
+    let ty = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(&mut spec))? };
+    // SAFETY: `ty` is the timer type; a fresh instance is zeroed apart from its header.
+    unsafe {
+        let obj = ffi::PyType_GenericAlloc(ty.as_ptr().cast(), 0);
+        let obj = Bound::from_owned_ptr_or_err(py, obj)?;
+        (*obj.as_ptr().cast::<TimerObject>()).vectorcall = time_call;
+        Ok(obj)
+    }
+}
+
+/// Adds the entry points to the module and caches the record type.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    stack::init((py.version_info().major, py.version_info().minor));
     RECORD_TYPE.store(Record::type_object_raw(py), Ordering::Release);
     let probe = Bound::new(py, Record::probe())?;
     let value = std::ptr::from_ref(probe.get()) as usize;
@@ -90,8 +255,10 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .filter(|&o| o < 4096)
         .ok_or_else(|| pyo3::exceptions::PyImportError::new_err("unexpected Record layout"))?;
     RECORD_OFFSET.store(offset, Ordering::Release);
+    m.add("time_call", make_timer(py)?)?;
+    m.add("RECORD_NAME", RECORD_NAME)?;
     let d = defs();
-    for def in [&d.exit, &d.time, &d.atime] {
+    for def in [&d.exit, &d.atime, &d.pause, &d.resume, &d.strip] {
         // SAFETY: `def` is 'static; a NULL self makes a plain module-level function.
         let f = unsafe {
             Bound::from_owned_ptr_or_err(
@@ -177,15 +344,19 @@ unsafe fn unpack<'a>(
 }
 
 /// Calls `callable` with the timer's arguments after the first three, untouched; returns the
-/// result (NULL with an error set on failure) and the clock readings before and after.
+/// result (NULL with an error set on failure) and the clock readings before and after, less
+/// the time this thread spent in above/below callbacks meanwhile (a nested profiled
+/// function's callback runs inside this call and is not the callee's time).
 ///
-/// No recursion guard of our own: a Python callee's evaluation loop checks the recursion limit
-/// (and, from 3.12, the C stack) on entry, exactly as for any C caller, so deep recursion
-/// through the timer raises RecursionError; an extra guard would count each level twice.
+/// No recursion counter of our own: a Python callee's evaluation loop checks the recursion
+/// limit (and, from 3.12, the C recursion budget) on entry, exactly as for any C caller, so
+/// deep recursion through the timer raises RecursionError; counting here too would halve the
+/// depth. On 3.11 and 3.12 the remaining C stack is checked as well, and on 3.12 one unit of
+/// the evaluation loop's two is given back for the call (`stack.rs`).
 ///
 /// # Safety
 /// The GIL must be held; `args` must hold `nargs` (>= 3) positional arguments followed by the
-/// values of `kwnames`.
+/// values of `kwnames`. Holds nothing with a destructor (unwinding invariant).
 #[inline(always)]
 unsafe fn forward(
     callable: *mut ffi::PyObject,
@@ -193,43 +364,65 @@ unsafe fn forward(
     nargs: isize,
     kwnames: *mut ffi::PyObject,
 ) -> (*mut ffi::PyObject, u64, u64) {
-    let start = ticks();
-    // SAFETY: args[3..] are the caller's arguments; the offset flag lets the callee borrow
-    // args[2] (the callable slot) temporarily.
-    let result = unsafe {
-        ffi::PyObject_Vectorcall(
-            callable,
-            args.add(3),
-            (nargs - 3) as usize | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
-            kwnames,
-        )
-    };
-    (result, start, ticks())
+    thread::with(|t| {
+        if stack::exhausted(t) {
+            // SAFETY: GIL held.
+            unsafe {
+                ffi::PyErr_SetString(
+                    ffi::PyExc_RecursionError,
+                    c"maximum recursion depth exceeded while calling a Python object (C stack nearly exhausted)".as_ptr(),
+                );
+            }
+            return (std::ptr::null_mut(), 0, 0);
+        }
+        let unit = stack::give_unit();
+        let callbacks = t.callback_ticks.get();
+        let start = ticks();
+        // SAFETY: args[3..] are the caller's arguments; the offset flag lets the callee borrow
+        // args[2] (the callable slot) temporarily. `t` stays valid across the call: it is this
+        // thread's state, and the thread is the same when the call returns.
+        let result = unsafe {
+            ffi::PyObject_Vectorcall(
+                callable,
+                args.add(3),
+                (nargs - 3) as usize | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+                kwnames,
+            )
+        };
+        let end = ticks();
+        stack::take_unit(unit);
+        let in_callbacks = t.callback_ticks.get().wrapping_sub(callbacks);
+        (result, start, end.saturating_sub(in_callbacks).max(start))
+    })
 }
 
-/// `time_call(record, site, callable, *args, **kwargs)`.
-unsafe extern "C" fn time_call(
-    _module: *mut ffi::PyObject,
+/// `time_call(record, site, callable, *args, **kwargs)`: the timer object's vectorcall.
+unsafe extern "C-unwind" fn time_call(
+    _timer: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
+    nargsf: usize,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls this with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    let nargs = unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) };
+    let nargs = unsafe { ffi::PyVectorcall_NARGS(nargsf) };
     let Some((record, site, callable)) = (unsafe { unpack(py, "time_call", args, nargs) }) else {
         return std::ptr::null_mut();
     };
     // SAFETY: GIL held; `unpack` checked the three leading arguments.
     let (result, start, end) = unsafe { forward(callable, args, nargs, kwnames) };
-    let elapsed = end.saturating_sub(start);
     // SAFETY: GIL held; `callable` is alive (the caller holds it).
-    unsafe { record.add(py, site, elapsed, callable) };
+    if !unsafe { record.add(site, end - start, callable) } && !result.is_null() {
+        // A KeyboardInterrupt while computing the callee's name for a custom callback.
+        // SAFETY: `result` is an owned reference.
+        unsafe { ffi::Py_DECREF(result) };
+        return std::ptr::null_mut();
+    }
     result
 }
 
 /// `time_await(record, site, callable, *args, **kwargs)`: for `await callable(...)`.
-unsafe extern "C" fn time_await(
+unsafe extern "C-unwind" fn time_await(
     _module: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargsf: ffi::Py_ssize_t,
@@ -241,10 +434,14 @@ unsafe extern "C" fn time_await(
     let Some((_, site, callable)) = (unsafe { unpack(py, "time_await", args, nargs) }) else {
         return std::ptr::null_mut();
     };
+    // SAFETY: GIL held; `unpack` checked the three leading arguments. Nothing with a
+    // destructor exists yet (unwinding invariant).
+    let (result, start, _) = unsafe { forward(callable, args, nargs, kwnames) };
+    // Past this point the frame holds `Bound`s while `start_await` looks up the awaitable's
+    // `__await__`: for coroutines, futures and tasks that is C code that cannot release the
+    // GIL. The awaits themselves run later, from `AwaitTimer`'s methods.
     // SAFETY: `unpack` checked that args[0] is a Record.
     let record = unsafe { Bound::from_borrowed_ptr(py, *args).cast_into_unchecked::<Record>() };
-    // SAFETY: GIL held; `unpack` checked the three leading arguments.
-    let (result, start, _) = unsafe { forward(callable, args, nargs, kwnames) };
     // SAFETY: `callable` is alive; `result` is a new reference or NULL with an error set.
     let callable = unsafe { Bound::from_borrowed_ptr(py, callable) };
     let result = unsafe { Bound::from_owned_ptr_or_err(py, result) };
@@ -257,8 +454,30 @@ unsafe extern "C" fn time_await(
     }
 }
 
+/// The record at `args[0]`, type-checked; NULL with a TypeError naming `name` otherwise.
+///
+/// # Safety
+/// The GIL must be held; `args` must hold at least one valid object.
+unsafe fn record_arg<'a>(
+    py: Python<'a>,
+    name: &str,
+    args: *const *mut ffi::PyObject,
+) -> Option<(&'a Record, *mut ffi::PyObject)> {
+    // SAFETY: guaranteed by the caller.
+    let rec = unsafe { *args };
+    if unsafe { ffi::Py_TYPE(rec) } != RECORD_TYPE.load(Ordering::Relaxed) {
+        raise::<PyTypeError>(py, format!("{name}() needs a callweave record"));
+        return None;
+    }
+    // SAFETY: `rec` is a Record (checked above) whose value sits at RECORD_OFFSET; the caller
+    // holds it for the whole call.
+    let record =
+        unsafe { &*((rec as usize + RECORD_OFFSET.load(Ordering::Relaxed)) as *const Record) };
+    Some((record, rec))
+}
+
 /// `exit_record(record, raised=False)`.
-unsafe extern "C" fn exit_record(
+unsafe extern "C-unwind" fn exit_record(
     _module: *mut ffi::PyObject,
     args: *mut *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
@@ -271,48 +490,169 @@ unsafe extern "C" fn exit_record(
             "exit_record() takes a record and an optional flag".into(),
         );
     }
-    let rec = unsafe { *args };
-    if unsafe { ffi::Py_TYPE(rec) } != RECORD_TYPE.load(Ordering::Relaxed) {
-        return raise::<PyTypeError>(py, "exit_record() needs a callweave record".into());
-    }
+    let Some((record, rec)) = (unsafe { record_arg(py, "exit_record", args) }) else {
+        return std::ptr::null_mut();
+    };
     let raised = if nargs == 2 {
         match unsafe { ffi::PyObject_IsTrue(*args.add(1)) } {
             -1 => return std::ptr::null_mut(),
             v => v == 1,
         }
     } else {
-        leaving_with_exception(py)
+        // SAFETY: GIL held.
+        unsafe { leaving_with_error() }
     };
-    // SAFETY: the type check above makes this cast valid.
-    let record = unsafe { Bound::from_borrowed_ptr(py, rec).cast_into_unchecked::<Record>() };
-    Record::exit(&record, raised);
-    py.None().into_ptr()
+    // SAFETY: GIL held; `rec` is the record's object, held by the caller.
+    if unsafe { record.exit(rec, raised) } {
+        // SAFETY: GIL held.
+        unsafe { ffi::Py_NewRef(ffi::Py_None()) }
+    } else {
+        std::ptr::null_mut()
+    }
 }
 
-/// Whether the calling frame is being left by an exception: in a `finally` block on the
+/// Whether the calling frame is being left by an error: in a `finally` block on the
 /// exceptional path, the exception being handled is the one propagating, and the head of its
 /// traceback (entries are prepended as it propagates) is the current frame. An exception the
-/// caller was handling when it called us has an older frame there.
-fn leaving_with_exception(py: Python<'_>) -> bool {
-    // SAFETY: GIL held; returns a new reference, or NULL (no error set) when nothing is being
-    // handled — the common case, costing one call.
-    let handled = unsafe { PyErr_GetHandledException() };
-    let Some(exc_info) = (unsafe { Bound::from_owned_ptr_or_opt(py, handled) }) else {
-        return false;
-    };
-    if exc_info.is_none() {
-        return false;
+/// caller was handling when it called us has an older frame there. `GeneratorExit` (a
+/// generator's `close()`, an async generator's `aclose()`) ends an invocation normally.
+///
+/// Uses C accessors only: no Python code runs (unwinding invariant).
+unsafe fn leaving_with_error() -> bool {
+    // SAFETY: GIL held; a new reference, or NULL (no error set) when nothing is being handled
+    // — the common case, costing one call.
+    unsafe {
+        let exc = PyErr_GetHandledException();
+        if exc.is_null() {
+            return false;
+        }
+        let mut error = false;
+        if exc != ffi::Py_None()
+            && ffi::PyErr_GivenExceptionMatches(exc, ffi::PyExc_GeneratorExit) == 0
+        {
+            let tb = ffi::PyException_GetTraceback(exc);
+            if !tb.is_null() {
+                let frame = ffi::PyEval_GetFrame();
+                error = (*tb.cast::<PyTracebackObject>()).tb_frame == frame.cast();
+                ffi::Py_DECREF(tb);
+            }
+        }
+        ffi::Py_DECREF(exc);
+        error
     }
-    // SAFETY: GIL held; the current frame is the profiled function's (borrowed reference).
-    let frame = unsafe { ffi::PyEval_GetFrame() };
-    exc_info
-        .getattr("__traceback__")
-        .and_then(|tb| tb.getattr("tb_frame"))
-        .is_ok_and(|f| f.as_ptr() == frame.cast::<ffi::PyObject>())
+}
+
+/// Checks the two arguments of `pause_record` / `resume_record`; returns the record and the
+/// value to pass through.
+unsafe fn record_and_value<'a>(
+    py: Python<'a>,
+    name: &str,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> Option<(&'a Record, *mut ffi::PyObject)> {
+    if nargs != 2 {
+        raise::<PyTypeError>(py, format!("{name}() takes a record and a value"));
+        return None;
+    }
+    // SAFETY: two valid arguments.
+    let (record, _) = unsafe { record_arg(py, name, args) }?;
+    Some((record, unsafe { *args.add(1) }))
+}
+
+/// `pause_record(record, value) -> value`: the generator is about to yield `value`.
+unsafe extern "C-unwind" fn pause_record(
+    _module: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls this with the GIL held and `nargs` valid pointers in `args`.
+    let py = unsafe { Python::assume_attached() };
+    let Some((record, value)) = (unsafe { record_and_value(py, "pause_record", args, nargs) })
+    else {
+        return std::ptr::null_mut();
+    };
+    record.pause();
+    // SAFETY: a borrowed argument returned as a new reference.
+    unsafe { ffi::Py_NewRef(value) }
+}
+
+/// `resume_record(record, sent) -> sent`: the generator resumed with `sent`.
+unsafe extern "C-unwind" fn resume_record(
+    _module: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls this with the GIL held and `nargs` valid pointers in `args`.
+    let py = unsafe { Python::assume_attached() };
+    let Some((record, sent)) = (unsafe { record_and_value(py, "resume_record", args, nargs) })
+    else {
+        return std::ptr::null_mut();
+    };
+    record.resume();
+    // SAFETY: a borrowed argument returned as a new reference.
+    unsafe { ffi::Py_NewRef(sent) }
+}
+
+/// The record's local name as an interned `str` (borrowed; kept for the process), or NULL.
+fn record_name() -> *mut ffi::PyObject {
+    static NAME: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
+    let cached = NAME.load(Ordering::Relaxed);
+    if !cached.is_null() {
+        return cached;
+    }
+    // SAFETY: GIL held by every caller; the reference is kept for the process.
+    let made = unsafe { ffi::PyUnicode_InternFromString(c"__callweave_rec__".as_ptr()) };
+    NAME.store(made, Ordering::Relaxed);
+    made
+}
+
+/// `strip_locals(obj) -> obj`: removes the record's name from a dict (`locals()`, `vars()`)
+/// or a list of names (`dir()`) in place. Other objects pass through untouched.
+unsafe extern "C-unwind" fn strip_locals(
+    _module: *mut ffi::PyObject,
+    obj: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let name = record_name();
+    if name.is_null() {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: GIL held (CPython calls us with it); `obj` is a valid object. The dict and list
+    // operations below compare `str` keys only, which runs no Python code.
+    unsafe {
+        if ffi::PyDict_Check(obj) != 0 {
+            match ffi::PyDict_Contains(obj, name) {
+                1 => {
+                    if ffi::PyDict_DelItem(obj, name) < 0 {
+                        return std::ptr::null_mut();
+                    }
+                }
+                0 => {}
+                _ => return std::ptr::null_mut(),
+            }
+        } else if ffi::PyList_Check(obj) != 0 {
+            let mut i = ffi::PyList_Size(obj);
+            while i > 0 {
+                i -= 1;
+                let item = ffi::PyList_GetItem(obj, i);
+                if !item.is_null()
+                    && ffi::PyUnicode_CheckExact(item) != 0
+                    && ffi::PyUnicode_Compare(item, name) == 0
+                    && ffi::PyList_SetSlice(obj, i, i + 1, std::ptr::null_mut()) < 0
+                {
+                    return std::ptr::null_mut();
+                }
+            }
+        }
+        ffi::Py_NewRef(obj)
+    }
 }
 
 /// `enter(index)`: a new record for the table's function `index`, its clock started.
-unsafe extern "C" fn enter(slf: *mut ffi::PyObject, arg: *mut ffi::PyObject) -> *mut ffi::PyObject {
+/// (`Record` is not tracked by the garbage collector, so allocating it runs no Python code.)
+unsafe extern "C-unwind" fn enter(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
     // SAFETY: CPython calls this with the GIL held; `slf` is the ProfileTable the function
     // object was made with.
     let py = unsafe { Python::assume_attached() };

@@ -30,6 +30,8 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+use super::{stack, thread};
+
 extern "C" {
     /// The bound-method type (`types.MethodType`).
     static mut PyMethod_Type: ffi::PyTypeObject;
@@ -398,80 +400,6 @@ unsafe fn strip_wrapper_frames(t: &TrampolineObject) {
     }
 }
 
-/// C-stack guard for Python 3.11 (from 3.12 CPython bounds C recursion itself): every wrapped
-/// level of a recursion re-enters the evaluation loop from the trampoline, and 3.11 counts only
-/// Python frames, so with a raised recursion limit a deep recursion would run off the thread's
-/// stack. Before calling the wrapper the trampoline raises RecursionError when less than a
-/// margin of the stack is left. (The same check as the profiler timer's `stack.rs` on the
-/// runtime branch; one of the two should go once both are merged.)
-mod guard {
-    use std::cell::Cell;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    /// Whether the guard is on (Python before 3.12), set at module init.
-    pub(super) static ENABLED: AtomicBool = AtomicBool::new(false);
-    /// Stack kept free below the check: at most this many bytes, at most a quarter of it.
-    const MARGIN_MAX: usize = 256 * 1024;
-
-    thread_local! {
-        /// The lowest stack address accepted; 0 before the first check, 1 when unknown.
-        static LOWEST: Cell<usize> = const { Cell::new(0) };
-    }
-
-    #[cfg(target_os = "linux")]
-    fn bounds() -> Option<(usize, usize)> {
-        // SAFETY: plain libc calls on a zeroed attribute object destroyed after use.
-        unsafe {
-            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-            if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-                return None;
-            }
-            let mut addr: *mut libc::c_void = std::ptr::null_mut();
-            let mut size: libc::size_t = 0;
-            let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
-            libc::pthread_attr_destroy(&mut attr);
-            ok.then_some((addr as usize, size))
-        }
-    }
-
-    #[cfg(target_os = "macos")]
-    fn bounds() -> Option<(usize, usize)> {
-        // SAFETY: plain libc calls about the calling thread.
-        unsafe {
-            let me = libc::pthread_self();
-            let top = libc::pthread_get_stackaddr_np(me) as usize;
-            let size = libc::pthread_get_stacksize_np(me);
-            Some((top.checked_sub(size)?, size))
-        }
-    }
-
-    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
-    fn bounds() -> Option<(usize, usize)> {
-        None
-    }
-
-    /// Whether the current thread is about to run out of C stack (always false from 3.12).
-    #[inline(always)]
-    pub(super) fn exhausted() -> bool {
-        if !ENABLED.load(Ordering::Relaxed) {
-            return false;
-        }
-        let marker = 0u8;
-        let here = std::hint::black_box(std::ptr::from_ref(&marker)) as usize;
-        let lowest = LOWEST.with(|l| {
-            if l.get() == 0 {
-                let v = bounds()
-                    .filter(|&(low, size)| low != 0 && size != 0)
-                    .and_then(|(low, size)| low.checked_add(MARGIN_MAX.min(size / 4)))
-                    .unwrap_or(1);
-                l.set(v);
-            }
-            l.get()
-        });
-        here < lowest
-    }
-}
-
 /// `T(callee, POST..., *args, **kwargs)`.
 unsafe extern "C-unwind" fn trampoline_call(
     slf: *mut ffi::PyObject,
@@ -483,7 +411,7 @@ unsafe extern "C-unwind" fn trampoline_call(
     // followed by the keyword values; `slf` is a trampoline.
     unsafe {
         let t = &*slf.cast::<TrampolineObject>();
-        if guard::exhausted() {
+        if thread::with(stack::exhausted) {
             PyErr::new::<pyo3::exceptions::PyRecursionError, _>(
                 "maximum recursion depth exceeded (C stack) while calling a call wrapper",
             )
@@ -525,7 +453,11 @@ unsafe extern "C-unwind" fn trampoline_call(
         }
         // The trampoline holds the wrapper for the whole call (it is referenced by the
         // caller's globals or builtins, which outlive the call).
+        // Each wrapped level re-enters the evaluation loop from here: on 3.12 give back the
+        // unit of C recursion budget that the timer gives back too (see `stack.rs`).
+        let unit = stack::give_unit();
         let result = ffi::PyObject_Vectorcall(wrapper, args, nargsf, kwnames);
+        stack::take_unit(unit);
         if result.is_null() {
             strip_wrapper_frames(t);
         }
@@ -776,8 +708,6 @@ pub(crate) fn is_trampoline(obj: &Bound<'_, PyAny>) -> bool {
 
 /// Creates the type and adds the trampoline's functions to the module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let version = m.py().version_info();
-    guard::ENABLED.store((version.major, version.minor) < (3, 12), Ordering::Relaxed);
     make_type(m.py())?;
     m.add_function(wrap_pyfunction!(make_trampoline, m)?)?;
     m.add_function(wrap_pyfunction!(is_trampoline, m)?)?;

@@ -1,0 +1,48 @@
+//! The runtime's per-thread state, in one thread-local so that the timer computes its address
+//! once per call (in a shared library each distinct thread-local costs a `__tls_get_addr`).
+//! Const-initialised and without a destructor: access is never a lazy initialisation and
+//! holds no guard with a destructor (see the unwinding invariant in `timer.rs`).
+
+use std::cell::Cell;
+
+/// One thread's runtime state.
+pub(crate) struct PerThread {
+    /// Ticks this thread has spent running above/below callbacks since it started (wrapping).
+    /// A timed span subtracts the growth of this counter over the span, so a callback's own
+    /// time is charged neither to the call site that (indirectly) ran it nor to the enclosing
+    /// invocation's total.
+    pub(crate) callback_ticks: Cell<u64>,
+    /// The lowest stack address the 3.11 stack guard accepts; 0 before the first check, 1 when
+    /// the bounds could not be found (`stack.rs`).
+    pub(crate) stack_lowest: Cell<usize>,
+}
+
+thread_local! {
+    static STATE: PerThread = const {
+        PerThread {
+            callback_ticks: Cell::new(0),
+            stack_lowest: Cell::new(0),
+        }
+    };
+}
+
+/// Runs `f` with this thread's state.
+#[inline(always)]
+pub(crate) fn with<R>(f: impl FnOnce(&PerThread) -> R) -> R {
+    STATE.with(f)
+}
+
+/// This thread's cumulative callback ticks.
+#[inline(always)]
+pub(crate) fn callback_ticks() -> u64 {
+    with(|t| t.callback_ticks.get())
+}
+
+/// Adds `t` ticks to this thread's callback counter.
+#[inline]
+pub(crate) fn add_callback_ticks(ticks: u64) {
+    with(|t| {
+        t.callback_ticks
+            .set(t.callback_ticks.get().wrapping_add(ticks))
+    });
+}
