@@ -6,12 +6,13 @@
 //! rewritten functions. [`linetable`] re-encodes CPython code objects' location tables through
 //! the map so compiled code carries the original positions.
 //!
-//! Pipeline: [`source`] (decoding) → parse (ruff) → `collect` (qualnames, selection, calls in
+//! Pipeline: [`source`] (decoding) → parse (ruff) → `depth` (nesting bounds) → `collect` (qualnames, selection, calls in
 //! scope) → `transform::*` (edits) → [`posmap`] (apply, map).
 
 mod bindings;
 pub mod callname;
 mod collect;
+mod depth;
 mod error;
 pub mod linetable;
 pub mod plan;
@@ -20,7 +21,8 @@ mod rewrite;
 pub mod source;
 mod transform;
 
+pub use depth::STACK_SIZE;
 pub use error::EngineError;
 pub use plan::{CallFilter, FunctionSelector, Layer, Plan, QualnameGlobs, Rule};
 pub use posmap::PositionMap;
-pub use rewrite::{rewrite, Function, Profiled, Rewrite, Site};
+pub use rewrite::{rewrite, rewrite_on_engine_thread, Function, Profiled, Rewrite, Site};

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use ruff_python_ast::visitor::source_order::SourceOrderVisitor;
-use ruff_python_parser::parse_module;
+use ruff_python_parser::{parse_unchecked, Mode, ParseOptions, Parsed};
 use ruff_text_size::Ranged;
 
 use crate::bindings;
 use crate::callname::callee_name;
 use crate::collect::{Collector, RoutedCall};
+use crate::depth::{self, Nesting};
 use crate::plan::{FunctionSelector, Layer, Plan};
 use crate::posmap::{self, PositionMap};
 use crate::source::LineIndex;
@@ -80,6 +81,9 @@ pub struct Rewrite {
     pub sites: Vec<Site>,
     /// Every selected function.
     pub functions: Vec<Function>,
+    /// Calls in scope left unwrapped because wrapping them would nest the new source's brackets
+    /// deeper than CPython accepts (see [`crate::depth`]); they run, untimed and unwrapped.
+    pub unwrapped_for_depth: usize,
 }
 
 impl Rewrite {
@@ -89,21 +93,79 @@ impl Rewrite {
     }
 }
 
-/// Rewrites `source` according to `plan`.
+/// Rewrites `source` according to `plan` on the calling thread.
+///
+/// The engine's walks recurse once per level of the syntax tree; [`crate::depth`] bounds the
+/// tree before any walk, so the stack this needs is bounded too, but it is more than small
+/// threads have: prefer [`rewrite_on_engine_thread`].
 pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
     plan.validate()?;
-    let parsed = parse_module(source).map_err(|e| {
-        let lines = LineIndex::new(source);
-        let (line, column) = lines.line_col(e.location.start().to_usize());
-        EngineError::Parse {
-            message: e.error.to_string(),
-            line,
-            column,
+    let parsed = parse_unchecked(source, ParseOptions::from(Mode::Module));
+    let nesting = depth::scan(parsed.tokens());
+    let Some(parsed) = parsed.try_into_module() else {
+        return Err(EngineError::Internal {
+            reason: "the parser did not return a module".to_owned(),
+        });
+    };
+    let checked = match parsed.errors().first() {
+        Some(e) => {
+            let lines = LineIndex::new(source);
+            let (line, column) = lines.line_col(e.location.start().to_usize());
+            Err(EngineError::Parse {
+                message: e.error.to_string(),
+                line,
+                column,
+            })
         }
-    })?;
+        None => nesting.check(&LineIndex::new(source)),
+    };
+    if let Err(e) = checked {
+        dispose(parsed, &nesting);
+        return Err(e);
+    }
+    rewrite_parsed(source, plan, &parsed, &nesting)
+}
+
+/// Drops a rejected tree, or leaks it when dropping it (which recurses once per level) could
+/// exhaust the stack; see [`depth::MAX_DROP_DEPTH`].
+fn dispose(parsed: Parsed<ruff_python_ast::ModModule>, nesting: &Nesting) {
+    if nesting.droppable() {
+        drop(parsed);
+    } else {
+        std::mem::forget(parsed);
+    }
+}
+
+/// [`rewrite`] on a thread of its own with a [`depth::STACK_SIZE`] stack, whatever the caller's
+/// stack: the caller blocks until it is done. A panic in the engine (a bug) becomes
+/// [`EngineError::Internal`] instead of unwinding into the caller.
+pub fn rewrite_on_engine_thread(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("callweave-engine".to_owned())
+            .stack_size(depth::STACK_SIZE)
+            .spawn_scoped(scope, || rewrite(source, plan))
+            .map_err(|e| EngineError::Internal {
+                reason: format!("cannot start the engine thread: {e}"),
+            })?;
+        handle.join().unwrap_or_else(|_| {
+            Err(EngineError::Internal {
+                reason: "the engine stopped on a bug (panic); the source is left unmodified"
+                    .to_owned(),
+            })
+        })
+    })
+}
+
+fn rewrite_parsed(
+    source: &str,
+    plan: &Plan,
+    parsed: &Parsed<ruff_python_ast::ModModule>,
+    nesting: &Nesting,
+) -> Result<Rewrite, EngineError> {
     let lines = LineIndex::new(source);
     let module = parsed.syntax();
-    let mut collector = Collector::new(source, &lines, plan, &module.body);
+    let mut collector = Collector::new(source, &lines, plan, &module.body, nesting);
     for stmt in &module.body {
         collector.visit_stmt(stmt);
     }
@@ -247,6 +309,7 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
     }
 
     let selected_defs: Vec<_> = collector.functions.iter().map(|f| f.def).collect();
+    let unwrapped_for_depth = collector.unwrapped_for_depth;
     drop(collector);
     if functions.is_empty() {
         return Ok(Rewrite {
@@ -254,6 +317,7 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
             map: PositionMap::identity(source),
             sites,
             functions,
+            unwrapped_for_depth,
         });
     }
     let (new_source, map) = posmap::apply(source, lines, edits)?;
@@ -267,6 +331,7 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
         map,
         sites,
         functions,
+        unwrapped_for_depth,
     })
 }
 
