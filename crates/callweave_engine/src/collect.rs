@@ -104,7 +104,7 @@ impl<'a, 'p> Collector<'a, 'p> {
         nesting: &'p Nesting,
     ) -> Self {
         let needs_bindings = plan.rules.iter().any(|r| r.filter.ignore_builtins);
-        let bound = needs_bindings.then(|| bindings::bound_names(module_body, None));
+        let bound = needs_bindings.then(|| bindings::module_bound_names(module_body));
         let needs_names = plan
             .rules
             .iter()
@@ -233,7 +233,11 @@ impl<'a, 'p> Collector<'a, 'p> {
             if scope.kind == Kind::Class && !(in_class_body && i + 1 == self.scopes.len()) {
                 continue;
             }
-            if scope.bound.as_ref().is_some_and(|b| b.contains(name)) {
+            if scope
+                .bound
+                .as_ref()
+                .is_some_and(|b| bindings::binds(b, name))
+            {
                 return false;
             }
         }
