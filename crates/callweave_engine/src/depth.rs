@@ -15,6 +15,10 @@
 //! source or the tree could be deeper than what the engine walks safely; the caller compiles
 //! the original then, so the user gets CPython's own error (or the module imports unmodified).
 //!
+//! The bound also says how much stack the walks need: the engine runs them on the caller's
+//! stack when enough of it is left, else on a stack segment of that size (`stacker`, which
+//! ruff's parser uses the same way), so no thread (Python's 1 MiB threads included) overflows.
+//!
 //! The bracket depths are kept (one entry per bracket) so that the call router can tell, for
 //! any call, how deep its wrapper would nest in the new source (see [`Nesting::max_level`]).
 
@@ -29,16 +33,18 @@ pub(crate) const MAX_BRACKETS: usize = 200;
 /// CPython's tokenizer refuses this many indentation levels (`MAXINDENT`).
 pub(crate) const MAX_INDENT: usize = 100;
 /// The deepest tree (by [`scan`]'s bound) the engine walks. Deeper than anything CPython 3.11-
-/// 3.13 compiles (3.13 accepts chains of about 8,000 calls; 3.11 about 2,500) and, at well under
-/// 2 KiB of stack per level for the engine's walks, far below [`STACK_SIZE`].
+/// 3.13 compiles (3.13 accepts chains of about 8,000 calls; 3.11 about 2,500).
 pub(crate) const MAX_TREE_DEPTH: usize = 20_000;
-/// Above this bound a rejected tree is leaked instead of dropped: dropping recurses once per
-/// level (a few dozen bytes each), and such input (hundreds of kilobytes of pure nesting) is
-/// rejected by every CPython anyway.
-pub(crate) const MAX_DROP_DEPTH: usize = 400_000;
-/// Stack of the thread the engine runs on (reserved address space; pages are touched only as
-/// deep as the walk goes).
-pub const STACK_SIZE: usize = 256 << 20;
+/// Above this bound a rejected tree is leaked instead of dropped: such input (hundreds of
+/// kilobytes of pure nesting) is rejected by every CPython anyway.
+pub(crate) const MAX_DROP_DEPTH: usize = 100_000;
+/// Stack the engine's walks use per tree level, with a wide margin (measured: well under 1 KiB
+/// in release builds; debug builds use more).
+const WALK_BYTES_PER_LEVEL: usize = 4 << 10;
+/// Stack dropping a tree uses per level, with a margin.
+const DROP_BYTES_PER_LEVEL: usize = 512;
+/// Stack everything but the tree walks needs.
+const BASE_STACK: usize = 256 << 10;
 
 /// What [`scan`] found.
 #[derive(Debug, Default)]
@@ -223,9 +229,19 @@ impl Nesting {
         Ok(())
     }
 
-    /// Whether a tree within this bound can be dropped safely on the engine's stack.
+    /// Whether a tree within this bound is dropped (rather than leaked) when rejected.
     pub(crate) fn droppable(&self) -> bool {
         self.tree_depth.0 <= MAX_DROP_DEPTH
+    }
+
+    /// Stack that walking (`walk`) or only dropping the tree needs, by the depth bound.
+    pub(crate) fn stack_needed(&self, walk: bool) -> usize {
+        let per_level = if walk {
+            WALK_BYTES_PER_LEVEL
+        } else {
+            DROP_BYTES_PER_LEVEL
+        };
+        BASE_STACK + self.tree_depth.0.min(MAX_DROP_DEPTH) * per_level
     }
 
     /// Bracket level at `offset` (the number of brackets open there).

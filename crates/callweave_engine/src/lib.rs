@@ -21,8 +21,7 @@ mod rewrite;
 pub mod source;
 mod transform;
 
-pub use depth::STACK_SIZE;
 pub use error::EngineError;
 pub use plan::{CallFilter, FunctionSelector, Layer, Plan, QualnameGlobs, Rule};
 pub use posmap::PositionMap;
-pub use rewrite::{rewrite, rewrite_on_engine_thread, Function, Profiled, Rewrite, Site};
+pub use rewrite::{rewrite, Function, Profiled, Rewrite, Site};

@@ -93,11 +93,11 @@ impl Rewrite {
     }
 }
 
-/// Rewrites `source` according to `plan` on the calling thread.
+/// Rewrites `source` according to `plan`.
 ///
-/// The engine's walks recurse once per level of the syntax tree; [`crate::depth`] bounds the
-/// tree before any walk, so the stack this needs is bounded too, but it is more than small
-/// threads have: prefer [`rewrite_on_engine_thread`].
+/// Safe on any thread: the parser grows its own stack, and [`crate::depth`] bounds the tree
+/// before any walk, which then runs on a stack segment of the size that bound needs when the
+/// caller's stack has less left.
 pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
     plan.validate()?;
     let parsed = parse_unchecked(source, ParseOptions::from(Mode::Module));
@@ -119,42 +119,25 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
         }
         None => nesting.check(&LineIndex::new(source)),
     };
-    if let Err(e) = checked {
-        dispose(parsed, &nesting);
-        return Err(e);
-    }
-    rewrite_parsed(source, plan, &parsed, &nesting)
+    let walk = checked.is_ok();
+    let needed = nesting.stack_needed(walk);
+    stacker::maybe_grow(needed, needed, move || {
+        if let Err(e) = checked {
+            dispose(parsed, &nesting);
+            return Err(e);
+        }
+        rewrite_parsed(source, plan, &parsed, &nesting)
+    })
 }
 
-/// Drops a rejected tree, or leaks it when dropping it (which recurses once per level) could
-/// exhaust the stack; see [`depth::MAX_DROP_DEPTH`].
+/// Drops a rejected tree, or leaks it when it is deeper than [`depth::MAX_DROP_DEPTH`]
+/// (dropping recurses once per level).
 fn dispose(parsed: Parsed<ruff_python_ast::ModModule>, nesting: &Nesting) {
     if nesting.droppable() {
         drop(parsed);
     } else {
         std::mem::forget(parsed);
     }
-}
-
-/// [`rewrite`] on a thread of its own with a [`depth::STACK_SIZE`] stack, whatever the caller's
-/// stack: the caller blocks until it is done. A panic in the engine (a bug) becomes
-/// [`EngineError::Internal`] instead of unwinding into the caller.
-pub fn rewrite_on_engine_thread(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
-    std::thread::scope(|scope| {
-        let handle = std::thread::Builder::new()
-            .name("callweave-engine".to_owned())
-            .stack_size(depth::STACK_SIZE)
-            .spawn_scoped(scope, || rewrite(source, plan))
-            .map_err(|e| EngineError::Internal {
-                reason: format!("cannot start the engine thread: {e}"),
-            })?;
-        handle.join().unwrap_or_else(|_| {
-            Err(EngineError::Internal {
-                reason: "the engine stopped on a bug (panic); the source is left unmodified"
-                    .to_owned(),
-            })
-        })
-    })
 }
 
 fn rewrite_parsed(

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use callweave_engine::linetable;
 use callweave_engine::{
-    rewrite_on_engine_thread, CallFilter, FunctionSelector, Layer, Plan, PositionMap,
-    QualnameGlobs, Rewrite, Rule as EngineRule,
+    rewrite, CallFilter, EngineError, FunctionSelector, Layer, Plan, PositionMap, QualnameGlobs,
+    Rewrite, Rule as EngineRule,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -343,10 +343,18 @@ pub(crate) fn py_rewrite(
         rules: rules.iter().map(|r| r.inner.clone()).collect(),
         builtins: builtins.unwrap_or_default(),
     };
-    // The engine is pure Rust and owns nothing of Python's: it runs without the GIL, on a
-    // thread with a stack of its own (deep sources cannot overflow the caller's).
+    // The engine is pure Rust and owns nothing of Python's: it runs without the GIL. It bounds
+    // its own stack use (any thread's stack will do); a panic would be a bug in it, reported
+    // as an error rather than unwound into Python.
     let result = py
-        .detach(|| rewrite_on_engine_thread(source, &plan))
+        .detach(|| {
+            std::panic::catch_unwind(|| rewrite(source, &plan)).unwrap_or_else(|_| {
+                Err(EngineError::Internal {
+                    reason: "the engine stopped on a bug (panic); the source is left unmodified"
+                        .to_owned(),
+                })
+            })
+        })
         .map_err(to_py)?;
     Ok(Rewritten { inner: result })
 }
