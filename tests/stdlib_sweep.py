@@ -4,7 +4,10 @@ For each ``.py`` file of the running Python's standard library (site-packages ex
 this Python compiles: rewrite it with a rule selecting every function, compile the result,
 and check that every position of the original code objects is still present in the
 rewritten ones (same qualname and first line), so every original node keeps its line and
-columns. Usable as a script (prints figures) and from the test suite.
+columns; and that no name in the compiled code fuses the injected wrapper name with a
+neighbouring identifier or keyword (`not(x).f()` once became `not__callweave_wrap__(...)`, a
+name that compiles and fails only when run). Usable as a script (prints figures) and from the
+test suite.
 
 Compiling the standard library's test data emits SyntaxWarnings (and, on 3.11,
 DeprecationWarnings for invalid escapes); the sweep silences both.
@@ -28,7 +31,8 @@ from types import CodeType
 from callweave import _native
 from callweave._compile import BUILTIN_NAMES, remap_code
 
-RULES = [_native.Rule.wrap(wrapper="__callweave_wrap__")]
+WRAPPER = "__callweave_wrap__"
+RULES = [_native.Rule.wrap(wrapper=WRAPPER)]
 
 
 def stdlib_files() -> list[Path]:
@@ -67,6 +71,20 @@ def code_objects(code: CodeType) -> dict[tuple[str, int], list[CodeType]]:
     while stack:
         c = stack.pop()
         out.setdefault((c.co_qualname, c.co_firstlineno), []).append(c)
+        stack.extend(k for k in c.co_consts if isinstance(k, CodeType))
+    return out
+
+
+def fused_names(code: CodeType) -> set[str]:
+    """Names in ``code`` (and nested code objects) that contain an injected name but are not
+    one: the injected name fused with a neighbouring token."""
+    out: set[str] = set()
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        for name in (*c.co_names, *c.co_varnames, *c.co_cellvars, *c.co_freevars):
+            if "__callweave_" in name and name != WRAPPER:
+                out.add(name)
         stack.extend(k for k in c.co_consts if isinstance(k, CodeType))
     return out
 
@@ -137,6 +155,7 @@ class Result:
     engine_errors: list[str] = field(default_factory=list)
     compile_errors: list[str] = field(default_factory=list)
     position_losses: list[str] = field(default_factory=list)
+    fused_names: list[str] = field(default_factory=list)
     fused_positions: int = 0
     sites: int = 0
     engine_seconds: float = 0.0
@@ -176,6 +195,9 @@ def _sweep(files: list[Path]) -> Result:
             r.compile_errors.append(f"{path}: {exc}")
             continue
         r.compiled += 1
+        fused = fused_names(code)
+        if fused:
+            r.fused_names.append(f"{path}: {', '.join(sorted(fused))}")
         before, after = positions(original), positions(code)
         codes: tuple[dict, dict] | None = None
         for key, bag in before.items():
@@ -210,7 +232,7 @@ def main() -> int:
     print(
         f"  rewritten and compiled: {r.compiled}; engine errors: {len(r.engine_errors)}; "
         f"compile errors: {len(r.compile_errors)}; files with a lost position: "
-        f"{len(r.position_losses)}"
+        f"{len(r.position_losses)}; files with a fused name: {len(r.fused_names)}"
     )
     if _FUSED_PAIRS:
         print(
@@ -218,9 +240,9 @@ def main() -> int:
             f"{r.fused_positions}"
         )
     print(f"  wrapped calls: {r.sites}; engine time {r.engine_seconds:.2f}s; total {elapsed:.1f}s")
-    for line in (r.engine_errors + r.compile_errors + r.position_losses)[:20]:
+    for line in (r.engine_errors + r.compile_errors + r.position_losses + r.fused_names)[:20]:
         print("  " + line)
-    ok = not (r.engine_errors or r.compile_errors or r.position_losses)
+    ok = not (r.engine_errors or r.compile_errors or r.position_losses or r.fused_names)
     return 0 if ok else 1
 
 

@@ -1,12 +1,20 @@
-"""Positions of rewritten code: tracebacks and line events are the original's."""
+"""Rewritten code compiles and behaves like the original.
 
+Positions (tracebacks and line events are the original's), token boundaries around inserted
+names, `ignore_builtins` with rebound names, and long call chains under CPython's bracket limit.
+"""
+
+import json
+import os
+import subprocess
 import sys
+import textwrap
 import traceback
 
 import pytest
 
 from callweave import _native
-from callweave._compile import compile_rewritten
+from callweave._compile import BUILTIN_NAMES, compile_rewritten
 
 WRAP = [_native.Rule.wrap(wrapper="__w__")]
 
@@ -175,3 +183,203 @@ def test_compile_warnings_carry_the_original_lines_once():
 
 def test_compile_warnings_can_be_left_to_the_normal_compile():
     assert compile_warnings(emit_warnings=False) == []
+
+
+def run_hooked(tmp_path, modules, runner):
+    """Runs ``runner`` (which prints one JSON line) in a subprocess, beside ``modules``."""
+    for name, text in modules.items():
+        (tmp_path / f"{name}.py").write_text(text)
+    (tmp_path / "run.py").write_text(textwrap.dedent(runner))
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    env.pop("CALLWEAVE_CONFIG_JSON", None)
+    proc = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "run.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+KEYWORD_MODULE = """\
+def t_not(n):
+    return not(n).bit_length()
+
+def t_return_str(parts):
+    return"-".join(parts)
+
+def t_dispatch(k, x):
+    return{"neg": lambda v: -v}[k](x)
+
+def t_assert(f):
+    try:
+        assert(f)(1) == 2, "assert must fire"
+    except AssertionError as e:
+        return str(e)
+    return "assert did not fire"
+
+def t_in_else(f, c):
+    return 1 in(f)([1]), 1 if(f)(c)else(f)(2)
+
+def t_yield(f):
+    yield(f)(3)
+
+def run():
+    return [t_not(5), t_return_str(["a", "b"]), t_dispatch("neg", 3), t_assert(lambda v: v),
+            t_in_else(lambda v: v, 0), list(t_yield(lambda v: v))]
+"""
+
+KEYWORD_RUNNER = """
+    import json, sys
+    import callweave
+    from callweave.config import Config, ProfileRule, WrapRule
+    results = {}
+    import kw_plain
+    results["plain"] = kw_plain.run()
+    callweave.install(Config(
+        wrap=(WrapRule(modules=("kw_wrap",), wrapper="kw_wrapper:w"),),
+        profile=(ProfileRule(modules=("kw_profile",), time_limit=1.0),),
+    ), report_at_exit=False)
+    import kw_wrapper, kw_wrap, kw_profile
+    results["wrap"] = kw_wrap.run()
+    results["wrapped_calls"] = kw_wrapper.CALLS
+    results["profile"] = kw_profile.run()
+    results["loaders"] = [type(m.__loader__).__name__ for m in (kw_wrap, kw_profile)]
+    print(json.dumps(results))
+"""
+
+
+def test_keywords_never_fuse_with_inserted_names(tmp_path):
+    # `not(x).f()` once became `not__callweave_...__(...)`: a NameError at run time (or, for
+    # `assert(f)(1)`, an assert silently turned into an expression).
+    out = run_hooked(
+        tmp_path,
+        {
+            "kw_plain": KEYWORD_MODULE,
+            "kw_wrap": KEYWORD_MODULE,
+            "kw_profile": KEYWORD_MODULE,
+            "kw_wrapper": "CALLS = []\ndef w(f, /, *a, **k):\n    CALLS.append(1)\n"
+            "    return f(*a, **k)\n",
+        },
+        KEYWORD_RUNNER,
+    )
+    assert out["plain"][3] == "assert must fire"
+    assert out["wrap"] == out["plain"]
+    assert out["profile"] == out["plain"]
+    assert out["wrapped_calls"]
+    assert out["loaders"] == ["CallweaveLoader", "CallweaveLoader"]
+
+
+def test_ignore_builtins_wraps_names_rebound_by_star_import_or_global(tmp_path, monkeypatch):
+    (tmp_path / "starlib.py").write_text(
+        '__all__ = ["open", "sorted"]\n'
+        'def open(*a): return "starlib.open"\n'
+        'def sorted(*a): return "starlib.sorted"\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = (
+        "from starlib import *\n\n"
+        "def setup():\n    global len\n    len = lambda x: 42\n\n"
+        "def use():\n    return open('x'), sorted([2, 1]), len('abc'), abs(-1)\n"
+    )
+    seen = []
+
+    def w(call, /, *args, **kwargs):
+        seen.append(call.__name__)
+        return call(*args, **kwargs)
+
+    rule = _native.Rule.wrap(wrapper="__w__", ignore_builtins=True)
+    code, result = compile_rewritten(source, "bmod.py", [rule])
+    assert {s[7] for s in result.sites} == {"open", "sorted", "len", "abs"}
+    ns = {"__w__": w}
+    exec(code, ns)
+    ns["setup"]()
+    assert ns["use"]() == ("starlib.open", "starlib.sorted", 42, 1)
+    assert seen == ["open", "sorted", "<lambda>", "abs"]
+    # Without the star import and the global, builtins are skipped.
+    plain = "def use():\n    return open, sorted([2, 1]), len('abc'), abs(-1)\n"
+    result = _native.rewrite(plain, [rule], BUILTIN_NAMES)
+    assert result.sites == []
+
+
+def chain_source(shape, n):
+    if shape == "calls":
+        return "def f(*a):\n    return f\n\ndef g(q):\n    return f" + "()" * n + "\n"
+    return "def g(q):\n    return q" + ".m()" * n + "\n"
+
+
+CHAIN_RUNNER = """
+    import json, sys, warnings
+    import callweave
+    from callweave.config import Config, ProfileRule, WrapRule
+    names = sys.argv[1:] if len(sys.argv) > 1 else NAMES
+    callweave.install(Config(
+        wrap=tuple(WrapRule(modules=(n,), wrapper="chain_wrapper:w") for n in NAMES if "wrap" in n),
+        profile=tuple(ProfileRule(modules=(n,), time_limit=1.0) for n in NAMES if "prof" in n),
+    ), report_at_exit=False)
+    import chain_wrapper
+
+    class Q:
+        def m(self):
+            return self
+
+    out = {}
+    for name in NAMES:
+        try:
+            plain = compile(open(name + ".py").read(), name, "exec")
+        except BaseException as e:
+            plain = [type(e).__name__, str(e)]
+        else:
+            plain = None
+        chain_wrapper.CALLS.clear()
+        try:
+            mod = __import__(name)
+            mod.g(Q())
+            hooked = None
+        except BaseException as e:
+            hooked = [type(e).__name__, str(e)]
+        out[name] = {"plain": plain, "hooked": hooked, "wrapped": len(chain_wrapper.CALLS)}
+    out["counters"] = callweave.hook.counters()
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("n", [250, 3000])
+def test_long_call_chains_are_rewritten_under_the_bracket_limit(n, tmp_path):
+    # Each wrapper adds a bracket level around its callee: a 250-call chain once reached
+    # CPython's limit of 200 ("too many nested parentheses") and fell back.
+    names = [
+        f"chain_{shape}_{mode}_{n}" for shape in ("calls", "fluent") for mode in ("wrap", "prof")
+    ]
+    modules = {name: chain_source(name.split("_")[1], n) for name in names}
+    modules["chain_wrapper"] = (
+        "CALLS = []\ndef w(f, /, *a, **k):\n    CALLS.append(1)\n    return f(*a, **k)\n"
+    )
+    out = run_hooked(tmp_path, modules, f"NAMES = {names!r}\n" + textwrap.dedent(CHAIN_RUNNER))
+    rewritten = 0
+    for name in names:
+        r = out[name]
+        # The same outcome as plain Python: success, or CPython's own RecursionError.
+        assert r["hooked"] == r["plain"], name
+        if r["plain"] is None:
+            rewritten += 1
+            if "wrap" in name:
+                assert 150 < r["wrapped"] < n, name
+    assert out["counters"]["fallbacks"] == 0
+    assert out["counters"]["rewritten"] == rewritten
+    if n == 250 or sys.version_info >= (3, 13):
+        assert rewritten == len(names)
+
+
+@pytest.mark.parametrize("shape", ["calls", "fluent"])
+def test_unwrapped_for_depth_counts_the_calls_left_unwrapped(shape):
+    n = 250
+    source = chain_source(shape, n)
+    result = _native.rewrite(source, [_native.Rule.wrap(wrapper="__w__", functions=["g"])])
+    assert 0 < result.unwrapped_for_depth < n - 150
+    assert len(result.sites) + result.unwrapped_for_depth == n
+    compile(result.source, "m.py", "exec")  # no "too many nested parentheses"
+    short = _native.rewrite(chain_source(shape, 10), [_native.Rule.wrap(wrapper="__w__")])
+    assert short.unwrapped_for_depth == 0

@@ -68,7 +68,7 @@ def run_both(path, rule, names, allowed_losses=frozenset()):
     before_codes, after_codes = code_objects(original_code), code_objects(code)
     for key, bag in before.items():
         lost = bag - after[key] - allowed_losses
-        # 3.13+: `PAUSE(RECORD, v)` fuses the loads of the record and of a local `v`.
+        # 3.13+ fuses adjacent local loads (`W(f, x)`, `PAUSE(RECORD, v)`): not a loss.
         lost -= fused_positions(before_codes[key], after_codes[key], lost)
         assert not lost, f"{key} lost positions {sorted(lost)[:3]}"
     return plain.main(), rewritten.main(), result

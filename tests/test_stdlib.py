@@ -30,6 +30,7 @@ def test_sweep_rewrites_compiles_and_keeps_positions_across_the_standard_library
     assert not engine_errors, "\n".join(engine_errors[:20])
     assert not compile_errors, "\n".join(compile_errors[:20])
     assert not losses, f"{len(losses)} files lost positions:\n" + "\n".join(losses[:20])
+    assert not r.fused_names, "\n".join(r.fused_names[:20])
     # Only the deliberately broken test data is rejected by the running Python itself
     # (17 files on 3.11 and 3.12, 5 on 3.13).
     assert r.files + r.rejected_by_python == len(files)

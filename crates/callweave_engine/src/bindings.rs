@@ -10,6 +10,45 @@ use std::collections::HashSet;
 use ruff_python_ast::visitor::source_order::{walk_expr, walk_stmt, SourceOrderVisitor};
 use ruff_python_ast::{Expr, ExprContext, Parameters, Pattern, Stmt};
 
+/// In a bound-name set, stands for every name: the scope has a `from x import *`, which may
+/// bind any name (a builtin's included).
+pub(crate) const ANY_NAME: &str = "*";
+
+/// Names bound in the module's own scope: its direct bindings, a star import as
+/// [`ANY_NAME`], and every name declared `global` in any function or class of the module (an
+/// assignment there rebinds the module's name).
+pub(crate) fn module_bound_names(body: &[Stmt]) -> HashSet<String> {
+    let mut names = bound_names(body, None);
+    let mut globals = GlobalNames::default();
+    for stmt in body {
+        globals.visit_stmt(stmt);
+    }
+    names.extend(globals.names);
+    names
+}
+
+/// Whether `bound` (a scope's bound names) binds `name`.
+pub(crate) fn binds(bound: &HashSet<String>, name: &str) -> bool {
+    bound.contains(name) || bound.contains(ANY_NAME)
+}
+
+/// Names declared `global` anywhere (statements only: expressions hold no statement).
+#[derive(Default)]
+struct GlobalNames {
+    names: HashSet<String>,
+}
+
+impl<'a> SourceOrderVisitor<'a> for GlobalNames {
+    fn visit_stmt(&mut self, stmt: &'a Stmt) {
+        if let Stmt::Global(g) = stmt {
+            self.names.extend(g.names.iter().map(|n| n.id.to_string()));
+        }
+        walk_stmt(self, stmt);
+    }
+
+    fn visit_expr(&mut self, _expr: &'a Expr) {}
+}
+
 /// Names bound directly in a scope whose statements are `body` and parameters `params`.
 /// Names declared `global` or `nonlocal` count too (they rebind an outer scope's name).
 pub(crate) fn bound_names(body: &[Stmt], params: Option<&Parameters>) -> HashSet<String> {
@@ -141,6 +180,7 @@ impl<'a> SourceOrderVisitor<'a> for Collector {
             }
             Stmt::ImportFrom(i) => {
                 for alias in &i.names {
+                    // `from x import *` has one alias named `*`: that is ANY_NAME.
                     let bound = alias.asname.as_ref().unwrap_or(&alias.name);
                     self.names.insert(bound.id.to_string());
                 }
@@ -192,5 +232,35 @@ impl<'a> SourceOrderVisitor<'a> for Collector {
             _ => {}
         }
         ruff_python_ast::visitor::source_order::walk_pattern(self, pattern);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ruff_python_parser::parse_module;
+
+    fn module_names(src: &str) -> HashSet<String> {
+        let parsed = parse_module(src).expect("parses");
+        module_bound_names(&parsed.syntax().body)
+    }
+
+    #[test]
+    fn star_import_may_bind_any_name() {
+        let names = module_names("from mylib import *\n");
+        assert!(binds(&names, "open"));
+        assert!(!binds(&module_names("from mylib import sorted\n"), "open"));
+    }
+
+    #[test]
+    fn global_in_a_function_binds_the_module_name() {
+        let names = module_names(
+            "def setup():\n    global len\n    len = lambda x: 42\n\
+             class C:\n    def m(self):\n        def inner():\n            global abs\n",
+        );
+        assert!(binds(&names, "len"));
+        assert!(binds(&names, "abs"));
+        assert!(binds(&names, "setup"));
+        assert!(!binds(&names, "print"));
     }
 }

@@ -19,6 +19,7 @@ use ruff_text_size::Ranged;
 
 use crate::bindings;
 use crate::callname::{callee_name, CallName};
+use crate::depth::Nesting;
 use crate::plan::{FunctionSelector, Plan};
 use crate::source::LineIndex;
 
@@ -51,10 +52,17 @@ enum Kind {
     Lambda,
 }
 
+/// The deepest bracket level a wrapped call may reach in the new source. CPython refuses more
+/// than 200 (`MAXLEVEL`); the margin leaves room for what a tree hook adds.
+pub(crate) const BRACKET_BUDGET: usize = 190;
+
 struct Scope {
     kind: Kind,
-    /// Qualname prefix for children (`f.<locals>`, `C`, or empty at module level).
-    prefix: String,
+    /// Qualname prefix for children (`f.<locals>`, `C`, or empty at module level). A lambda
+    /// scope shares its parent's: a lambda's body is an expression and holds no `def` or
+    /// `class`, so the prefix is never read there (building `<lambda>.<locals>` once per level
+    /// would cost memory quadratic in the nesting).
+    prefix: Arc<str>,
     /// Qualname of the innermost def/class (for site ownership).
     owner: Arc<str>,
     /// `(rule, selected function)` pairs active for calls directly in this scope.
@@ -77,6 +85,14 @@ pub(crate) struct Collector<'a, 'p> {
     /// Start offset of a `super(...)` call that is the value of an attribute: CPython 3.12+
     /// compiles `super(C, self).name` into one LOAD_SUPER_ATTR, so the call is left alone.
     super_value: Option<usize>,
+    /// Bracket depths of the original source.
+    nesting: &'p Nesting,
+    /// Bracket levels the wrappers decided so far add around the node being visited: each
+    /// routed call whose callee holds it adds one (`W(` encloses the callee), and so does a
+    /// routed call's lone generator argument (it gets its own parentheses).
+    extra: usize,
+    /// Calls in scope left unwrapped because their wrapper would pass [`BRACKET_BUDGET`].
+    pub(crate) unwrapped_for_depth: usize,
 }
 
 impl<'a, 'p> Collector<'a, 'p> {
@@ -85,9 +101,10 @@ impl<'a, 'p> Collector<'a, 'p> {
         lines: &'p LineIndex,
         plan: &'p Plan,
         module_body: &'a [Stmt],
+        nesting: &'p Nesting,
     ) -> Self {
         let needs_bindings = plan.rules.iter().any(|r| r.filter.ignore_builtins);
-        let bound = needs_bindings.then(|| bindings::bound_names(module_body, None));
+        let bound = needs_bindings.then(|| bindings::module_bound_names(module_body));
         let needs_names = plan
             .rules
             .iter()
@@ -100,7 +117,7 @@ impl<'a, 'p> Collector<'a, 'p> {
             needs_names,
             scopes: vec![Scope {
                 kind: Kind::Module,
-                prefix: String::new(),
+                prefix: Arc::from(""),
                 owner: Arc::from(""),
                 active: Vec::new(),
                 bound,
@@ -109,6 +126,9 @@ impl<'a, 'p> Collector<'a, 'p> {
             calls: Vec::new(),
             awaited_call: None,
             super_value: None,
+            nesting,
+            extra: 0,
+            unwrapped_for_depth: 0,
         }
     }
 
@@ -192,7 +212,7 @@ impl<'a, 'p> Collector<'a, 'p> {
             .then(|| bindings::bound_names(&def.body, Some(&def.parameters)));
         self.scopes.push(Scope {
             kind: Kind::Function,
-            prefix: format!("{qualname}.<locals>"),
+            prefix: Arc::from(format!("{qualname}.<locals>")),
             owner: Arc::from(qualname),
             active,
             bound,
@@ -213,20 +233,27 @@ impl<'a, 'p> Collector<'a, 'p> {
             if scope.kind == Kind::Class && !(in_class_body && i + 1 == self.scopes.len()) {
                 continue;
             }
-            if scope.bound.as_ref().is_some_and(|b| b.contains(name)) {
+            if scope
+                .bound
+                .as_ref()
+                .is_some_and(|b| bindings::binds(b, name))
+            {
                 return false;
             }
         }
         true
     }
 
-    fn route_call(&mut self, call: &'a ExprCall) {
-        let Some(scope) = self.current() else { return };
+    /// Routes `call` if some active rule takes it; returns whether it was routed.
+    fn route_call(&mut self, call: &'a ExprCall) -> bool {
+        let Some(scope) = self.current() else {
+            return false;
+        };
         if scope.active.is_empty()
             || is_frame_sensitive(call)
             || self.super_value == Some(call.range().start().to_usize())
         {
-            return;
+            return false;
         }
         let name: Option<CallName> = if self.needs_names {
             callee_name(&call.func, self.source)
@@ -249,7 +276,11 @@ impl<'a, 'p> Collector<'a, 'p> {
             })
             .collect();
         if layers.is_empty() {
-            return;
+            return false;
+        }
+        if self.wrapped_level(call) > BRACKET_BUDGET {
+            self.unwrapped_for_depth += 1;
+            return false;
         }
         let mut layers = layers;
         layers.sort_by_key(|&(rule, _)| rule);
@@ -261,6 +292,38 @@ impl<'a, 'p> Collector<'a, 'p> {
             layers,
             awaited,
         });
+        true
+    }
+
+    /// The deepest bracket level in the new source if `call` is wrapped: its wrapper's `(`
+    /// encloses the callee, and a lone generator argument gets parentheses of its own.
+    fn wrapped_level(&self, call: &ExprCall) -> usize {
+        let func = call.func.range();
+        let mut level = self
+            .nesting
+            .max_level(func.start().to_usize(), func.end().to_usize())
+            + self.extra
+            + 1;
+        if let Some(g) = lone_generator(call) {
+            let r = g.range();
+            level = level.max(
+                self.nesting
+                    .max_level(r.start().to_usize(), r.end().to_usize())
+                    + self.extra
+                    + 1,
+            );
+        }
+        level
+    }
+}
+
+/// The generator of `f(x for x in y)`, which a wrapper keeps in parentheses of its own.
+fn lone_generator(call: &ExprCall) -> Option<&Expr> {
+    match call.arguments.args.as_ref() {
+        [g @ Expr::Generator(gen)] if !gen.parenthesized && call.arguments.keywords.is_empty() => {
+            Some(g)
+        }
+        _ => None,
     }
 }
 
@@ -320,7 +383,7 @@ impl<'a> SourceOrderVisitor<'a> for Collector<'a, '_> {
                     .then(|| bindings::bound_names(&class.body, None));
                 self.scopes.push(Scope {
                     kind: Kind::Class,
-                    prefix: qualname.clone(),
+                    prefix: Arc::from(qualname.as_str()),
                     owner: Arc::from(qualname),
                     active,
                     bound,
@@ -337,9 +400,19 @@ impl<'a> SourceOrderVisitor<'a> for Collector<'a, '_> {
     fn visit_expr(&mut self, expr: &'a Expr) {
         match expr {
             Expr::Call(call) => {
-                self.route_call(call);
+                let routed = self.route_call(call);
                 self.awaited_call = None;
-                walk_expr(self, expr);
+                // What walk_expr does for a call, with the levels the wrapper adds.
+                let node = AnyNodeRef::from(expr);
+                if self.enter_node(node).is_traverse() {
+                    let outer = self.extra;
+                    self.extra = outer + usize::from(routed);
+                    self.visit_expr(&call.func);
+                    self.extra = outer + usize::from(routed && lone_generator(call).is_some());
+                    self.visit_arguments(&call.arguments);
+                    self.extra = outer;
+                }
+                self.leave_node(node);
             }
             Expr::Attribute(a) => {
                 if let Expr::Call(call) = a.value.as_ref() {
@@ -366,11 +439,7 @@ impl<'a> SourceOrderVisitor<'a> for Collector<'a, '_> {
                 let Some(outer) = self.current() else { return };
                 let active = outer.active.clone();
                 let owner = outer.owner.clone();
-                let prefix = if outer.prefix.is_empty() {
-                    "<lambda>.<locals>".to_owned()
-                } else {
-                    format!("{}.<lambda>.<locals>", outer.prefix)
-                };
+                let prefix = outer.prefix.clone();
                 let bound = (self.needs_bindings && !active.is_empty())
                     .then(|| bindings::lambda_names(lambda.parameters.as_deref(), &lambda.body));
                 self.scopes.push(Scope {

@@ -60,6 +60,20 @@ pub enum EngineError {
         /// Why.
         reason: String,
     },
+    /// The source nests deeper than CPython allows or than the engine walks safely. The caller
+    /// should compile the original: CPython gives its own error for it, or compiles it (then
+    /// the module is used unmodified).
+    TooDeep {
+        /// What is too deep, and the limit.
+        what: String,
+        /// 1-based line where it happens.
+        line: usize,
+    },
+    /// The engine could not run (its thread could not start) or stopped on an internal error.
+    Internal {
+        /// What happened.
+        reason: String,
+    },
     /// Two planned edits overlap; a bug in a transform, reported instead of producing bad code.
     OverlappingEdits {
         /// Byte offset where the overlap starts.
@@ -98,6 +112,10 @@ impl fmt::Display for EngineError {
                 "injected name {name:?} must be an identifier that starts and ends with '__'"
             ),
             Self::Unsupported { what, reason } => write!(f, "cannot rewrite {what}: {reason}"),
+            Self::TooDeep { what, line } => {
+                write!(f, "cannot rewrite line {line}: {what}")
+            }
+            Self::Internal { reason } => write!(f, "internal error: {reason}"),
             Self::OverlappingEdits { offset } => {
                 write!(f, "internal error: overlapping edits at byte offset {offset}")
             }

@@ -6,12 +6,13 @@
 //! rewritten functions. [`linetable`] re-encodes CPython code objects' location tables through
 //! the map so compiled code carries the original positions.
 //!
-//! Pipeline: [`source`] (decoding) → parse (ruff) → `collect` (qualnames, selection, calls in
+//! Pipeline: [`source`] (decoding) → parse (ruff) → `depth` (nesting bounds) → `collect` (qualnames, selection, calls in
 //! scope) → `transform::*` (edits) → [`posmap`] (apply, map).
 
 mod bindings;
 pub mod callname;
 mod collect;
+mod depth;
 mod error;
 pub mod linetable;
 pub mod plan;

@@ -185,9 +185,41 @@ pub(crate) fn apply(
     Ok((out, map))
 }
 
+/// Appends `text` as a new chunk. Token boundaries are kept: where an inserted fragment meets
+/// a neighbour (copied text or another fragment) and both sides of the seam are identifier
+/// characters (`not` + `W(`, `return` + `W(`), a space is inserted at the seam so the two never
+/// fuse into one identifier. The space belongs to the inserted side and maps like it. Copied
+/// text meeting copied text is never touched (the original tokens are the original's business).
 fn push_chunk(chunks: &mut Vec<Chunk>, out: &mut String, text: &str, origin: Origin) {
     if text.is_empty() {
         return;
+    }
+    let inserted = matches!(origin, Origin::Inserted { .. });
+    let seam = out.chars().next_back().is_some_and(is_identifier_char)
+        && text.chars().next().is_some_and(is_identifier_char);
+    if seam {
+        let prev_inserted = chunks
+            .last()
+            .is_some_and(|c| matches!(c.origin, Origin::Inserted { .. }));
+        if inserted {
+            // The space starts this fragment.
+            let new_start = out.len();
+            out.push(' ');
+            out.push_str(text);
+            chunks.push(Chunk {
+                new_start,
+                new_end: out.len(),
+                origin,
+            });
+            return;
+        }
+        if prev_inserted {
+            // The space ends the previous fragment (this chunk is copied text).
+            out.push(' ');
+            if let Some(last) = chunks.last_mut() {
+                last.new_end = out.len();
+            }
+        }
     }
     let new_start = out.len();
     out.push_str(text);
@@ -196,6 +228,13 @@ fn push_chunk(chunks: &mut Vec<Chunk>, out: &mut String, text: &str, origin: Ori
         new_end: out.len(),
         origin,
     });
+}
+
+/// Whether `c` can continue a Python identifier or number (a superset of XID_Continue's ASCII
+/// part, plus every alphanumeric character): such characters on both sides of a seam would lex
+/// as one token.
+fn is_identifier_char(c: char) -> bool {
+    c == '_' || c.is_alphanumeric()
 }
 
 impl PositionMap {

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use ruff_python_ast::visitor::source_order::SourceOrderVisitor;
-use ruff_python_parser::parse_module;
+use ruff_python_parser::{parse_unchecked, Mode, ParseOptions, Parsed};
 use ruff_text_size::Ranged;
 
 use crate::bindings;
 use crate::callname::callee_name;
 use crate::collect::{Collector, RoutedCall};
+use crate::depth::{self, Nesting};
 use crate::plan::{FunctionSelector, Layer, Plan};
 use crate::posmap::{self, PositionMap};
 use crate::source::LineIndex;
@@ -80,6 +81,9 @@ pub struct Rewrite {
     pub sites: Vec<Site>,
     /// Every selected function.
     pub functions: Vec<Function>,
+    /// Calls in scope left unwrapped because wrapping them would nest the new source's brackets
+    /// deeper than CPython accepts (see [`crate::depth`]); they run, untimed and unwrapped.
+    pub unwrapped_for_depth: usize,
 }
 
 impl Rewrite {
@@ -90,20 +94,61 @@ impl Rewrite {
 }
 
 /// Rewrites `source` according to `plan`.
+///
+/// Safe on any thread: the parser grows its own stack, and [`crate::depth`] bounds the tree
+/// before any walk, which then runs on a stack segment of the size that bound needs when the
+/// caller's stack has less left.
 pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
     plan.validate()?;
-    let parsed = parse_module(source).map_err(|e| {
-        let lines = LineIndex::new(source);
-        let (line, column) = lines.line_col(e.location.start().to_usize());
-        EngineError::Parse {
-            message: e.error.to_string(),
-            line,
-            column,
+    let parsed = parse_unchecked(source, ParseOptions::from(Mode::Module));
+    let nesting = depth::scan(parsed.tokens());
+    let Some(parsed) = parsed.try_into_module() else {
+        return Err(EngineError::Internal {
+            reason: "the parser did not return a module".to_owned(),
+        });
+    };
+    let checked = match parsed.errors().first() {
+        Some(e) => {
+            let lines = LineIndex::new(source);
+            let (line, column) = lines.line_col(e.location.start().to_usize());
+            Err(EngineError::Parse {
+                message: e.error.to_string(),
+                line,
+                column,
+            })
         }
-    })?;
+        None => nesting.check(&LineIndex::new(source)),
+    };
+    let walk = checked.is_ok();
+    let needed = nesting.stack_needed(walk);
+    stacker::maybe_grow(needed, needed, move || {
+        if let Err(e) = checked {
+            dispose(parsed, &nesting);
+            return Err(e);
+        }
+        rewrite_parsed(source, plan, &parsed, &nesting)
+    })
+}
+
+/// Drops a rejected tree, or leaks it when it is deeper than [`depth::MAX_DROP_DEPTH`]
+/// (dropping recurses once per level).
+fn dispose(parsed: Parsed<ruff_python_ast::ModModule>, nesting: &Nesting) {
+    if nesting.droppable() {
+        drop(parsed);
+    } else {
+        std::mem::forget(parsed);
+    }
+}
+
+fn rewrite_parsed(
+    source: &str,
+    plan: &Plan,
+    parsed: &Parsed<ruff_python_ast::ModModule>,
+    nesting: &Nesting,
+) -> Result<Rewrite, EngineError> {
     let lines = LineIndex::new(source);
     let module = parsed.syntax();
-    let mut collector = Collector::new(source, &lines, plan, &module.body);
+    let mut collector = Collector::new(source, &lines, plan, &module.body, nesting);
     for stmt in &module.body {
         collector.visit_stmt(stmt);
     }
@@ -245,6 +290,7 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
     edits.extend(after_calls);
 
     let selected_defs: Vec<_> = collector.functions.iter().map(|f| f.def).collect();
+    let unwrapped_for_depth = collector.unwrapped_for_depth;
     drop(collector);
     if functions.is_empty() {
         return Ok(Rewrite {
@@ -252,6 +298,7 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
             map: PositionMap::identity(source),
             sites,
             functions,
+            unwrapped_for_depth,
         });
     }
     let (new_source, map) = posmap::apply(source, lines, edits)?;
@@ -265,6 +312,7 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
         map,
         sites,
         functions,
+        unwrapped_for_depth,
     })
 }
 

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use callweave_engine::linetable;
 use callweave_engine::{
-    rewrite, CallFilter, FunctionSelector, Layer, Plan, PositionMap, QualnameGlobs, Rewrite,
-    Rule as EngineRule,
+    rewrite, CallFilter, EngineError, FunctionSelector, Layer, Plan, PositionMap, QualnameGlobs,
+    Rewrite, Rule as EngineRule,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -228,6 +228,13 @@ impl Rewritten {
             .collect()
     }
 
+    /// Calls in scope left unwrapped (and untimed) because wrapping them would nest brackets
+    /// deeper than CPython accepts (a very long call chain).
+    #[getter]
+    fn unwrapped_for_depth(&self) -> usize {
+        self.inner.unwrapped_for_depth
+    }
+
     /// Maps a 1-based line of the new source to the original line.
     fn original_line(&self, line: usize) -> usize {
         self.inner.map.map_line(line)
@@ -344,7 +351,19 @@ pub(crate) fn py_rewrite(
         rules: rules.iter().map(|r| r.inner.clone()).collect(),
         builtins: builtins.unwrap_or_default(),
     };
-    let result = py.detach(|| rewrite(source, &plan)).map_err(to_py)?;
+    // The engine is pure Rust and owns nothing of Python's: it runs without the GIL. It bounds
+    // its own stack use (any thread's stack will do); a panic would be a bug in it, reported
+    // as an error rather than unwound into Python.
+    let result = py
+        .detach(|| {
+            std::panic::catch_unwind(|| rewrite(source, &plan)).unwrap_or_else(|_| {
+                Err(EngineError::Internal {
+                    reason: "the engine stopped on a bug (panic); the source is left unmodified"
+                        .to_owned(),
+                })
+            })
+        })
+        .map_err(to_py)?;
     Ok(Rewritten { inner: result })
 }
 

@@ -32,11 +32,15 @@ pub(crate) fn to_py(err: EngineError) -> PyErr {
         | EngineError::BadCallName { .. }
         | EngineError::BlacklistAndWhitelist
         | EngineError::BadInjectedName { .. } => PyValueError::new_err(err.to_string()),
-        EngineError::Parse { .. } => ParseError::new_err(err.to_string()),
+        // Too deep: compiling the original gives CPython's own error, as for a parse error.
+        EngineError::Parse { .. } | EngineError::TooDeep { .. } => {
+            ParseError::new_err(err.to_string())
+        }
         EngineError::InvalidUtf8 { .. }
         | EngineError::NeedsDecoding { .. }
         | EngineError::FunctionNotFound { .. }
         | EngineError::Unsupported { .. }
+        | EngineError::Internal { .. }
         | EngineError::OverlappingEdits { .. } => RewriteError::new_err(err.to_string()),
     }
 }
