@@ -55,6 +55,7 @@ TEST_REQUIREMENTS=(
   "pytest==9.2.0"
   "hypothesis==6.170.17"   # attrs, python-dateutil
   "freezegun==1.5.5"      # python-dateutil
+  "pytest-cov==7.1.0"     # python-dateutil (its tests use the no_cover mark)
   "cloudpickle==3.1.3"    # attrs
   "pympler==1.1"          # attrs
   "trio==0.35.0"          # jinja2's async tests
