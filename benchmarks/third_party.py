@@ -262,7 +262,8 @@ def _junit(path: Path) -> tuple[dict[str, str], dict[str, str]] | None:
                 continue
             if child.tag in ("failure", "error"):
                 messages[test_id] = _first_lines(child)
-        outcomes[test_id] = "+".join(kinds) or "passed"
+        # Subtests add one element each: keep each kind once.
+        outcomes[test_id] = "+".join(dict.fromkeys(kinds)) or "passed"
     return outcomes, messages
 
 
