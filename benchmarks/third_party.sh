@@ -18,7 +18,10 @@
 # one table (package x mode: passed/failed/errors/skipped and the difference from plain),
 # followed by every test whose outcome differs from plain with the first lines of its failure.
 # The exit status is non-zero when any mode differs from plain. Logs, JUnit XML files and a
-# JSON summary are kept in benchmarks/.venv-suites-VERSION/results/.
+# JSON summary are kept in benchmarks/.venv-suites-VERSION/results/; `--reuse` reports them again
+# without running (or runs only what is missing), `--help` lists the options (after the setup).
+# Durations on a shared 2-core machine: about 30 minutes for 3.11 and 18 for 3.13, most of it
+# pyparsing's suite (2-5 minutes plain, 8-20 minutes with every function wrapped).
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/pythons.sh"
 BENCH="$ROOT/benchmarks"
 
