@@ -13,6 +13,7 @@ mod bindings;
 pub mod callname;
 mod collect;
 mod error;
+pub mod exits;
 pub mod linetable;
 pub mod plan;
 pub mod posmap;
