@@ -245,7 +245,9 @@ pub fn locate_exits(
     if locations.len() != units || dropped.len() != units {
         return None;
     }
-    let ours = |i: &Instr| (i.start..i.end).all(|u| dropped[u] && locations[u].is_none());
+    let ours = |i: &Instr| {
+        (i.start..i.end).all(|u| dropped.get(u) == Some(&true) && locations.get(u) == Some(&None))
+    };
     // Cheap test first: most code objects have no dropped return.
     let instrs = instructions(code, ops.extended_arg);
     if !instrs
@@ -302,15 +304,16 @@ pub fn locate_exits(
             continue;
         }
         applied = true;
-        for u in plan.start..plan.end {
-            locations[u] = Some(plan.loc);
+        if let Some(run) = locations.get_mut(plan.start..plan.end) {
+            run.fill(Some(plan.loc));
         }
         for (jump, copy_from, at, retarget) in layout {
-            let loc = locations[jump.instr.op_unit];
+            let loc = locations.get(jump.instr.op_unit).copied().flatten();
             let bytes = code.get(copy_from * 2..plan.end * 2).unwrap_or_default();
             new_code.extend_from_slice(bytes);
             for u in copy_from..plan.end {
-                locations.push(if u < plan.start { locations[u] } else { loc });
+                let own = locations.get(u).copied().flatten();
+                locations.push(if u < plan.start { own } else { loc });
                 // The copy is protected like the original: same handler, depth and lasti.
                 let copied = at + (u - copy_from);
                 if let Some(h) = handlers.iter().find(|h| h.start <= u && u < h.end) {
