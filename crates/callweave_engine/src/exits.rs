@@ -17,7 +17,10 @@
 //!   or a jump target only if the line differs from the previous executed instruction's);
 //! - every jump from another line gets its own copy of the run, appended after the last
 //!   instruction (no offset moves), located like the jump, covered by the same exception-table
-//!   entries as the original, and the jump's argument is pointed at it.
+//!   entries as the original, and the jump's argument is pointed at it. So does every backward
+//!   jump (3.12+ places exception handlers after the exit they return to), which becomes a
+//!   forward one: legacy tracing reports a line event for a backward jump even to the same
+//!   line, where plain Python's path to its return has no jump back.
 //!
 //! A run is left without a location when that cannot be done exactly: a predecessor without a
 //! location, a jump into its middle or from behind it, an exception handler starting in it, or
@@ -425,7 +428,7 @@ fn plan_run(
     let loc = fall.or_else(|| into.first().map(|(_, l)| *l))?;
     let copies = into
         .into_iter()
-        .filter(|(_, l)| l.line != loc.line)
+        .filter(|(jump, l)| l.line != loc.line || !jump.forward)
         .map(|(jump, _)| (jump, jump.target))
         .collect();
     Some(Plan {
