@@ -664,7 +664,7 @@ def test_return_events_have_the_lines_of_plain_python():
         assert all(line is not None for event, line in after if event == "return"), name
     # The cases where one exit is reached from two lines (each gets its own line).
     returns = [
-        [line for event, line in trace_events(getattr(profiled, "branches"), x) if event == "return"]
+        [line for event, line in trace_events(profiled.branches, x) if event == "return"]
         for x in (1, 0)
     ]
     assert returns == [[9], [11]]
