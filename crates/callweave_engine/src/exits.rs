@@ -438,3 +438,117 @@ fn plan_run(
         copies,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPS: FlowOps<'static> = FlowOps {
+        forward_jumps: &[114, 110],
+        backward_jumps: &[140],
+        returns: &[83],
+        terminators: &[83, 110, 140],
+        extended_arg: 144,
+        for_iter: None,
+        jump_forward: Some((110, 9)),
+    };
+
+    fn at(line: i32) -> Option<Location> {
+        Some(Location {
+            line,
+            end_line: line,
+            col: Some(4),
+            end_col: Some(9),
+        })
+    }
+
+    #[test]
+    fn exception_table_roundtrips() {
+        let handlers = [
+            Handler {
+                start: 3,
+                end: 70,
+                target: 5000,
+                depth_lasti: 3,
+            },
+            Handler {
+                start: 1 << 20,
+                end: (1 << 20) + 1,
+                target: 0,
+                depth_lasti: 0,
+            },
+        ];
+        let mut table = Vec::new();
+        for h in &handlers {
+            write_handler(&mut table, h);
+        }
+        assert_eq!(parse_handlers(&table), Some(handlers.to_vec()));
+        assert_eq!(parse_handlers(&[0x01]), None);
+        assert_eq!(parse_handlers(&[0x81, 0x42]), None);
+    }
+
+    #[test]
+    fn an_exit_reached_from_two_lines_is_copied_for_the_jump() {
+        // 0: jump-if to 2 (line 2); 1: line 3, falls through; 2-3: dropped footer + return.
+        let code = [114, 1, 100, 0, 100, 0, 83, 0];
+        let mut locs = vec![at(2), at(3), None, None];
+        let dropped = [false, false, true, true];
+        let (new_code, table) =
+            locate_exits(&code, &mut locs, &dropped, &[], &OPS).expect("changed");
+        assert_eq!(new_code, [114, 3, 100, 0, 100, 0, 83, 0, 100, 0, 83, 0]);
+        assert!(table.is_empty());
+        assert_eq!(locs, [at(2), at(3), at(3), at(3), at(2), at(2)]);
+    }
+
+    #[test]
+    fn a_backward_jump_becomes_a_forward_jump_to_a_protected_copy() {
+        // 0: line 2; 1-2: dropped footer + return (protected by a handler at 5);
+        // 3: cold code on line 2 jumping back (with one cache unit); 5: handler.
+        let code = [100, 0, 100, 0, 83, 0, 140, 4, 0, 0, 119, 0];
+        let mut locs = vec![at(2), None, None, at(2), at(2), at(7)];
+        let dropped = [false, true, true, false, false, false];
+        let mut handlers = Vec::new();
+        write_handler(
+            &mut handlers,
+            &Handler {
+                start: 0,
+                end: 3,
+                target: 5,
+                depth_lasti: 1,
+            },
+        );
+        let (new_code, table) =
+            locate_exits(&code, &mut locs, &dropped, &handlers, &OPS).expect("changed");
+        // JUMP_FORWARD over its old cache (now a NOP) to unit 6.
+        assert_eq!(
+            new_code,
+            [100, 0, 100, 0, 83, 0, 110, 2, 9, 0, 119, 0, 100, 0, 83, 0]
+        );
+        assert_eq!(
+            locs,
+            [at(2), at(2), at(2), at(2), at(2), at(7), at(2), at(2)]
+        );
+        let parsed = parse_handlers(&table).expect("parses");
+        assert_eq!(
+            parsed.last(),
+            Some(&Handler {
+                start: 6,
+                end: 8,
+                target: 5,
+                depth_lasti: 1
+            })
+        );
+    }
+
+    #[test]
+    fn unlocated_predecessors_leave_the_exit_alone() {
+        let code = [100, 0, 100, 0, 83, 0];
+        let mut locs = vec![None, None, None];
+        let dropped = [false, true, true];
+        assert_eq!(locate_exits(&code, &mut locs, &dropped, &[], &OPS), None);
+        assert_eq!(locs, [None, None, None]);
+        // CPython's own unlocated return (not dropped by the map) is never touched.
+        let mut locs = vec![at(2), None, None];
+        assert_eq!(locate_exits(&code, &mut locs, &[false; 3], &[], &OPS), None);
+    }
+}
