@@ -191,6 +191,37 @@ class Reader:
         with open(__file__) as fh:
             if flag:
                 return fh.readline()
+
+
+def quiet(x):
+    with __import__("contextlib").suppress(ZeroDivisionError):
+        y = 1 / x
+
+
+def handled(x):
+    try:
+        y = 1 / x
+    except ZeroDivisionError:
+        y = None
+
+
+def branches(x):
+    if x:
+        a = 1
+    else:
+        a = 2
+
+
+def numbers(n):
+    for i in range(n):
+        yield i
+    z = n
+
+
+async def coro(x):
+    if x:
+        return x
+    y = x
 """
 
 COVER_APP = """\
@@ -213,6 +244,10 @@ covmod.countdown(2)
 covmod.inline(0)
 covmod.stub(1)
 covmod.Reader().first(False)
+covmod.quiet(0); covmod.quiet(1); covmod.handled(0); covmod.handled(1)
+covmod.branches(0); covmod.branches(1); list(covmod.numbers(2))
+import asyncio
+asyncio.run(covmod.coro(0)); asyncio.run(covmod.coro(1))
 if sys.argv[1] == "hook":
     assert type(covmod.__loader__).__name__ == "CallweaveLoader", covmod.__loader__
 """
@@ -260,7 +295,8 @@ def test_branch_coverage_of_a_profiled_module_matches_plain(tmp_path, core):
     (tmp_path / "app.py").write_text(COVER_APP)
     plain = coverage_of(tmp_path, "plain", core)
     hooked = coverage_of(tmp_path, "hook", core)
-    # Functions ending in if/for/while/with, early returns, re-raise, one-line and stub bodies.
+    # Functions ending in if/for/while/with, early returns, re-raise, one-line and stub bodies;
+    # exits reached from two lines (copied), a suppressing `with`, generators and coroutines.
     assert [4, -1] in plain["executed_branches"] and [9, -8] in plain["executed_branches"]
     assert hooked == plain
 
@@ -488,3 +524,190 @@ def test_locals_vars_and_dir_do_not_show_the_record():
         assert getattr(profiled, name)(*args) == getattr(plain, name)(*args), name
     assert list(profiled.gen(3)) == list(plain.gen(3)) == [{"x": 3}]
     assert profiled.make_config("h", 1) == {"host": "h", "port": 1, "timeout": 30}
+
+
+# -- return lines: what pdb's --Return-- shows (frame.f_lineno at the return event) ----------
+
+EXITS = """\
+import contextlib
+
+def statement(x):
+    y = x + 1
+    z = y * 2
+
+def branches(x):
+    if x:
+        a = 1
+    else:
+        a = 2
+
+def only_if(x):
+    if x:
+        a = 1
+
+def loop(xs):
+    for x in xs:
+        y = x
+
+def countdown(n):
+    while n:
+        n -= 1
+
+def handled(x):
+    try:
+        y = 1 / x
+    except ZeroDivisionError:
+        y = None
+
+def managed(x):
+    with contextlib.nullcontext():
+        y = x
+
+def suppressed(x):
+    with contextlib.suppress(ZeroDivisionError):
+        y = 1 / x
+
+def returns(x):
+    if x:
+        return 1
+    y = x + 1
+    return (
+        y
+    )
+
+def bare(x):
+    if x:
+        return
+    x += 1
+
+def gen(n):
+    for i in range(n):
+        yield i
+    z = n
+
+def gen_returns(n):
+    if n:
+        return n
+    yield 1
+
+async def coro(x):
+    y = x
+
+async def coro_returns(x):
+    if x:
+        return x
+    y = x
+"""
+
+EXIT_CALLS: list[tuple[str, tuple[Any, ...]]] = [
+    ("statement", (1,)),
+    ("branches", (1,)),
+    ("branches", (0,)),
+    ("only_if", (1,)),
+    ("only_if", (0,)),
+    ("loop", ([1, 2],)),
+    ("loop", ([],)),
+    ("countdown", (2,)),
+    ("handled", (1,)),
+    ("handled", (0,)),
+    ("managed", (1,)),
+    ("suppressed", (1,)),
+    ("suppressed", (0,)),
+    ("returns", (1,)),
+    ("returns", (0,)),
+    ("bare", (1,)),
+    ("bare", (0,)),
+    ("gen", (2,)),
+    ("gen_returns", (1,)),
+    ("gen_returns", (0,)),
+    ("coro", (1,)),
+    ("coro_returns", (1,)),
+    ("coro_returns", (0,)),
+]
+
+
+def drive(func: Callable[..., Any], *args: Any) -> Any:
+    """Calls ``func``; runs a generator to its end and a coroutine to completion."""
+    import asyncio
+    import inspect
+
+    if inspect.iscoroutinefunction(func):
+        return asyncio.run(func(*args))
+    result = func(*args)
+    return list(result) if inspect.isgenerator(result) else result
+
+
+def trace_events(func: Callable[..., Any], *args: Any) -> list[tuple[str, int | None]]:
+    """Every ``sys.settrace`` event of ``m.py`` frames, with ``frame.f_lineno``."""
+    events: list[tuple[str, int | None]] = []
+
+    def tracer(frame: types.FrameType, event: str, arg: object) -> Any:
+        if frame.f_code.co_filename != "m.py":
+            return None
+        events.append((event, frame.f_lineno))
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        drive(func, *args)
+    finally:
+        sys.settrace(None)
+    return events
+
+
+def test_return_events_have_the_lines_of_plain_python():
+    plain, profiled = load(EXITS, profiled=False), load(EXITS, profiled=True)
+    for name, args in EXIT_CALLS:
+        before = trace_events(getattr(plain, name), *args)
+        after = trace_events(getattr(profiled, name), *args)
+        assert after == before, (name, args)
+        assert all(line is not None for event, line in after if event == "return"), name
+    # The cases where one exit is reached from two lines (each gets its own line).
+    returns = [
+        [line for event, line in trace_events(profiled.branches, x) if event == "return"]
+        for x in (1, 0)
+    ]
+    assert returns == [[9], [11]]
+
+
+def test_profiled_results_are_unchanged_by_the_exit_copies():
+    records: list[Record] = []
+    plain, profiled = load(EXITS, profiled=False), load(EXITS, profiled=True, records=records)
+    for name, args in EXIT_CALLS:
+        assert drive(getattr(profiled, name), *args) == drive(getattr(plain, name), *args)
+    assert len(records) == len(EXIT_CALLS)
+    assert all(r.exited for r in records)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is new in 3.12")
+def test_py_return_events_have_the_lines_of_plain_python():
+    mon = sys.monitoring  # type: ignore[attr-defined]
+    tool = mon.DEBUGGER_ID
+
+    def returns(func: Callable[..., Any], *args: Any) -> list[tuple[int | None, int | None]]:
+        seen: list[tuple[int | None, int | None]] = []
+
+        def on_return(code: types.CodeType, offset: int, retval: object) -> None:
+            if code.co_filename == "m.py":
+                frame = sys._getframe(1)
+                assert frame.f_code is code
+                by_offset = {start: line for start, _, line in code.co_lines()}
+                at = max(start for start in by_offset if start <= offset)
+                seen.append((frame.f_lineno, by_offset[at]))
+
+        mon.use_tool_id(tool, "callweave-test")
+        try:
+            mon.register_callback(tool, mon.events.PY_RETURN, on_return)
+            mon.set_events(tool, mon.events.PY_RETURN)
+            drive(func, *args)
+        finally:
+            mon.set_events(tool, 0)
+            mon.register_callback(tool, mon.events.PY_RETURN, None)
+            mon.free_tool_id(tool)
+        return seen
+
+    plain, profiled = load(EXITS, profiled=False), load(EXITS, profiled=True)
+    for name, args in EXIT_CALLS:
+        after = returns(getattr(profiled, name), *args)
+        assert after == returns(getattr(plain, name), *args), (name, args)
+        assert after and all(a is not None and a == b for a, b in after), (name, args)

@@ -8,9 +8,10 @@ import dis
 import importlib.util
 import io
 import re
+import sys
 import tokenize
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import CodeType
 
 from callweave import _native
@@ -41,9 +42,52 @@ _CALL_OPCODES = bytes(
 _EXTENDED_ARG = dis.opmap["EXTENDED_ARG"]
 
 
+def _opcodes(names: Iterable[str]) -> bytes:
+    """The opcodes of ``names`` that this Python has (``co_code`` bytes, no pseudo-ops)."""
+    return bytes(op for op in (dis.opmap.get(n) for n in names) if op is not None and op < 256)
+
+
+def _jump_opcodes() -> tuple[bytes, bytes]:
+    """This Python's relative jumps: (forward, backward)."""
+    jumps = sorted({*dis.hasjrel, *getattr(dis, "hasjump", ())})
+    names = [dis.opname[op] for op in jumps if op < 256]
+    backward = [n for n in names if "JUMP_BACKWARD" in n]
+    return _opcodes(n for n in names if n not in backward), _opcodes(backward)
+
+
+_FORWARD_JUMPS, _BACKWARD_JUMPS = _jump_opcodes()
+#: Where a frame returns, and the instructions after which execution never falls through.
+_RETURNS = _opcodes(("RETURN_VALUE", "RETURN_CONST"))
+_TERMINATORS = _RETURNS + _opcodes(
+    (
+        "JUMP_FORWARD",
+        "JUMP_BACKWARD",
+        "JUMP_BACKWARD_NO_INTERRUPT",
+        "RAISE_VARARGS",
+        "RERAISE",
+    )
+)
+#: FOR_ITER and how many code units past its target it lands when the iterator ends: it
+#: skips END_FOR on 3.12, END_FOR and the POP_TOP after it on 3.13.
+_FOR_ITER = (dis.opmap["FOR_ITER"], {(3, 12): 1, (3, 13): 2}.get(sys.version_info[:2], 0))
+
+
 def remap_code(result: _native.Rewritten, code: CodeType) -> CodeType:
-    """``code`` compiled from ``result.source``, with every position mapped to the original."""
-    return result.remap_code(code, _CALL_OPCODES, _EXTENDED_ARG)
+    """``code`` compiled from ``result.source``, with every position mapped to the original.
+
+    The exits of profiled functions get the lines plain Python gives its returns.
+    """
+    return result.remap_code(
+        code,
+        _CALL_OPCODES,
+        _EXTENDED_ARG,
+        forward_jumps=_FORWARD_JUMPS,
+        backward_jumps=_BACKWARD_JUMPS,
+        returns=_RETURNS,
+        terminators=_TERMINATORS,
+        for_iter=_FOR_ITER,
+        jump_forward=(dis.opmap["JUMP_FORWARD"], dis.opmap["NOP"]),
+    )
 
 
 def raise_users_syntax_error(source: str | bytes, filename: str) -> None:

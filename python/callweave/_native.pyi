@@ -65,7 +65,19 @@ class Rewritten:
     @property
     def unwrapped_for_depth(self) -> int: ...
     def original_line(self, line: int) -> int: ...
-    def remap_code(self, code: CodeType, call_opcodes: bytes, extended_arg: int) -> CodeType: ...
+    def remap_code(
+        self,
+        code: CodeType,
+        call_opcodes: bytes,
+        extended_arg: int,
+        *,
+        forward_jumps: bytes | None = None,
+        backward_jumps: bytes | None = None,
+        returns: bytes | None = None,
+        terminators: bytes | None = None,
+        for_iter: tuple[int, int] | None = None,
+        jump_forward: tuple[int, int] | None = None,
+    ) -> CodeType: ...
 
 def rewrite(
     source: str, rules: list[Rule], builtins: frozenset[str] | set[str] | None = None

@@ -14,6 +14,7 @@ pub mod callname;
 mod collect;
 mod depth;
 mod error;
+pub mod exits;
 pub mod linetable;
 pub mod plan;
 pub mod posmap;

@@ -301,15 +301,60 @@ pub fn remap(
     old_first_line: i32,
     new_first_line: i32,
     class_of: impl Fn(usize) -> bool,
-    mut f: impl FnMut(Location, bool) -> Option<Location>,
+    f: impl FnMut(Location, bool) -> Option<Location>,
 ) -> Result<Vec<u8>, LinetableError> {
+    let remapped = remap_entries(table, old_first_line, class_of, f)?;
+    Ok(encode(&remapped.entries, new_first_line))
+}
+
+/// What [`remap_entries`] returns: the mapped entries, before encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remapped {
+    /// The entries, CPython's entry boundaries kept (split further where classes change).
+    pub entries: Vec<Entry>,
+    /// Parallel to `entries`: whether the entry had a location that the mapping dropped
+    /// (`f` returned `None`), as opposed to CPython's own "no location".
+    pub dropped: Vec<bool>,
+}
+
+impl Remapped {
+    /// The location of every code unit, in order.
+    pub fn unit_locations(&self) -> Vec<Option<Location>> {
+        expand(&self.entries, |e| e.loc)
+    }
+
+    /// For every code unit, whether its location was dropped by the mapping.
+    pub fn unit_dropped(&self) -> Vec<bool> {
+        let mut out = Vec::new();
+        for (entry, &dropped) in self.entries.iter().zip(&self.dropped) {
+            out.extend(std::iter::repeat_n(dropped, entry.code_units as usize));
+        }
+        out
+    }
+}
+
+/// [`remap`] without the final encoding: the mapped entries, and which of them lost a location.
+///
+/// # Errors
+///
+/// Whatever [`decode`] reports for `table`.
+pub fn remap_entries(
+    table: &[u8],
+    old_first_line: i32,
+    class_of: impl Fn(usize) -> bool,
+    mut f: impl FnMut(Location, bool) -> Option<Location>,
+) -> Result<Remapped, LinetableError> {
     let entries = decode(table, old_first_line)?;
-    let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
+    let mut out = Remapped {
+        entries: Vec::with_capacity(entries.len()),
+        dropped: Vec::with_capacity(entries.len()),
+    };
     let mut unit = 0usize;
     for entry in &entries {
         let end = unit + entry.code_units as usize;
         let Some(loc) = entry.loc else {
-            out.push(*entry);
+            out.entries.push(*entry);
+            out.dropped.push(false);
             unit = end;
             continue;
         };
@@ -320,15 +365,39 @@ pub fn remap(
             while run_end < end && class_of(run_end) == class {
                 run_end += 1;
             }
-            out.push(Entry {
+            let mapped = f(loc, class);
+            out.entries.push(Entry {
                 code_units: u32::try_from(run_end - run_start).unwrap_or(u32::MAX),
-                loc: f(loc, class),
+                loc: mapped,
             });
+            out.dropped.push(mapped.is_none());
             run_start = run_end;
         }
         unit = end;
     }
-    Ok(encode(&out, new_first_line))
+    Ok(out)
+}
+
+/// One item per code unit of `entries`.
+fn expand<T: Copy>(entries: &[Entry], item: impl Fn(&Entry) -> T) -> Vec<T> {
+    let mut out = Vec::with_capacity(entries.iter().map(|e| e.code_units as usize).sum());
+    for entry in entries {
+        out.extend(std::iter::repeat_n(item(entry), entry.code_units as usize));
+    }
+    out
+}
+
+/// Entries for per-unit locations: consecutive units with the same location share an entry,
+/// as CPython's assembler writes them ([`encode`] splits entries over 8 units).
+pub fn entries_of_units(units: &[Option<Location>]) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::new();
+    for &loc in units {
+        match out.last_mut() {
+            Some(last) if last.loc == loc => last.code_units += 1,
+            _ => out.push(Entry { code_units: 1, loc }),
+        }
+    }
+    out
 }
 
 /// Writes one entry of `units` (1..=8) code units and updates the running line.

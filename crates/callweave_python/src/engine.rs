@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use callweave_engine::exits::{self, FlowOps};
 use callweave_engine::linetable;
 use callweave_engine::{
     rewrite, CallFilter, EngineError, FunctionSelector, Layer, Plan, PositionMap, QualnameGlobs,
@@ -244,15 +245,39 @@ impl Rewritten {
     /// and first line mapped back to the original source. `call_opcodes` are the opcodes of
     /// this Python's call instructions (CALL, PRECALL, CALL_KW, KW_NAMES…) and EXTENDED_ARG
     /// last: CPython may start a method call's location at the method's name.
+    ///
+    /// The control-flow opcodes (relative jumps forward and backward, returns, instructions
+    /// that never fall through, FOR_ITER and how many units past its target it lands,
+    /// JUMP_FORWARD and NOP) let the
+    /// exits of profiled functions get the lines plain Python gives them (see
+    /// `callweave_engine::exits`); without them those exits stay unlocated.
+    #[pyo3(signature = (code, call_opcodes, extended_arg, *, forward_jumps=None, backward_jumps=None, returns=None, terminators=None, for_iter=None, jump_forward=None))]
+    #[allow(clippy::too_many_arguments)]
     fn remap_code<'py>(
         &self,
         code: &Bound<'py, PyAny>,
         call_opcodes: &[u8],
         extended_arg: u8,
+        forward_jumps: Option<&[u8]>,
+        backward_jumps: Option<&[u8]>,
+        returns: Option<&[u8]>,
+        terminators: Option<&[u8]>,
+        for_iter: Option<(u8, usize)>,
+        jump_forward: Option<(u8, u8)>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let flow = returns.map(|returns| FlowOps {
+            forward_jumps: forward_jumps.unwrap_or_default(),
+            backward_jumps: backward_jumps.unwrap_or_default(),
+            returns,
+            terminators: terminators.unwrap_or_default(),
+            extended_arg,
+            for_iter,
+            jump_forward,
+        });
         let ops = CallOps {
             call: call_opcodes,
             extended_arg,
+            flow,
         };
         remap_code_object(code, &self.inner.map, &ops)
     }
@@ -261,6 +286,8 @@ impl Rewritten {
 struct CallOps<'a> {
     call: &'a [u8],
     extended_arg: u8,
+    /// Control-flow opcodes, to locate profiled functions' exits; `None` leaves them as mapped.
+    flow: Option<FlowOps<'a>>,
 }
 
 impl CallOps<'_> {
@@ -324,11 +351,33 @@ fn remap_code_object<'py>(
     let bytecode = bytecode_obj.cast::<PyBytes>()?.as_bytes();
     let call_units = ops.call_units(bytecode);
     let class_of = |unit: usize| call_units.get(unit).copied().unwrap_or(false);
-    let new_table = linetable::remap(table, first, new_first, class_of, |loc, is_call| {
+    let remapped = linetable::remap_entries(table, first, class_of, |loc, is_call| {
         map.map_location(loc, is_call)
     })
     .map_err(|e| RewriteError::new_err(format!("cannot read a location table: {e}")))?;
     let kwargs = PyDict::new(py);
+    let mut new_table = None;
+    if let Some(flow) = &ops.flow {
+        // Only code that lost locations to the map can have a profiled function's exits.
+        if remapped.dropped.iter().any(|&d| d) {
+            let mut units = remapped.unit_locations();
+            let handlers_obj = code.getattr("co_exceptiontable")?;
+            let handlers = handlers_obj.cast::<PyBytes>()?.as_bytes();
+            if let Some((new_code, new_handlers)) = exits::locate_exits(
+                bytecode,
+                &mut units,
+                &remapped.unit_dropped(),
+                handlers,
+                flow,
+            ) {
+                kwargs.set_item("co_code", PyBytes::new(py, &new_code))?;
+                kwargs.set_item("co_exceptiontable", PyBytes::new(py, &new_handlers))?;
+                let entries = linetable::entries_of_units(&units);
+                new_table = Some(linetable::encode(&entries, new_first));
+            }
+        }
+    }
+    let new_table = new_table.unwrap_or_else(|| linetable::encode(&remapped.entries, new_first));
     kwargs.set_item("co_linetable", PyBytes::new(py, &new_table))?;
     kwargs.set_item("co_firstlineno", new_first)?;
     if any_code {

@@ -1,0 +1,554 @@
+//! Lines for the exits of profiled functions.
+//!
+//! A profiled function runs its body under `try:` … `finally: EXIT(RECORD)`, and the code
+//! compiled from that footer carries no location (see `transform::profile`). CPython inlines a
+//! copy of the footer before every `return`, the implicit one included, so each of those exits
+//! is a run of unlocated instructions ending in a return instruction. Without a location the
+//! frame's line at the return event is unknown (`frame.f_lineno` is `None`, pdb shows
+//! `--Return--` at `(None)`), where plain Python shows the line the return belongs to: CPython's
+//! compiler gives an exit block the location of the instruction that reaches it, copying the
+//! block once per jump that reaches it (`duplicate_exits_without_lineno`).
+//!
+//! [`locate_exits`] does the same after compiling, on the code object:
+//! - a run reached only from instructions on one line gets the location of its fall-through
+//!   predecessor (else of its first jump): no tracer sees a new line, since every way into
+//!   the run is already on that line (3.11 legacy tracing fires a line event when the line of
+//!   the executed instruction differs from the previous one's; 3.12+ fires one at a line start
+//!   or a jump target only if the line differs from the previous executed instruction's);
+//! - every jump from another line gets its own copy of the run, appended after the last
+//!   instruction (no offset moves), located like the jump, covered by the same exception-table
+//!   entries as the original, and the jump's argument is pointed at it. So does every backward
+//!   jump (3.12+ places exception handlers after the exit they return to), which becomes a
+//!   forward one: legacy tracing reports a line event for a backward jump even to the same
+//!   line, where plain Python's path to its return has no jump back.
+//!
+//! A run is left without a location when that cannot be done exactly: a predecessor without a
+//! location, a jump into its middle or from behind it, an exception handler starting in it, or
+//! a retargeted jump whose argument would need more `EXTENDED_ARG` prefixes than it has.
+
+use crate::linetable::Location;
+
+/// This Python's opcodes, as far as control flow goes. Opcodes are `co_code` bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowOps<'a> {
+    /// Relative jumps forward: target = next instruction (after caches) + arg.
+    pub forward_jumps: &'a [u8],
+    /// Relative jumps backward: target = next instruction (after caches) - arg.
+    pub backward_jumps: &'a [u8],
+    /// Instructions that return from the frame (`RETURN_VALUE`, `RETURN_CONST`).
+    pub returns: &'a [u8],
+    /// Instructions after which execution never falls through (unconditional jumps, raises,
+    /// returns).
+    pub terminators: &'a [u8],
+    /// `EXTENDED_ARG`.
+    pub extended_arg: u8,
+    /// `FOR_ITER` and how many code units past its target it lands when the iterator is
+    /// exhausted (it skips `END_FOR`, and on 3.13 the `POP_TOP` after it), if any.
+    pub for_iter: Option<(u8, usize)>,
+    /// `JUMP_FORWARD` (no inline cache) and `NOP`: an unconditional backward jump to an exit
+    /// (3.12+ places exception handlers after the code they return to) becomes a forward jump
+    /// to its copy, its cache units `NOP`s that never run.
+    pub jump_forward: Option<(u8, u8)>,
+}
+
+/// `CACHE` (opcode 0): inline cache units belong to the instruction before them.
+const CACHE: u8 = 0;
+
+/// One instruction of `co_code`, in code units.
+#[derive(Debug, Clone, Copy)]
+struct Instr {
+    /// First unit (its first `EXTENDED_ARG` prefix, if any).
+    start: usize,
+    /// The unit of the opcode itself.
+    op_unit: usize,
+    /// One past its last cache unit.
+    end: usize,
+    op: u8,
+    arg: u32,
+}
+
+impl Instr {
+    /// Units of argument bytes (prefixes and the opcode's own).
+    fn arg_units(&self) -> usize {
+        self.op_unit - self.start + 1
+    }
+}
+
+fn instructions(code: &[u8], extended_arg: u8) -> Vec<Instr> {
+    let units: Vec<(u8, u8)> = code.chunks_exact(2).map(|c| (c[0], c[1])).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < units.len() {
+        let start = i;
+        let mut arg = 0u32;
+        while let Some(&(op, a)) = units.get(i) {
+            arg = (arg << 8) | u32::from(a);
+            if op != extended_arg {
+                break;
+            }
+            i += 1;
+        }
+        let Some(&(op, _)) = units.get(i) else { break };
+        let op_unit = i;
+        i += 1;
+        while units.get(i).is_some_and(|&(o, _)| o == CACHE) {
+            i += 1;
+        }
+        out.push(Instr {
+            start,
+            op_unit,
+            end: i,
+            op,
+            arg,
+        });
+    }
+    out
+}
+
+/// One exception-table entry, in code units; `end` exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Handler {
+    start: usize,
+    end: usize,
+    target: usize,
+    depth_lasti: usize,
+}
+
+/// Parses `co_exceptiontable` (CPython's `Objects/exception_handling_notes.txt`): entries of
+/// four varints (start, length, target, depth << 1 | lasti), big-endian 6-bit groups with
+/// 0x40 marking a continuation; the first byte of an entry has 0x80 set. `None` if malformed.
+fn parse_handlers(table: &[u8]) -> Option<Vec<Handler>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < table.len() {
+        let start = read_varint(table, &mut pos, true)?;
+        let length = read_varint(table, &mut pos, false)?;
+        let target = read_varint(table, &mut pos, false)?;
+        let depth_lasti = read_varint(table, &mut pos, false)?;
+        out.push(Handler {
+            start,
+            end: start + length,
+            target,
+            depth_lasti,
+        });
+    }
+    Some(out)
+}
+
+/// One exception-table varint at `*pos`; `first` says it must start an entry (0x80).
+fn read_varint(table: &[u8], pos: &mut usize, first: bool) -> Option<usize> {
+    let mut value = 0usize;
+    for n in 0..6 {
+        let b = *table.get(*pos)?;
+        if (b & 0x80 != 0) != (first && n == 0) {
+            return None;
+        }
+        *pos += 1;
+        value = (value << 6) | usize::from(b & 0x3f);
+        if b & 0x40 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn write_varint(out: &mut Vec<u8>, value: usize, first: bool) {
+    let mut groups = vec![value & 0x3f];
+    let mut rest = value >> 6;
+    while rest > 0 {
+        groups.push(rest & 0x3f);
+        rest >>= 6;
+    }
+    for (n, g) in groups.iter().rev().enumerate() {
+        let mut b = *g as u8;
+        if n + 1 < groups.len() {
+            b |= 0x40;
+        }
+        if first && n == 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+    }
+}
+
+fn write_handler(out: &mut Vec<u8>, h: &Handler) {
+    write_varint(out, h.start, true);
+    write_varint(out, h.end - h.start, false);
+    write_varint(out, h.target, false);
+    write_varint(out, h.depth_lasti, false);
+}
+
+/// A jump and where it goes.
+#[derive(Debug, Clone, Copy)]
+struct Jump {
+    instr: Instr,
+    /// The unit after the jump and its caches: relative arguments count from there.
+    base: usize,
+    /// The target as `dis` shows it.
+    target: usize,
+    /// Where execution continues (the target, or past it for `FOR_ITER`'s skip).
+    lands: usize,
+    forward: bool,
+}
+
+fn jumps(instrs: &[Instr], ops: &FlowOps<'_>) -> Vec<Jump> {
+    instrs
+        .iter()
+        .filter_map(|&instr| {
+            let base = instr.end;
+            let arg = instr.arg as usize;
+            let (target, forward) = if ops.forward_jumps.contains(&instr.op) {
+                (base + arg, true)
+            } else if ops.backward_jumps.contains(&instr.op) {
+                (base.checked_sub(arg)?, false)
+            } else {
+                return None;
+            };
+            let skip = match ops.for_iter {
+                Some((op, skip)) if op == instr.op => skip,
+                _ => 0,
+            };
+            Some(Jump {
+                instr,
+                base,
+                target,
+                lands: target + skip,
+                forward,
+            })
+        })
+        .collect()
+}
+
+/// What to do with one exit run.
+struct Plan {
+    /// The run's units `start..end` get `loc`.
+    start: usize,
+    end: usize,
+    loc: Location,
+    /// Jumps to point at a copy of `copy_from..end`, located like the jump (the units before
+    /// `start` keep their own locations).
+    copies: Vec<(Jump, usize)>,
+}
+
+/// Gives the exit runs of a code object locations (see the module documentation).
+///
+/// `code` is `co_code`, `locations` the location of every code unit (as remapped) and
+/// `dropped` whether the remapping took that unit's location away (only such runs are
+/// touched: CPython's own unlocated code stays as it is). On success with changes, returns
+/// the new `co_code` and `co_exceptiontable`, and `locations` has been updated (and extended
+/// for appended copies); `None` when nothing changed (`locations` untouched).
+pub fn locate_exits(
+    code: &[u8],
+    locations: &mut Vec<Option<Location>>,
+    dropped: &[bool],
+    exception_table: &[u8],
+    ops: &FlowOps<'_>,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let units = code.len() / 2;
+    if locations.len() != units || dropped.len() != units {
+        return None;
+    }
+    let ours = |i: &Instr| {
+        (i.start..i.end).all(|u| dropped.get(u) == Some(&true) && locations.get(u) == Some(&None))
+    };
+    // Cheap test first: most code objects have no dropped return.
+    let instrs = instructions(code, ops.extended_arg);
+    if !instrs
+        .iter()
+        .any(|i| ops.returns.contains(&i.op) && ours(i))
+    {
+        return None;
+    }
+    let handlers = parse_handlers(exception_table)?;
+    let jumps = jumps(&instrs, ops);
+
+    let mut plans = Vec::new();
+    let mut run_first: Option<usize> = None;
+    for (n, instr) in instrs.iter().enumerate() {
+        if !ours(instr) {
+            run_first = None;
+            continue;
+        }
+        let first = *run_first.get_or_insert(n);
+        if ops.returns.contains(&instr.op) {
+            run_first = None;
+            let prev = first.checked_sub(1).and_then(|p| instrs.get(p));
+            let run = instrs.get(first..=n).unwrap_or_default();
+            if let Some(plan) = plan_run(run, prev, &jumps, &handlers, locations, ops) {
+                plans.push(plan);
+            }
+        } else if ops.terminators.contains(&instr.op)
+            || ops.forward_jumps.contains(&instr.op)
+            || ops.backward_jumps.contains(&instr.op)
+        {
+            // Control leaves the run before its return: not a footer copy.
+            run_first = None;
+        }
+    }
+    if plans.is_empty() {
+        return None;
+    }
+
+    let mut new_code = code.to_vec();
+    let mut extra_handlers: Vec<Handler> = Vec::new();
+    let mut applied = false;
+    for plan in plans {
+        // Lay out the copies first: the plan applies only if every jump can reach its copy.
+        let mut at = new_code.len() / 2;
+        let mut layout = Vec::new();
+        for &(jump, copy_from) in &plan.copies {
+            let Some(retarget) = retarget(&jump, at, ops) else {
+                break;
+            };
+            layout.push((jump, copy_from, at, retarget));
+            at += plan.end - copy_from;
+        }
+        if layout.len() != plan.copies.len() {
+            continue;
+        }
+        applied = true;
+        if let Some(run) = locations.get_mut(plan.start..plan.end) {
+            run.fill(Some(plan.loc));
+        }
+        for (jump, copy_from, at, retarget) in layout {
+            let loc = locations.get(jump.instr.op_unit).copied().flatten();
+            let bytes = code.get(copy_from * 2..plan.end * 2).unwrap_or_default();
+            new_code.extend_from_slice(bytes);
+            for u in copy_from..plan.end {
+                let own = locations.get(u).copied().flatten();
+                locations.push(if u < plan.start { own } else { loc });
+                // The copy is protected like the original: same handler, depth and lasti.
+                let copied = at + (u - copy_from);
+                if let Some(h) = handlers.iter().find(|h| h.start <= u && u < h.end) {
+                    match extra_handlers.last_mut() {
+                        Some(last)
+                            if last.end == copied
+                                && last.target == h.target
+                                && last.depth_lasti == h.depth_lasti =>
+                        {
+                            last.end += 1;
+                        }
+                        _ => extra_handlers.push(Handler {
+                            start: copied,
+                            end: copied + 1,
+                            target: h.target,
+                            depth_lasti: h.depth_lasti,
+                        }),
+                    }
+                }
+            }
+            // The argument's bytes: the prefixes' then the opcode's, big-endian.
+            let n = jump.instr.arg_units();
+            for k in 0..n {
+                let unit = jump.instr.start + k;
+                let shift = 8 * (n - 1 - k);
+                if let Some(b) = new_code.get_mut(unit * 2 + 1) {
+                    *b = ((retarget.arg >> shift) & 0xff) as u8;
+                }
+            }
+            if let Some((op, filler)) = retarget.op {
+                if let Some(b) = new_code.get_mut(jump.instr.op_unit * 2) {
+                    *b = op;
+                }
+                for unit in jump.instr.op_unit + 1..jump.instr.end {
+                    if let Some(u) = new_code.get_mut(unit * 2..unit * 2 + 2) {
+                        u.copy_from_slice(&[filler, 0]);
+                    }
+                }
+            }
+        }
+    }
+    if !applied {
+        return None;
+    }
+    let mut table = exception_table.to_vec();
+    for h in &extra_handlers {
+        write_handler(&mut table, h);
+    }
+    Some((new_code, table))
+}
+
+/// How a jump is pointed at a copy of its target starting at unit `copy_at`.
+struct Retarget {
+    /// The new argument.
+    arg: usize,
+    /// A new opcode, and the opcode that fills the old one's cache units.
+    op: Option<(u8, u8)>,
+}
+
+/// How `jump` reaches a copy at `copy_at` (after all the code), if its argument bytes can hold
+/// the distance.
+fn retarget(jump: &Jump, copy_at: usize, ops: &FlowOps<'_>) -> Option<Retarget> {
+    let (base, op) = if jump.forward {
+        (jump.base, None)
+    } else if ops.terminators.contains(&jump.instr.op) {
+        let (jump_forward, nop) = ops.jump_forward?;
+        (jump.instr.op_unit + 1, Some((jump_forward, nop)))
+    } else {
+        return None;
+    };
+    let arg = copy_at.checked_sub(base)?;
+    let bits = 8 * jump.instr.arg_units();
+    (bits >= usize::BITS as usize || arg >> bits == 0).then_some(Retarget { arg, op })
+}
+
+/// The plan for the exit run `run` (whole instructions, the last a return) whose previous
+/// instruction in code order is `prev`, or `None` to leave it without a location.
+fn plan_run(
+    run: &[Instr],
+    prev: Option<&Instr>,
+    jumps: &[Jump],
+    handlers: &[Handler],
+    locations: &[Option<Location>],
+    ops: &FlowOps<'_>,
+) -> Option<Plan> {
+    let start = run.first()?.start;
+    let end = run.last()?.end;
+    if handlers.iter().any(|h| (start..end).contains(&h.target)) {
+        return None;
+    }
+    let loc_of = |i: &Instr| locations.get(i.op_unit).copied().flatten();
+    let mut into: Vec<(Jump, Location)> = Vec::new();
+    for jump in jumps {
+        let hits = (start..end).contains(&jump.lands) || (start..end).contains(&jump.target);
+        if !hits {
+            continue;
+        }
+        if jump.lands != start || jump.target > start {
+            return None;
+        }
+        into.push((*jump, loc_of(&jump.instr)?));
+    }
+    let fall = match prev {
+        Some(p) if !ops.terminators.contains(&p.op) && !ops.returns.contains(&p.op) => {
+            Some(loc_of(p)?)
+        }
+        _ => None,
+    };
+    let loc = fall.or_else(|| into.first().map(|(_, l)| *l))?;
+    let copies = into
+        .into_iter()
+        .filter(|(jump, l)| l.line != loc.line || !jump.forward)
+        .map(|(jump, _)| (jump, jump.target))
+        .collect();
+    Some(Plan {
+        start,
+        end,
+        loc,
+        copies,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPS: FlowOps<'static> = FlowOps {
+        forward_jumps: &[114, 110],
+        backward_jumps: &[140],
+        returns: &[83],
+        terminators: &[83, 110, 140],
+        extended_arg: 144,
+        for_iter: None,
+        jump_forward: Some((110, 9)),
+    };
+
+    fn at(line: i32) -> Option<Location> {
+        Some(Location {
+            line,
+            end_line: line,
+            col: Some(4),
+            end_col: Some(9),
+        })
+    }
+
+    #[test]
+    fn exception_table_roundtrips() {
+        let handlers = [
+            Handler {
+                start: 3,
+                end: 70,
+                target: 5000,
+                depth_lasti: 3,
+            },
+            Handler {
+                start: 1 << 20,
+                end: (1 << 20) + 1,
+                target: 0,
+                depth_lasti: 0,
+            },
+        ];
+        let mut table = Vec::new();
+        for h in &handlers {
+            write_handler(&mut table, h);
+        }
+        assert_eq!(parse_handlers(&table), Some(handlers.to_vec()));
+        assert_eq!(parse_handlers(&[0x01]), None);
+        assert_eq!(parse_handlers(&[0x81, 0x42]), None);
+    }
+
+    #[test]
+    fn an_exit_reached_from_two_lines_is_copied_for_the_jump() {
+        // 0: jump-if to 2 (line 2); 1: line 3, falls through; 2-3: dropped footer + return.
+        let code = [114, 1, 100, 0, 100, 0, 83, 0];
+        let mut locs = vec![at(2), at(3), None, None];
+        let dropped = [false, false, true, true];
+        let (new_code, table) =
+            locate_exits(&code, &mut locs, &dropped, &[], &OPS).expect("changed");
+        assert_eq!(new_code, [114, 3, 100, 0, 100, 0, 83, 0, 100, 0, 83, 0]);
+        assert!(table.is_empty());
+        assert_eq!(locs, [at(2), at(3), at(3), at(3), at(2), at(2)]);
+    }
+
+    #[test]
+    fn a_backward_jump_becomes_a_forward_jump_to_a_protected_copy() {
+        // 0: line 2; 1-2: dropped footer + return (protected by a handler at 5);
+        // 3: cold code on line 2 jumping back (with one cache unit); 5: handler.
+        let code = [100, 0, 100, 0, 83, 0, 140, 4, 0, 0, 119, 0];
+        let mut locs = vec![at(2), None, None, at(2), at(2), at(7)];
+        let dropped = [false, true, true, false, false, false];
+        let mut handlers = Vec::new();
+        write_handler(
+            &mut handlers,
+            &Handler {
+                start: 0,
+                end: 3,
+                target: 5,
+                depth_lasti: 1,
+            },
+        );
+        let (new_code, table) =
+            locate_exits(&code, &mut locs, &dropped, &handlers, &OPS).expect("changed");
+        // JUMP_FORWARD over its old cache (now a NOP) to unit 6.
+        assert_eq!(
+            new_code,
+            [100, 0, 100, 0, 83, 0, 110, 2, 9, 0, 119, 0, 100, 0, 83, 0]
+        );
+        assert_eq!(
+            locs,
+            [at(2), at(2), at(2), at(2), at(2), at(7), at(2), at(2)]
+        );
+        let parsed = parse_handlers(&table).expect("parses");
+        assert_eq!(
+            parsed.last(),
+            Some(&Handler {
+                start: 6,
+                end: 8,
+                target: 5,
+                depth_lasti: 1
+            })
+        );
+    }
+
+    #[test]
+    fn unlocated_predecessors_leave_the_exit_alone() {
+        let code = [100, 0, 100, 0, 83, 0];
+        let mut locs = vec![None, None, None];
+        let dropped = [false, true, true];
+        assert_eq!(locate_exits(&code, &mut locs, &dropped, &[], &OPS), None);
+        assert_eq!(locs, [None, None, None]);
+        // CPython's own unlocated return (not dropped by the map) is never touched.
+        let mut locs = vec![at(2), None, None];
+        assert_eq!(locate_exits(&code, &mut locs, &[false; 3], &[], &OPS), None);
+    }
+}
