@@ -161,8 +161,10 @@ class Timer:
 time_call: Timer
 
 class BoundCall:
-    """A call bound by ``bind_call``: it stands for its callee (``__qualname__``, ``__name__``,
-    ``__module__`` and ``str()`` are the callee's)."""
+    """A call bound by ``bind_call``; it stands for its callee.
+
+    Its ``__qualname__``, ``__name__``, ``__module__`` and ``str()`` are the callee's.
+    """
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
