@@ -397,3 +397,54 @@ def test_import_hook_keeps_the_plain_messages(tmp_path: Path):
         assert data["rewritten"], mode
         assert data["messages"] == plain["messages"], mode
         assert data["results"] == plain["results"], mode
+
+
+RECURSION_MODULE = """\
+def deep(n):
+    return deep(*[n - 1], **{}) + 1 if n else 0
+"""
+
+RECURSION_SCRIPT = """\
+import sys
+import deepmod
+from callweave import flat_profile, wrap_calls
+
+limit, layer = sys.argv[1], sys.argv[2]
+if limit != "None":
+    sys.setrecursionlimit(int(limit))
+
+
+def w(call, /, *args, **kwargs):
+    return call(*args, **kwargs)
+
+
+if layer == "profile":
+    deepmod.deep = flat_profile(time_limit=10, below_callback=None)(deepmod.deep)
+else:
+    deepmod.deep = wrap_calls(wrapper=w)(deepmod.deep)
+try:
+    deepmod.deep(10**6)
+except RecursionError:
+    print("RecursionError")
+else:
+    print("no error")
+print(deepmod.deep(50))
+"""
+
+
+@pytest.mark.parametrize("layer", ["profile", "wrap"])
+@pytest.mark.parametrize("limit", [None, 100_000])
+def test_deep_recursion_through_star_calls_never_crashes(tmp_path: Path, limit, layer):
+    """Each level adds the bound call's C frame; the timer's and the trampoline's stack guard
+    (3.11, 3.12) still turn exhaustion into RecursionError."""
+    (tmp_path / "deepmod.py").write_text(RECURSION_MODULE)
+    (tmp_path / "run.py").write_text(RECURSION_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, "run.py", str(limit), layer],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["RecursionError", "50"]
