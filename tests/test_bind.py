@@ -210,6 +210,50 @@ def test_wrapper_sees_the_callee_and_the_arguments():
     assert calls == [(target, (7,), {"z": 1})]
 
 
+def raiser(*args: Any, **kwargs: Any) -> None:
+    raise ValueError(args, kwargs)
+
+
+def c_callee_raises():
+    return raiser(
+        *[1],
+        **{"k": 2},
+    )
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_callee_errors_keep_the_plain_traceback(layer):
+    """An error from inside the callee: the caller's entry keeps the call's line and carets,
+    and no entry of callweave's is added."""
+
+    def entries(func):
+        with pytest.raises(ValueError) as info:
+            func()
+        tb = traceback.extract_tb(info.value.__traceback__)[1:]
+        return [(e.name, e.lineno, e.end_lineno, e.colno, e.end_colno) for e in tb]
+
+    plain = entries(c_callee_raises)
+    assert [e[0] for e in plain] == ["c_callee_raises", "raiser"]
+    assert entries(LAYERS[layer](c_callee_raises)) == plain
+
+
+async def atarget(*args: Any) -> tuple[Any, ...]:
+    return args
+
+
+async def awaits_star(items):
+    return await atarget(*items)
+
+
+def test_profiled_awaited_star_call():
+    import asyncio
+
+    prof = flat_profile(time_limit="1h", below_callback=None)(awaits_star)
+    assert asyncio.run(prof([1, 2])) == (1, 2)
+    (site,) = function_stats(prof.__callweave_profile__).sites
+    assert (site.callee, site.count) == ("atarget", 1)
+
+
 class Holder:
     def call(self, *args: Any) -> tuple[Any, ...]:
         return args
