@@ -297,6 +297,20 @@ mod tests {
     }
 
     #[test]
+    fn the_binder_name_is_checked_like_injected_names() {
+        assert!(Plan::default().validate().is_ok());
+        assert_eq!(Plan::default().bind, DEFAULT_BIND);
+        for bad in ["bind", "__b", "__a-b__", ""] {
+            let plan = Plan {
+                bind: bad.to_owned(),
+                ..Plan::default()
+            };
+            let err = plan.validate().expect_err(bad);
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
     fn black_and_white_lists() {
         assert!(matches!(
             CallFilter::new(false, &["a"], &["b"]),
