@@ -33,6 +33,8 @@ from callweave._compile import BUILTIN_NAMES, remap_code
 
 WRAPPER = "__callweave_wrap__"
 RULES = [_native.Rule.wrap(wrapper=WRAPPER)]
+#: Every name the rewrite injects: the wrapper and the call binder (calls with `*`, `**`).
+INJECTED = frozenset({WRAPPER, _native.BIND_NAME})
 
 
 def stdlib_files() -> list[Path]:
@@ -83,7 +85,7 @@ def fused_names(code: CodeType) -> set[str]:
     while stack:
         c = stack.pop()
         for name in (*c.co_names, *c.co_varnames, *c.co_cellvars, *c.co_freevars):
-            if "__callweave_" in name and name != WRAPPER:
+            if "__callweave_" in name and name not in INJECTED:
                 out.add(name)
         stack.extend(k for k in c.co_consts if isinstance(k, CodeType))
     return out

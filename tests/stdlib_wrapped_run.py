@@ -3,7 +3,8 @@
 With ``--wrap``, every call in every function of the named modules goes through a pass-through
 wrapper that counts calls: each module's source is rewritten with
 ``compile_rewritten(source, filename, [Rule.wrap(wrapper="__callweave_wrap__")])`` and executed
-in a fresh module whose namespace holds the wrapper. The rewriting is done by a finder placed
+in a fresh module whose namespace holds the wrapper (and the native call binder, which calls
+with ``*`` or ``**`` arguments go through). The rewriting is done by a finder placed
 first on ``sys.meta_path``, so the modules are rewritten whenever they are imported, including
 the fresh copies that ``test.support.import_helper.import_fresh_module`` makes (``test.test_json``
 imports ``json`` twice more that way, with and without ``_json``). The named modules are
@@ -60,8 +61,9 @@ class RewritingLoader(importlib.machinery.SourceFileLoader):
         return code
 
     def exec_module(self, module: ModuleType) -> None:
-        """Puts the wrapper in the module's namespace, then runs the rewritten code."""
+        """Puts the wrapper and the binder in the module's namespace, then runs the code."""
         module.__dict__[WRAPPER_NAME] = wrap
+        module.__dict__[_native.BIND_NAME] = _native.bind_call
         _loads[module.__name__] = _loads.get(module.__name__, 0) + 1
         super().exec_module(module)
 

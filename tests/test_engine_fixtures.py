@@ -2,7 +2,8 @@
 
 Each fixture defines ``main()``. It runs once as written and once rewritten (every function
 selected), and must return the same value; every position of the original code objects must
-still be present in the rewritten ones.
+still be present in the rewritten ones. Rewritten code gets the native call binder under
+``BIND`` (the name ``golden.rs`` gives it too) and Python stand-ins for the other names.
 """
 
 import importlib.util
@@ -21,6 +22,9 @@ FIXTURES = (
 )
 WRAP = sorted((FIXTURES / "wrap").glob("*.py"))
 PROFILE = sorted((FIXTURES / "profile").glob("*.py"))
+BOTH = sorted((FIXTURES / "both").glob("*.py"))
+#: The binder's name in the fixtures' rewrites: calls with `*` or `**` go through it.
+BIND = "__b__"
 
 
 def load(path, name, source, names):
@@ -54,14 +58,14 @@ def return_ranges(text):
     return out
 
 
-def run_both(path, rule, names, allowed_losses=frozenset()):
+def run_both(path, rules, names, allowed_losses=frozenset()):
     text = importlib.util.decode_source(path.read_bytes())
     original_code = compile(text, str(path), "exec", dont_inherit=True)
     plain = load(path, "fixture_plain", original_code, {})
-    result = _native.rewrite(text, [rule], BUILTIN_NAMES)
+    result = _native.rewrite(text, rules, BUILTIN_NAMES, bind=BIND)
     assert result.changed
     code = remap_code(result, compile(result.source, str(path), "exec", dont_inherit=True))
-    rewritten = load(path, "fixture_rewritten", code, names)
+    rewritten = load(path, "fixture_rewritten", code, {BIND: _native.bind_call, **names})
     # A position the rewritten code keeps on a NOP only still has its line: a stub body `...`
     # is the implicit return's location in the original, a NOP inside `try:` once rewritten.
     before, after = positions(original_code), positions(code, nops=True)
@@ -83,7 +87,7 @@ def test_wrap_fixture_runs_the_same(path):
         return call(*args, **kwargs)
 
     rule = _native.Rule.wrap(wrapper="__w__")
-    before, after, result = run_both(path, rule, {"__w__": passthrough})
+    before, after, result = run_both(path, [rule], {"__w__": passthrough})
     assert after == before
     assert seen, "no call went through the wrapper"
     assert len(result.sites) >= 1
@@ -96,8 +100,9 @@ class Record:
         self.exited = []
 
 
-@pytest.mark.parametrize("path", PROFILE, ids=lambda p: p.stem)
-def test_profile_fixture_runs_the_same(path):
+def profile_stand_ins():
+    """A profile rule with the fixtures' names, those names' Python stand-ins, and the list of
+    entered function indexes."""
     entered = []
 
     def enter(index):
@@ -150,14 +155,40 @@ def test_profile_fixture_runs_the_same(path):
         "__rs__": resume,
         "__s__": strip,
     }
+    return rule, names, entered
+
+
+@pytest.mark.parametrize("path", PROFILE, ids=lambda p: p.stem)
+def test_profile_fixture_runs_the_same(path):
+    rule, names, entered = profile_stand_ins()
     # Inside `try/finally`, CPython emits a `return`'s RETURN_VALUE (and the LOAD_CONST of a
     # constant return value) after the finally body, at that body's location: here the def
     # line. Neither can raise. Every other position must survive.
     text = importlib.util.decode_source(path.read_bytes())
-    before, after, result = run_both(path, rule, names, frozenset(return_ranges(text)))
+    before, after, result = run_both(path, [rule], names, frozenset(return_ranges(text)))
     assert after == before
     assert entered, "no profiled function was entered"
     assert len({f[4][0] for f in result.functions}) == len(result.functions)
+
+
+@pytest.mark.parametrize("path", BOTH, ids=lambda p: p.stem)
+def test_both_fixture_runs_the_same(path):
+    """A wrap layer passing sites (innermost) under a profile layer, as in ``golden.rs``."""
+    profile, names, entered = profile_stand_ins()
+    seen = []
+
+    def passthrough(call, site, /, *args, **kwargs):
+        seen.append(site)
+        return call(*args, **kwargs)
+
+    wrap = _native.Rule.wrap(wrapper="__w__", sites="__ss__")
+    names = {**names, "__w__": passthrough, "__ss__": range(1 << 20)}
+    text = importlib.util.decode_source(path.read_bytes())
+    before, after, result = run_both(path, [wrap, profile], names, frozenset(return_ranges(text)))
+    assert after == before
+    assert entered, "no profiled function was entered"
+    assert seen, "no call went through the wrapper"
+    assert set(seen) <= {s[0] for s in result.sites}
 
 
 def test_crlf_bom_and_tabs_fixtures_are_bytes_as_named():

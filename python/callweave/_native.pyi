@@ -80,7 +80,11 @@ class Rewritten:
     ) -> CodeType: ...
 
 def rewrite(
-    source: str, rules: list[Rule], builtins: frozenset[str] | set[str] | None = None
+    source: str,
+    rules: list[Rule],
+    builtins: frozenset[str] | set[str] | None = None,
+    *,
+    bind: str = "__callweave_bind__",
 ) -> Rewritten: ...
 def decode_source(bytes: bytes) -> str: ...
 def make_trampoline(
@@ -167,6 +171,25 @@ class Timer:
     ) -> Any: ...
 
 time_call: Timer
+
+class BoundCall:
+    """A call bound by ``bind_call``; it stands for its callee.
+
+    Its ``__qualname__``, ``__name__``, ``__module__`` and ``str()`` are the callee's.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+class Binder:
+    """The type of ``bind_call``: a callable with its own vectorcall slot."""
+
+    def __call__(self, k: int, outer: Any, /, *items: Any) -> BoundCall: ...
+
+#: ``bind_call(k, outer, *items)``: calls ``outer(*items, *args, **kwargs)`` when called with
+#: ``args`` and ``kwargs``, standing for ``items[k]``. Rewritten code calls it as ``BIND_NAME``
+#: for calls with ``*`` or ``**`` arguments, so CPython's unpacking errors name the callee.
+bind_call: Binder
+BIND_NAME: str
 
 def time_await(record: Record, site: int, callable: Any, /, *args: Any, **kwargs: Any) -> Any: ...
 def exit_record(record: Record, raised: bool = ..., /) -> None: ...

@@ -204,7 +204,11 @@ def wrap_calls(
         n = unique_suffix()
         wrapper_name = f"__callweave_wrap_{n}__"
         sites_name = f"__callweave_sites_{n}__" if pass_site else None
-        names: dict[str, Any] = {wrapper_name: make_trampoline(wrapper, pass_site=pass_site)}
+        names: dict[str, Any] = {
+            wrapper_name: make_trampoline(wrapper, pass_site=pass_site),
+            # Calls with `*` or `**` arguments: `bind_call(0, wrapper, f)(*a)`.
+            _native.BIND_NAME: _native.bind_call,
+        }
 
         def make_rule(at: tuple[str, int]) -> _native.Rule:
             return _native.Rule.wrap(

@@ -67,7 +67,10 @@ PAUSE_NAME = "__callweave_pause__"
 RESUME_NAME = "__callweave_resume__"
 STRIP_NAME = "__callweave_strip__"
 RECORD_NAME: str = _native.RECORD_NAME
+#: The call binder, which calls with ``*`` or ``**`` arguments go through (both layers).
+BIND_NAME: str = _native.BIND_NAME
 RUNTIME_NAMES: dict[str, Any] = {
+    BIND_NAME: _native.bind_call,
     TIMER_NAME: _native.time_call,
     ATIMER_NAME: _native.time_await,
     EXIT_NAME: _native.exit_record,

@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             filter: CallFilter::default(),
         }],
-        builtins: Default::default(),
+        ..Plan::default()
     };
     let (mut parse_best, mut rewrite_best) = (f64::MAX, f64::MAX);
     let mut sites = 0;

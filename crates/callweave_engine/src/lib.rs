@@ -23,6 +23,6 @@ pub mod source;
 mod transform;
 
 pub use error::EngineError;
-pub use plan::{CallFilter, FunctionSelector, Layer, Plan, QualnameGlobs, Rule};
+pub use plan::{CallFilter, FunctionSelector, Layer, Plan, QualnameGlobs, Rule, DEFAULT_BIND};
 pub use posmap::PositionMap;
 pub use rewrite::{rewrite, Function, Profiled, Rewrite, Site};

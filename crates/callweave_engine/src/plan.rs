@@ -211,30 +211,55 @@ pub struct Rule {
     pub filter: CallFilter,
 }
 
+/// The default global name of the call binder (see [`Plan::bind`]).
+pub const DEFAULT_BIND: &str = "__callweave_bind__";
+
 /// Everything a rewrite needs besides the source.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     /// Rules in order; where several rules route one call, the first is innermost.
     pub rules: Vec<Rule>,
     /// Names that count as builtins for `ignore_builtins` (the running Python's `builtins`).
     pub builtins: HashSet<String>,
+    /// Global name of the call binder, used for calls with `*` or `**` arguments only:
+    /// `f(*a)` routed as `OUTER(PRE..., f, POST..., *a)` is written
+    /// `BIND(k, OUTER, PRE..., f, POST...)(*a)`, `k` being `f`'s index among the arguments
+    /// after `OUTER`. `BIND` returns a callable standing for `f` (its `__qualname__`,
+    /// `__name__` and `__module__` are `f`'s) that calls `OUTER(PRE..., f, POST..., *a)`.
+    /// The call keeps the user's argument shape, so the errors CPython raises while unpacking
+    /// the arguments (`f() got multiple values for keyword argument 'a'`, `f() argument after
+    /// * must be an iterable`) name `f`, not `OUTER`.
+    pub bind: String,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            builtins: HashSet::new(),
+            bind: DEFAULT_BIND.to_owned(),
+        }
+    }
+}
+
+/// Whether `name` is a valid injected name: an identifier starting and ending with `__`.
+fn valid_injected_name(name: &str) -> bool {
+    name.len() > 4
+        && name.starts_with("__")
+        && name.ends_with("__")
+        && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+        && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
 impl Plan {
-    /// Checks the injected names of every rule.
+    /// Checks the injected names of every rule and the binder's name.
     pub fn validate(&self) -> Result<(), EngineError> {
-        for rule in &self.rules {
-            for name in rule.layer.names() {
-                let ok = name.len() > 4
-                    && name.starts_with("__")
-                    && name.ends_with("__")
-                    && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
-                    && !name.starts_with(|c: char| c.is_ascii_digit());
-                if !ok {
-                    return Err(EngineError::BadInjectedName {
-                        name: name.to_owned(),
-                    });
-                }
+        let names = self.rules.iter().flat_map(|r| r.layer.names());
+        for name in names.chain(std::iter::once(self.bind.as_str())) {
+            if !valid_injected_name(name) {
+                return Err(EngineError::BadInjectedName {
+                    name: name.to_owned(),
+                });
             }
         }
         Ok(())
@@ -268,6 +293,20 @@ mod tests {
         for bad in ["", "a..b", ".a", "a/b", "a**", "a.[b"] {
             let err = QualnameGlobs::new(&[bad]).expect_err(bad);
             assert!(err.to_string().contains(&format!("'{bad}'")), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_binder_name_is_checked_like_injected_names() {
+        assert!(Plan::default().validate().is_ok());
+        assert_eq!(Plan::default().bind, DEFAULT_BIND);
+        for bad in ["bind", "__b", "__a-b__", ""] {
+            let plan = Plan {
+                bind: bad.to_owned(),
+                ..Plan::default()
+            };
+            let err = plan.validate().expect_err(bad);
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
     }
 

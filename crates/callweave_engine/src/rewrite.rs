@@ -14,7 +14,9 @@ use crate::plan::{FunctionSelector, Layer, Plan};
 use crate::posmap::{self, PositionMap};
 use crate::source::LineIndex;
 use crate::transform::profile::{self, Layout};
-use crate::transform::wrap::{call_edits, call_location_start, simple_wrap_edits, LayerTokens};
+use crate::transform::wrap::{
+    call_edits, call_location_start, has_unpacking, simple_wrap_edits, LayerTokens,
+};
 use crate::EngineError;
 
 /// One routed call, in original coordinates (1-based lines, 0-based UTF-8 byte columns).
@@ -262,7 +264,8 @@ fn rewrite_parsed(
     for (i, routed) in collector.calls.iter().enumerate() {
         let id = u32::try_from(i).unwrap_or(u32::MAX);
         let location_start = call_location_start(routed.call, &lines, &module_imports);
-        if let [(rule, _)] = routed.layers.as_slice() {
+        let unpacking = has_unpacking(routed.call);
+        if let (false, [(rule, _)]) = (unpacking, routed.layers.as_slice()) {
             if let Some(Some(prefix)) = simple_prefix.get(*rule) {
                 simple_wrap_edits(routed.call, prefix, location_start, &mut edits);
                 sites.push(make_site(source, &lines, routed, id));
@@ -283,7 +286,8 @@ fn rewrite_parsed(
             }
             tokens.push(LayerTokens::new(layer, id, local, routed.awaited));
         }
-        edits.extend(call_edits(routed.call, &tokens, location_start));
+        let bind = unpacking.then_some(plan.bind.as_str());
+        edits.extend(call_edits(routed.call, &tokens, location_start, bind));
         sites.push(make_site(source, &lines, routed, id));
     }
 

@@ -13,34 +13,51 @@ fn all_functions() -> FunctionSelector {
     FunctionSelector::Globs(QualnameGlobs::new::<&str>(&[]).expect("the empty glob list is valid"))
 }
 
+fn profile_layer() -> Layer {
+    Layer::Profile {
+        enter: "__e__".into(),
+        exit: "__x__".into(),
+        timer: "__t__".into(),
+        atimer: "__at__".into(),
+        record: "__r__".into(),
+        pause: "__p__".into(),
+        resume: "__rs__".into(),
+        strip: "__s__".into(),
+    }
+}
+
+/// `wrap`: one wrap layer; `profile`: one profile layer; `both`: a wrap layer passing sites
+/// (innermost, as the import hook orders them) under a profile layer.
 fn plan_for(transform: &str) -> Plan {
-    let layer = match transform {
-        "wrap" => Layer::Wrap {
+    let layers = match transform {
+        "wrap" => vec![Layer::Wrap {
             wrapper: "__w__".into(),
             sites: None,
-        },
-        _ => Layer::Profile {
-            enter: "__e__".into(),
-            exit: "__x__".into(),
-            timer: "__t__".into(),
-            atimer: "__at__".into(),
-            record: "__r__".into(),
-            pause: "__p__".into(),
-            resume: "__rs__".into(),
-            strip: "__s__".into(),
-        },
+        }],
+        "both" => vec![
+            Layer::Wrap {
+                wrapper: "__w__".into(),
+                sites: Some("__ss__".into()),
+            },
+            profile_layer(),
+        ],
+        _ => vec![profile_layer()],
     };
     let builtins: HashSet<String> = ["len", "print", "range", "str", "int"]
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
     Plan {
-        rules: vec![Rule {
-            functions: all_functions(),
-            layer,
-            filter: CallFilter::default(),
-        }],
+        rules: layers
+            .into_iter()
+            .map(|layer| Rule {
+                functions: all_functions(),
+                layer,
+                filter: CallFilter::default(),
+            })
+            .collect(),
         builtins,
+        bind: "__b__".into(),
     }
 }
 
@@ -79,6 +96,13 @@ fn render(path: &std::path::Path, transform: &str) -> String {
 fn wrap_fixtures() {
     insta::glob!("fixtures/wrap/*.py", |path| {
         insta::assert_snapshot!(render(path, "wrap"));
+    });
+}
+
+#[test]
+fn both_fixtures() {
+    insta::glob!("fixtures/both/*.py", |path| {
+        insta::assert_snapshot!(render(path, "both"));
     });
 }
 

@@ -7,7 +7,7 @@ use callweave_engine::exits::{self, FlowOps};
 use callweave_engine::linetable;
 use callweave_engine::{
     rewrite, CallFilter, EngineError, FunctionSelector, Layer, Plan, PositionMap, QualnameGlobs,
-    Rewrite, Rule as EngineRule,
+    Rewrite, Rule as EngineRule, DEFAULT_BIND,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -387,18 +387,21 @@ fn remap_code_object<'py>(
 }
 
 /// Rewrites `source` with `rules` (first rule innermost); `builtins` are the names that count
-/// as builtins for `ignore_builtins`.
+/// as builtins for `ignore_builtins`; `bind` is the global name of the call binder
+/// (`bind_call`) that calls with `*` or `**` arguments use.
 #[pyfunction]
-#[pyo3(name = "rewrite", signature = (source, rules, builtins=None))]
+#[pyo3(name = "rewrite", signature = (source, rules, builtins=None, *, bind=DEFAULT_BIND.to_owned()))]
 pub(crate) fn py_rewrite(
     py: Python<'_>,
     source: &str,
     rules: Vec<PyRef<'_, Rule>>,
     builtins: Option<HashSet<String>>,
+    bind: String,
 ) -> PyResult<Rewritten> {
     let plan = Plan {
         rules: rules.iter().map(|r| r.inner.clone()).collect(),
         builtins: builtins.unwrap_or_default(),
+        bind,
     };
     // The engine is pure Rust and owns nothing of Python's: it runs without the GIL. It bounds
     // its own stack use (any thread's stack will do); a panic would be a bug in it, reported

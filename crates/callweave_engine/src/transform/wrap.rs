@@ -8,6 +8,10 @@
 //! Edits: the prefix (outer callable, its `PRE`, inner callables…) is inserted before the
 //! callee; the call's `(` becomes `, ` followed by the innermost `POST` (or disappears when
 //! nothing follows); a lone unparenthesised generator argument gets its parentheses back.
+//!
+//! A call with `*` or `**` arguments keeps its arguments instead:
+//! `BIND(k, OUTER, PRE..., C, POST...)(A)` (see [`crate::plan::Plan::bind`]), so that the
+//! errors CPython raises while unpacking `A` name the callee rather than `OUTER`.
 
 use std::collections::HashSet;
 
@@ -128,12 +132,29 @@ pub(crate) fn simple_wrap_edits<'e>(
     }
 }
 
+/// Whether `call` has a `*` or `**` argument. Such calls are routed through the plan's binder
+/// (see [`crate::plan::Plan::bind`]) so that CPython's argument-unpacking errors name the callee.
+pub(crate) fn has_unpacking(call: &ExprCall) -> bool {
+    call.arguments
+        .args
+        .iter()
+        .any(|a| matches!(a, Expr::Starred(_)))
+        || call.arguments.keywords.iter().any(|k| k.arg.is_none())
+}
+
 /// Edits routing `call` through `layers` (innermost first; must be non-empty); `location_start`
 /// is where the call's own location starts (see [`call_location_start`]).
+///
+/// With `bind` (given for calls with `*` or `**` arguments only, see [`has_unpacking`]), the
+/// call keeps its own arguments: `BIND(k, OUTER, PRE_o, ..., CALLEE, POST_innermost)(args)`,
+/// `k` being the callee's index among the tokens after `OUTER`. The inserted `)` closing the
+/// binder's call is anchored at the whole call, so both calls (the binder's and the bound
+/// one's) carry the call's original location.
 pub(crate) fn call_edits<'e>(
     call: &ExprCall,
     layers: &[LayerTokens],
     location_start: usize,
+    bind: Option<&str>,
 ) -> Vec<Edit<'e>> {
     let start = call.range().start().to_usize();
     let end = call.range().end().to_usize();
@@ -146,13 +167,13 @@ pub(crate) fn call_edits<'e>(
         whole: false,
     };
 
-    // Outermost first: OUTER(PRE_o, INNER, POST_o, PRE_i, ..., CALLEE, POST_innermost, args)
+    // Outermost first: OUTER(PRE_o, INNER, POST_o, PRE_i, ..., CALLEE, POST_innermost, args);
+    // `before` holds the tokens between `OUTER(` and the callee.
+    let mut outer = "";
     let mut before: Vec<&str> = Vec::new();
-    let mut prefix = String::new();
     for (i, layer) in layers.iter().rev().enumerate() {
         if i == 0 {
-            prefix.push_str(&layer.callable);
-            prefix.push('(');
+            outer = &layer.callable;
         } else {
             before.push(&layer.callable);
             // The outer layer's POST follows the inner callable, which is its callee.
@@ -162,22 +183,35 @@ pub(crate) fn call_edits<'e>(
         }
         before.extend(layer.pre.iter().map(String::as_str));
     }
+    let mut prefix = match bind {
+        Some(bind) => format!("{bind}({}, {outer}, ", before.len()),
+        None => format!("{outer}("),
+    };
     for token in &before {
         prefix.push_str(token);
         prefix.push_str(", ");
     }
 
     let innermost_post: &[String] = layers.first().map_or(&[], |l| l.post.as_slice());
-    let has_args = !call.arguments.args.is_empty() || !call.arguments.keywords.is_empty();
-    let lone_generator = match call.arguments.args.as_ref() {
-        [Expr::Generator(g)] => !g.parenthesized && call.arguments.keywords.is_empty(),
-        _ => false,
-    };
     let mut open = String::new();
     for token in innermost_post {
         open.push_str(", ");
         open.push_str(token);
     }
+    if bind.is_some() {
+        // The call's own `(`, arguments and `)` stay as written.
+        open.push(')');
+        return vec![
+            Edit::insert(start, prefix, whole_call),
+            Edit::insert(paren, open, whole_call),
+        ];
+    }
+
+    let has_args = !call.arguments.args.is_empty() || !call.arguments.keywords.is_empty();
+    let lone_generator = match call.arguments.args.as_ref() {
+        [Expr::Generator(g)] => !g.parenthesized && call.arguments.keywords.is_empty(),
+        _ => false,
+    };
     if has_args {
         open.push_str(", ");
     }

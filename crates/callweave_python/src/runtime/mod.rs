@@ -7,6 +7,7 @@
 //! aliased mutably. Aggregates use relaxed atomics so that reading stats needs no lock.
 
 pub(crate) mod awaits;
+pub(crate) mod bind;
 pub(crate) mod clock;
 pub(crate) mod histogram;
 pub(crate) mod names;
@@ -40,5 +41,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(clock::now_ns, m)?)?;
     timer::register(m)?;
     trampoline::register(m)?;
+    bind::register(m)?;
     Ok(())
 }
