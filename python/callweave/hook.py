@@ -94,8 +94,25 @@ EXCLUDED = (
 )
 
 _CACHE_SUFFIX = ".callweave.pyc"
-# Bumped when what the cache holds changes (2: injected names come from the source hash).
-_FORMAT = 2
+# Bumped when what the cache holds changes (2: injected names come from the source hash;
+# 3: runtime names in module globals, paused yields, unlocated entry/exit, star-call binder).
+_FORMAT = 3
+
+
+def _build_id() -> str:
+    """Identifies the installed native engine (its file's size and modification time).
+
+    A rebuilt extension, such as a development build that changed the rewrite without
+    changing the version, never reads another build's cache entries.
+    """
+    try:
+        st = os.stat(_native.__file__)
+    except (OSError, AttributeError, TypeError):
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+_BUILD_ID = _build_id()
 
 _lock = threading.Lock()
 _counters = {"rewritten": 0, "cache_hits": 0, "fallbacks": 0}
@@ -319,6 +336,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         parts = [
             fullname,
             _native.__version__,
+            _BUILD_ID,
             str(_FORMAT),
             self._finder.rules_hash(fullname),
             str(sys.flags.optimize),
