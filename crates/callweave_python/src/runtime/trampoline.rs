@@ -468,7 +468,7 @@ unsafe extern "C-unwind" fn trampoline_call(
 /// The trampoline type, created at module init.
 static TRAMPOLINE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
 
-unsafe extern "C" fn traverse(
+unsafe extern "C-unwind" fn traverse(
     slf: *mut ffi::PyObject,
     visit: ffi::visitproc,
     arg: *mut c_void,
@@ -489,7 +489,7 @@ unsafe extern "C" fn traverse(
     }
 }
 
-unsafe extern "C" fn clear(slf: *mut ffi::PyObject) -> c_int {
+unsafe extern "C-unwind" fn clear(slf: *mut ffi::PyObject) -> c_int {
     // SAFETY: `slf` is a trampoline; each field is set to NULL before its reference is dropped.
     unsafe {
         let t = &mut *slf.cast::<TrampolineObject>();
@@ -501,7 +501,7 @@ unsafe extern "C" fn clear(slf: *mut ffi::PyObject) -> c_int {
     0
 }
 
-unsafe extern "C" fn dealloc(slf: *mut ffi::PyObject) {
+unsafe extern "C-unwind" fn dealloc(slf: *mut ffi::PyObject) {
     // SAFETY: `slf` is a trampoline whose reference count reached zero.
     unsafe {
         ffi::PyObject_GC_UnTrack(slf.cast());
@@ -516,7 +516,7 @@ unsafe extern "C" fn dealloc(slf: *mut ffi::PyObject) {
     }
 }
 
-unsafe extern "C" fn repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+unsafe extern "C-unwind" fn repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: `slf` is a trampoline.
     unsafe {
         let t = &*slf.cast::<TrampolineObject>();
@@ -530,7 +530,7 @@ unsafe extern "C" fn repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
 /// Attribute reads: the trampoline stands for the wrapper, so `__name__`, `__qualname__`,
 /// `__module__` and `__doc__` are the wrapper's, and so is any attribute the trampoline lacks
 /// (an outer wrapper of stacked rules sees the inner trampoline as its callee).
-unsafe extern "C" fn getattro(
+unsafe extern "C-unwind" fn getattro(
     slf: *mut ffi::PyObject,
     name: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
