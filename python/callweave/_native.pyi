@@ -163,15 +163,6 @@ class Record:
 class AwaitTimer:
     """The awaitable returned by ``time_await``."""
 
-class Timer:
-    """The type of ``time_call``: a callable with its own vectorcall slot."""
-
-    def __call__(
-        self, record: Record, site: int, callable: Any, /, *args: Any, **kwargs: Any
-    ) -> Any: ...
-
-time_call: Timer
-
 class BoundCall:
     """A call bound by ``bind_call``; it stands for its callee.
 
@@ -191,6 +182,7 @@ class Binder:
 bind_call: Binder
 BIND_NAME: str
 
+def time_call(record: Record, site: int, callable: Any, /, *args: Any, **kwargs: Any) -> Any: ...
 def time_await(record: Record, site: int, callable: Any, /, *args: Any, **kwargs: Any) -> Any: ...
 def exit_record(record: Record, raised: bool = ..., /) -> None: ...
 def pause_record(record: Record, value: Any, /) -> Any:

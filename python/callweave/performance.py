@@ -4,14 +4,30 @@
 plain, with ``wrap_calls`` and a pass-through wrapper, and with ``flat_profile`` with no
 callback, with the default below callback, and with the default above callback. Variants run
 round-robin, round by round, and medians are reported, so machine noise hits all alike.
+
+It then measures the costs that DESIGN.md's performance budget sets against an untimed C-level
+forward, ``operator.call(f, x)``, side by side in one run (``--forward-only`` runs just this
+part; ``--rounds R`` and ``--calls N`` size it): a loop calling ``f(x)`` plain, through
+``operator.call``, and timed inside a ``flat_profile`` function (``time_call(record, 0, f,
+x)``), and a loop calling an empty function plain and profiled (entry + exit + limit check, no
+callback). Rounds are interleaved, the starting variant rotating, and the best round of each
+variant is kept (the least disturbed by the rest of the machine); the added cost of each is
+printed as a ratio to ``operator.call``'s added cost, and the same ratio from each variant's
+10th-percentile round as a check on noise (on a loaded machine medians mostly measure the load).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
+import platform
 import statistics
+import sys
 import timeit
+from collections.abc import Callable
+from operator import call
+from time import perf_counter_ns
 
 from callweave import flat_profile, wrap_calls
 
@@ -115,6 +131,95 @@ VARIANTS = {
 }
 
 
+def target(x):  # noqa: D103
+    return x
+
+
+def loop_plain(n, x):  # noqa: D103
+    for _ in range(n):
+        target(x)
+
+
+def loop_operator_call(n, x):  # noqa: D103
+    for _ in range(n):
+        call(target, x)
+
+
+@flat_profile(time_limit=100, below_callback=None)
+def loop_timed(n, x):  # noqa: D103
+    for _ in range(n):
+        target(x)
+
+
+def loop_empty_plain(n, x):  # noqa: D103
+    for _ in range(n):
+        empty_plain()
+
+
+def loop_empty_profiled(n, x):  # noqa: D103
+    for _ in range(n):
+        empty_profiled()
+
+
+FORWARD_VARIANTS: dict[str, Callable[[int, object], None]] = {
+    "f(x), plain": loop_plain,
+    "operator.call(f, x)": loop_operator_call,
+    "f(x), timed (flat_profile)": loop_timed,
+    "empty(), plain": loop_empty_plain,
+    "empty(), flat_profile": loop_empty_profiled,
+}
+
+
+def measure_forward(rounds: int, calls: int) -> dict[str, list[float]]:
+    """Nanoseconds per call of each forward variant, one sample per round, interleaved."""
+    samples: dict[str, list[float]] = {name: [] for name in FORWARD_VARIANTS}
+    items = list(FORWARD_VARIANTS.items())
+    for _, loop in items:  # warm-up: specialisation, caches
+        loop(calls, 1)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            for i in range(len(items)):
+                name, loop = items[(r + i) % len(items)]
+                start = perf_counter_ns()
+                loop(calls, 1)
+                samples[name].append((perf_counter_ns() - start) / calls)
+    finally:
+        if enabled:
+            gc.enable()
+    return samples
+
+
+def report_forward(samples: dict[str, list[float]], rounds: int, calls: int) -> None:
+    """Prints the forward comparison: best ns per call and added costs against operator.call."""
+    best = {name: min(v) for name, v in samples.items()}
+    print(
+        f"Python {platform.python_version()} ({sys.executable}); "
+        f"{rounds} interleaved rounds x {calls:,} calls; best round per variant"
+    )
+    for name, ns in best.items():
+        print(f"  {name:30s} {ns:8.2f} ns per call")
+
+    p10 = {name: sorted(v)[len(v) // 10] for name, v in samples.items()}
+
+    def added(variant: str, base: str) -> tuple[float, float]:
+        return best[variant] - best[base], p10[variant] - p10[base]
+
+    fwd, fwd_med = added("operator.call(f, x)", "f(x), plain")
+    print()
+    print(f"  {'added cost':30s} {'ns':>8s} {'/ operator.call':>16s} {'(10th pct)':>10s}")
+    print(f"  {'operator.call forward':30s} {fwd:8.2f} {1.0:16.2f} {1.0:10.2f}")
+    for label, (value, value_med) in (
+        ("timed call (time_call)", added("f(x), timed (flat_profile)", "f(x), plain")),
+        ("entry + exit + limit check", added("empty(), flat_profile", "empty(), plain")),
+    ):
+        r = value / fwd if fwd > 0 else float("nan")
+        r_med = value_med / fwd_med if fwd_med > 0 else float("nan")
+        print(f"  {label:30s} {value:8.2f} {r:16.2f} {r_med:10.2f}")
+    print("  (budget, DESIGN.md: each <= 2x operator.call)")
+
+
 def measure(number: int, repeat: int) -> dict[str, float]:
     """Median microseconds per invocation of each variant, round-robin over ``repeat`` rounds."""
     samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
@@ -129,7 +234,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--number", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=500, help="rounds of the forward part")
+    parser.add_argument("--calls", type=int, default=5_000, help="calls per forward round")
+    parser.add_argument(
+        "--forward-only", action="store_true", help="only the comparison with operator.call"
+    )
     args = parser.parse_args()
+    if args.forward_only:
+        report_forward(measure_forward(args.rounds, args.calls), args.rounds, args.calls)
+        return
     # The above/below defaults log; keep the measurement about the profiler, not the console.
     logging.getLogger("callweave.profiler").addHandler(logging.NullHandler())
     logging.getLogger("callweave.profiler").propagate = False
@@ -148,6 +261,8 @@ def main() -> None:
     print(f"flat_profile entry + exit + check:    {entry:.4f} us")
     print(f"default below callback costs:         {below:.4f} us")
     print(f"default above callback costs:         {above:.4f} us")
+    print()
+    report_forward(measure_forward(args.rounds, args.calls), args.rounds, args.calls)
 
 
 if __name__ == "__main__":

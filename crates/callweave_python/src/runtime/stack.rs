@@ -105,13 +105,24 @@ pub(crate) fn take_unit(counter: *mut c_int) {
     }
 }
 
+/// Whether the timer must check the C stack (3.11; 3.12 when it gives budget back): fixed at
+/// module init, so the branch on it is always predicted.
+#[inline(always)]
+pub(crate) fn guarded() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 /// Whether the current thread (whose state is `t`) is about to run out of C stack (always
-/// false from 3.12).
+/// false where the guard is off).
 #[inline(always)]
 pub(crate) fn exhausted(t: &PerThread) -> bool {
-    if !ENABLED.load(Ordering::Relaxed) {
-        return false;
-    }
+    guarded() && below_bound(t)
+}
+
+/// Whether the current thread (whose state is `t`) is about to run out of C stack, for a
+/// caller that has checked [`guarded`].
+#[inline(always)]
+pub(crate) fn below_bound(t: &PerThread) -> bool {
     let marker = 0u8;
     let here = std::hint::black_box(std::ptr::from_ref(&marker)) as usize;
     let mut lowest = t.stack_lowest.get();

@@ -4,6 +4,12 @@
 //! holds no guard with a destructor (see the unwinding invariant in `timer.rs`).
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether any above/below callback has finished in this process, on any thread. Until one
+/// has, every thread's callback counter is 0, so timed spans skip the thread-local read.
+/// Invariant: the flag is set before any counter first grows (both under the GIL).
+static CALLBACKS_RAN: AtomicBool = AtomicBool::new(false);
 
 /// One thread's runtime state.
 pub(crate) struct PerThread {
@@ -32,15 +38,26 @@ pub(crate) fn with<R>(f: impl FnOnce(&PerThread) -> R) -> R {
     STATE.with(f)
 }
 
-/// This thread's cumulative callback ticks.
+/// Whether any callback has finished yet (if not, every thread's callback ticks are 0).
+#[inline(always)]
+pub(crate) fn callbacks_ran() -> bool {
+    CALLBACKS_RAN.load(Ordering::Relaxed)
+}
+
+/// This thread's cumulative callback ticks (no thread-local read until a callback has run).
 #[inline(always)]
 pub(crate) fn callback_ticks() -> u64 {
-    with(|t| t.callback_ticks.get())
+    if callbacks_ran() {
+        with(|t| t.callback_ticks.get())
+    } else {
+        0
+    }
 }
 
 /// Adds `t` ticks to this thread's callback counter.
 #[inline]
 pub(crate) fn add_callback_ticks(ticks: u64) {
+    CALLBACKS_RAN.store(true, Ordering::Relaxed);
     with(|t| {
         t.callback_ticks
             .set(t.callback_ticks.get().wrapping_add(ticks))

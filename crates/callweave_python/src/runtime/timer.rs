@@ -4,14 +4,23 @@
 //! `PyObject_Vectorcall` (no tuple or dict is built) and adds the elapsed ticks to the
 //! record's site.
 //!
-//! `time_call` is an instance of a small static type with its own vectorcall slot rather than
-//! a builtin function: CPython's builtin functions enter `Py_EnterRecursiveCall` on every call,
-//! which on 3.12+ costs a unit of the C recursion budget on top of the unit the callee's
-//! evaluation loop costs, so a profiled recursion stopped at half the depth of a plain one
-//! (749 levels on 3.12). Calling the timer object costs no unit. On 3.12 the evaluation loop
-//! itself still costs two units per entry, one of which the timer gives back; on 3.11, which
-//! has no C-stack check, and on 3.12, the timer checks the remaining stack itself
-//! (`stack.rs`).
+//! `time_call` is a builtin function (`METH_FASTCALL | METH_KEYWORDS`), so that CPython's
+//! specialising interpreter calls it through its builtin-call fast path
+//! (`CALL_BUILTIN_FAST_WITH_KEYWORDS`: the C function is called directly, with no recursion
+//! check of its own). An object of a static type with a vectorcall slot, tried before, takes
+//! the generic call path (`PyObject_Vectorcall`, result check), which cost 3–8 ns more per
+//! timed call. The builtin's own vectorcall, used where the interpreter does not specialise
+//! (tracers, profilers, 3.13's `CALL_KW`, C callers), is replaced by one without CPython's
+//! `Py_EnterRecursiveCall` (`time_call_vectorcall`), so no path charges the timer a recursion
+//! unit: a Python callee's evaluation loop checks the recursion limit (and, from 3.12, the C
+//! recursion budget) on entry as for any C caller; on 3.12 that loop costs two units per
+//! entry, one of which the timer gives back; on 3.11, which has no C-stack check, and on 3.12,
+//! the timer checks the remaining stack itself (`stack.rs`).
+//!
+//! The hot path reads no thread-local on 3.13 until some callback has run
+//! (`thread::callbacks_ran`), decodes the site index of a small `int` inline, and counts the
+//! call with an inlined update of the record's site; everything else (errors, custom
+//! callbacks' per-call lists) is out of line.
 //!
 //! # Unwinding invariant
 //! At interpreter exit CPython 3.11–3.13 ends a daemon thread that tries to take the GIL with
@@ -28,7 +37,7 @@
 //! convention, and only CPython calls them.
 
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyIndexError, PyTypeError};
@@ -59,13 +68,6 @@ struct PyTracebackObject {
     ob_base: ffi::PyObject,
     tb_next: *mut ffi::PyObject,
     tb_frame: *mut ffi::PyObject,
-}
-
-/// An instance of the timer type: a vectorcall slot and nothing else.
-#[repr(C)]
-struct TimerObject {
-    ob_base: ffi::PyObject,
-    vectorcall: VectorcallUnwind,
 }
 
 type VectorcallUnwind = unsafe extern "C-unwind" fn(
@@ -120,16 +122,15 @@ static RECORD_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null
 /// the record without touching its reference count.
 static RECORD_OFFSET: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-/// Method definitions (and the timer type's tables) must outlive every object made from them.
+/// Method definitions must outlive every function object made from them.
 struct Defs {
+    call: ffi::PyMethodDef,
     exit: ffi::PyMethodDef,
     atime: ffi::PyMethodDef,
     pause: ffi::PyMethodDef,
     resume: ffi::PyMethodDef,
     strip: ffi::PyMethodDef,
     enter: ffi::PyMethodDef,
-    timer_members: [ffi::PyMemberDef; 2],
-    timer_slots: [ffi::PyType_Slot; 4],
 }
 // SAFETY: the definitions are immutable after creation; CPython only reads them.
 unsafe impl Sync for Defs {}
@@ -137,10 +138,14 @@ unsafe impl Send for Defs {}
 
 static DEFS: OnceLock<Defs> = OnceLock::new();
 
-const TIMER_DOC: &std::ffi::CStr = c"time_call(record, site, callable, /, *args, **kwargs)\n--\n\nCalls callable(*args, **kwargs) and adds its duration to the record's site.";
-
 fn defs() -> &'static Defs {
     DEFS.get_or_init(|| Defs {
+        call: ffi::PyMethodDef {
+            ml_name: c"time_call".as_ptr(),
+            ml_meth: fast_kw(time_call),
+            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            ml_doc: c"time_call(record, site, callable, /, *args, **kwargs)\n--\n\nCalls callable(*args, **kwargs) and adds its duration to the record's site.".as_ptr(),
+        },
         exit: ffi::PyMethodDef {
             ml_name: c"exit_record".as_ptr(),
             ml_meth: fast(exit_record),
@@ -177,69 +182,7 @@ fn defs() -> &'static Defs {
             ml_flags: ffi::METH_O,
             ml_doc: c"enter(index, /)\n--\n\nStarts an invocation record of the table's function number index.".as_ptr(),
         },
-        timer_members: [
-            ffi::PyMemberDef {
-                name: c"__vectorcalloffset__".as_ptr(),
-                type_code: ffi::Py_T_PYSSIZET,
-                offset: std::mem::offset_of!(TimerObject, vectorcall) as ffi::Py_ssize_t,
-                flags: ffi::Py_READONLY,
-                doc: std::ptr::null(),
-            },
-            ffi::PyMemberDef {
-                name: std::ptr::null(),
-                type_code: 0,
-                offset: 0,
-                flags: 0,
-                doc: std::ptr::null(),
-            },
-        ],
-        timer_slots: [
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_call,
-                pfunc: ffi::PyVectorcall_Call as *mut std::ffi::c_void,
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_doc,
-                pfunc: TIMER_DOC.as_ptr().cast_mut().cast(),
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_members,
-                pfunc: std::ptr::null_mut(), // set in `timer_type` (needs the 'static address)
-            },
-            ffi::PyType_Slot {
-                slot: 0,
-                pfunc: std::ptr::null_mut(),
-            },
-        ],
     })
-}
-
-/// Creates the timer type and its one instance, `time_call`.
-fn make_timer(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    let d = defs();
-    let mut slots = d.timer_slots;
-    slots[2].pfunc = d.timer_members.as_ptr().cast_mut().cast();
-    // PyType_FromSpec copies the slots (and the member table's contents it needs) into the
-    // new type; the members array itself is 'static.
-    let mut spec = ffi::PyType_Spec {
-        name: c"callweave._native.Timer".as_ptr(),
-        basicsize: std::mem::size_of::<TimerObject>() as std::ffi::c_int,
-        itemsize: 0,
-        flags: (ffi::Py_TPFLAGS_DEFAULT
-            | ffi::Py_TPFLAGS_HAVE_VECTORCALL
-            | ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION
-            | ffi::Py_TPFLAGS_IMMUTABLETYPE) as std::ffi::c_uint,
-        slots: slots.as_mut_ptr(),
-    };
-    // SAFETY: a valid spec; the GIL is held.
-    let ty = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(&mut spec))? };
-    // SAFETY: `ty` is the timer type; a fresh instance is zeroed apart from its header.
-    unsafe {
-        let obj = ffi::PyType_GenericAlloc(ty.as_ptr().cast(), 0);
-        let obj = Bound::from_owned_ptr_or_err(py, obj)?;
-        (*obj.as_ptr().cast::<TimerObject>()).vectorcall = time_call;
-        Ok(obj)
-    }
 }
 
 /// Adds the entry points to the module and caches the record type.
@@ -255,9 +198,10 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .filter(|&o| o < 4096)
         .ok_or_else(|| pyo3::exceptions::PyImportError::new_err("unexpected Record layout"))?;
     RECORD_OFFSET.store(offset, Ordering::Release);
-    m.add("time_call", make_timer(py)?)?;
+    INT_LAYOUT.store(int_layout(py), Ordering::Relaxed);
     m.add("RECORD_NAME", RECORD_NAME)?;
     let d = defs();
+    m.add("time_call", make_time_call(py)?)?;
     for def in [&d.exit, &d.atime, &d.pause, &d.resume, &d.strip] {
         // SAFETY: `def` is 'static; a NULL self makes a plain module-level function.
         let f = unsafe {
@@ -276,6 +220,40 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add(name.as_str(), f)?;
     }
     Ok(())
+}
+
+/// The `time_call` builtin, with its generic-path vectorcall replaced (see
+/// [`time_call_vectorcall`]) where `PyCFunctionObject`'s layout is the one CPython's own type
+/// declares (its `tp_vectorcall_offset` names our `vectorcall` field).
+fn make_time_call(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let def = &defs().call;
+    // SAFETY: `def` is 'static; a NULL self makes a plain module-level function.
+    let f = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyCFunction_NewEx(
+                std::ptr::from_ref(def).cast_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            ),
+        )?
+    };
+    let field = std::mem::offset_of!(ffi::PyCFunctionObject, vectorcall);
+    // SAFETY: reading a field of a static type object; GIL held.
+    let declared = unsafe { (*std::ptr::addr_of!(ffi::PyCFunction_Type)).tp_vectorcall_offset };
+    if usize::try_from(declared).ok() == Some(field)
+        && unsafe { ffi::Py_TYPE(f.as_ptr()) } == std::ptr::addr_of_mut!(ffi::PyCFunction_Type)
+    {
+        // SAFETY: `f` is a fresh `PyCFunctionObject` (exact type checked) that nothing else
+        // has seen yet; the field is its vectorcall pointer (offset checked above). The
+        // C-unwind function is stored with the C ABI's pointer type (unwinding invariant).
+        unsafe {
+            let vectorcall =
+                std::mem::transmute::<VectorcallUnwind, ffi::vectorcallfunc>(time_call_vectorcall);
+            (*f.as_ptr().cast::<ffi::PyCFunctionObject>()).vectorcall = Some(vectorcall);
+        }
+    }
+    Ok(f)
 }
 
 /// The entry callable of a table: a C function whose `self` is the table.
@@ -299,10 +277,128 @@ fn raise<E: PyTypeInfo>(py: Python<'_>, msg: String) -> *mut ffi::PyObject {
     std::ptr::null_mut()
 }
 
-/// Checks the timer's leading arguments; returns the record, the site index and the callable.
+/// How `int` objects store a small value, found at module init (`int_layout`): 0 when the
+/// inline decoding is off (every site index goes through `PyLong_AsSsize_t`).
+static INT_LAYOUT: AtomicU8 = AtomicU8::new(0);
+/// 3.11: `ob_size` (number of digits, negative for negative values) then the digits.
+const INT_OB_SIZE: u8 = 1;
+/// 3.12+: `lv_tag` (digits << 3 | sign bits: 0 positive, 1 zero, 2 negative) then the digits.
+const INT_LV_TAG: u8 = 2;
+
+/// The value of a non-negative one-digit `int` (or 0) read inline, or None for anything else
+/// (other types, bools, big or negative ints, unknown layout): the caller then takes the
+/// general path. The word after the object header and the first 30-bit digit after it are
+/// CPython's `PyLongObject` layout for 3.11 (`ob_size`) and 3.12–3.13 (`lv_tag`), checked
+/// against `PyLong_AsSsize_t` at init.
+///
+/// # Safety
+/// `obj` must be a valid object pointer.
+#[inline(always)]
+unsafe fn small_index(obj: *mut ffi::PyObject) -> Option<usize> {
+    // SAFETY: `obj` is valid; an exact `int` has at least one word and one digit after its
+    // header (CPython allocates a digit even for zero).
+    unsafe {
+        if ffi::Py_TYPE(obj) != std::ptr::addr_of_mut!(ffi::PyLong_Type) {
+            return None;
+        }
+        let body = obj.cast::<u8>().add(std::mem::size_of::<ffi::PyObject>());
+        let word = body.cast::<isize>().read();
+        let digit = body.add(std::mem::size_of::<isize>()).cast::<u32>().read() as usize;
+        match (INT_LAYOUT.load(Ordering::Relaxed), word) {
+            (INT_OB_SIZE, 0) | (INT_LV_TAG, 1) => Some(0),
+            (INT_OB_SIZE, 1) | (INT_LV_TAG, 8) => Some(digit),
+            _ => None,
+        }
+    }
+}
+
+/// Picks the inline `int` layout for this interpreter and checks it on sample values; 0 (off)
+/// unless digits are 30 bits in 4 bytes and every sample decodes to its value.
+fn int_layout(py: Python<'_>) -> u8 {
+    let digits_ok = py
+        .import("sys")
+        .and_then(|sys| sys.getattr("int_info"))
+        .and_then(|info| {
+            Ok((
+                info.getattr("bits_per_digit")?.extract::<u32>()?,
+                info.getattr("sizeof_digit")?.extract::<u32>()?,
+            ))
+        })
+        .is_ok_and(|d| d == (30, 4));
+    let layout = match (py.version_info().major, py.version_info().minor) {
+        (3, 11) => INT_OB_SIZE,
+        (3, 12..) => INT_LV_TAG,
+        _ => 0,
+    };
+    if !digits_ok || layout == 0 {
+        return 0;
+    }
+    INT_LAYOUT.store(layout, Ordering::Relaxed);
+    let samples: [i64; 9] = [0, 1, 2, 255, 256, 1000, 65_535, (1 << 30) - 1, 1 << 30];
+    let ok = samples.iter().all(|&v| {
+        // SAFETY: GIL held; a new reference, released below.
+        unsafe {
+            let obj = ffi::PyLong_FromLongLong(v);
+            if obj.is_null() {
+                ffi::PyErr_Clear();
+                return false;
+            }
+            let got = small_index(obj);
+            ffi::Py_DECREF(obj);
+            // Values of one digit decode; larger ones are left to the general path.
+            got == (v < (1 << 30)).then_some(v as usize)
+        }
+    });
+    INT_LAYOUT.store(0, Ordering::Relaxed);
+    if ok {
+        layout
+    } else {
+        0
+    }
+}
+
+/// The record whose object is `rec`, without touching its reference count.
+///
+/// # Safety
+/// `rec` must be a `Record` object (type checked by the caller), alive while the reference is
+/// used (the caller's frame holds it for the whole call).
+#[inline(always)]
+unsafe fn record_at<'a>(rec: *mut ffi::PyObject) -> &'a Record {
+    // SAFETY: a Record's value sits at RECORD_OFFSET in its object (measured at init).
+    unsafe { &*((rec as usize + RECORD_OFFSET.load(Ordering::Relaxed)) as *const Record) }
+}
+
+/// The timer's leading arguments as rewritten code passes them (a record, a small site index,
+/// a callable), or None for anything else.
+///
+/// # Safety
+/// `args` must point to `nargs` valid object pointers.
+#[inline(always)]
+unsafe fn unpack_fast<'a>(
+    args: *const *mut ffi::PyObject,
+    nargs: isize,
+) -> Option<(&'a Record, usize, *mut ffi::PyObject)> {
+    if nargs < 3 {
+        return None;
+    }
+    // SAFETY: nargs >= 3; valid object pointers.
+    unsafe {
+        let rec = *args;
+        if ffi::Py_TYPE(rec) != RECORD_TYPE.load(Ordering::Relaxed) {
+            return None;
+        }
+        let site = small_index(*args.add(1))?;
+        Some((record_at(rec), site, *args.add(2)))
+    }
+}
+
+/// Checks the timer's leading arguments; returns the record, the site index and the callable,
+/// or None with a TypeError, IndexError or OverflowError set.
 ///
 /// # Safety
 /// `args` must point to `nargs` valid object pointers and the GIL must be held.
+#[cold]
+#[inline(never)]
 unsafe fn unpack<'a>(
     py: Python<'a>,
     name: &str,
@@ -326,12 +422,8 @@ unsafe fn unpack<'a>(
         );
         return None;
     }
-    // SAFETY: the type check above makes this cast valid; the record outlives this call since
-    // the caller's frame holds it.
-    // SAFETY: `rec` is a Record (checked above) whose value sits at RECORD_OFFSET; the caller's
-    // frame holds it for the whole call.
-    let record: &'a Record =
-        unsafe { &*((rec as usize + RECORD_OFFSET.load(Ordering::Relaxed)) as *const Record) };
+    // SAFETY: `rec` is a Record (checked above), held by the caller's frame.
+    let record = unsafe { record_at(rec) };
     // SAFETY: `site` is a valid object pointer.
     let index = unsafe { ffi::PyLong_AsSsize_t(site) };
     if index < 0 {
@@ -343,16 +435,54 @@ unsafe fn unpack<'a>(
     Some((record, index as usize, callable))
 }
 
-/// Calls `callable` with the timer's arguments after the first three, untouched; returns the
-/// result (NULL with an error set on failure) and the clock readings before and after, less
-/// the time this thread spent in above/below callbacks meanwhile (a nested profiled
-/// function's callback runs inside this call and is not the callee's time).
+/// Calls `callable` with the timer's arguments after the first three, untouched, between two
+/// clock readings; returns the result (NULL with an error set on failure) and the readings
+/// before and after, the latter less the time this thread spent in above/below callbacks
+/// meanwhile (a nested profiled function's callback runs inside this call and is not the
+/// callee's time). `t` is this thread's state when the caller has it; without it the callback
+/// counter is read only if a callback has ever run: until then every thread's count is 0.
+///
+/// # Safety
+/// As for [`forward`].
+#[inline(always)]
+unsafe fn call_between_readings(
+    t: Option<&thread::PerThread>,
+    callable: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: isize,
+    kwnames: *mut ffi::PyObject,
+) -> (*mut ffi::PyObject, u64, u64) {
+    let callbacks = t.map_or(0, |t| t.callback_ticks.get());
+    let start = ticks();
+    // SAFETY: args[3..] are the caller's arguments; the offset flag lets the callee borrow
+    // args[2] (the callable slot) temporarily. `t` stays valid across the call: it is this
+    // thread's state, and the thread is the same when the call returns.
+    let result = unsafe {
+        ffi::PyObject_Vectorcall(
+            callable,
+            args.add(3),
+            (nargs - 3) as usize | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+            kwnames,
+        )
+    };
+    let end = ticks();
+    let in_callbacks = match t {
+        Some(t) => t.callback_ticks.get().wrapping_sub(callbacks),
+        // `callbacks` is 0 here, exactly this thread's count when no callback had run yet.
+        None => thread::callback_ticks(),
+    };
+    (result, start, end.saturating_sub(in_callbacks).max(start))
+}
+
+/// Calls `callable` with the timer's arguments after the first three and times it (see
+/// [`call_between_readings`]).
 ///
 /// No recursion counter of our own: a Python callee's evaluation loop checks the recursion
 /// limit (and, from 3.12, the C recursion budget) on entry, exactly as for any C caller, so
 /// deep recursion through the timer raises RecursionError; counting here too would halve the
 /// depth. On 3.11 and 3.12 the remaining C stack is checked as well, and on 3.12 one unit of
-/// the evaluation loop's two is given back for the call (`stack.rs`).
+/// the evaluation loop's two is given back for the call (`stack.rs`). On 3.13 nothing
+/// per-thread is read until a callback has run.
 ///
 /// # Safety
 /// The GIL must be held; `args` must hold `nargs` (>= 3) positional arguments followed by the
@@ -364,52 +494,75 @@ unsafe fn forward(
     nargs: isize,
     kwnames: *mut ffi::PyObject,
 ) -> (*mut ffi::PyObject, u64, u64) {
-    thread::with(|t| {
-        if stack::exhausted(t) {
-            // SAFETY: GIL held.
-            unsafe {
-                ffi::PyErr_SetString(
-                    ffi::PyExc_RecursionError,
-                    c"maximum recursion depth exceeded while calling a Python object (C stack nearly exhausted)".as_ptr(),
-                );
+    if stack::guarded() {
+        thread::with(|t| {
+            if stack::below_bound(t) {
+                // SAFETY: GIL held.
+                unsafe {
+                    ffi::PyErr_SetString(
+                        ffi::PyExc_RecursionError,
+                        c"maximum recursion depth exceeded while calling a Python object (C stack nearly exhausted)".as_ptr(),
+                    );
+                }
+                return (std::ptr::null_mut(), 0, 0);
             }
-            return (std::ptr::null_mut(), 0, 0);
-        }
-        let unit = stack::give_unit();
-        let callbacks = t.callback_ticks.get();
-        let start = ticks();
-        // SAFETY: args[3..] are the caller's arguments; the offset flag lets the callee borrow
-        // args[2] (the callable slot) temporarily. `t` stays valid across the call: it is this
-        // thread's state, and the thread is the same when the call returns.
-        let result = unsafe {
-            ffi::PyObject_Vectorcall(
-                callable,
-                args.add(3),
-                (nargs - 3) as usize | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
-                kwnames,
-            )
-        };
-        let end = ticks();
-        stack::take_unit(unit);
-        let in_callbacks = t.callback_ticks.get().wrapping_sub(callbacks);
-        (result, start, end.saturating_sub(in_callbacks).max(start))
-    })
+            let unit = stack::give_unit();
+            // SAFETY: guaranteed by the caller.
+            let timed = unsafe { call_between_readings(Some(t), callable, args, nargs, kwnames) };
+            stack::take_unit(unit);
+            timed
+        })
+    } else if thread::callbacks_ran() {
+        // SAFETY: guaranteed by the caller.
+        thread::with(|t| unsafe { call_between_readings(Some(t), callable, args, nargs, kwnames) })
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { call_between_readings(None, callable, args, nargs, kwnames) }
+    }
 }
 
-/// `time_call(record, site, callable, *args, **kwargs)`: the timer object's vectorcall.
-unsafe extern "C-unwind" fn time_call(
-    _timer: *mut ffi::PyObject,
+/// `time_call` called through its object rather than by the interpreter's builtin-call fast
+/// path (a call site not yet specialised, a tracer or profiler deoptimising calls, 3.13's
+/// `CALL_KW`, C code): CPython's own vectorcall for builtins would enter
+/// `Py_EnterRecursiveCall` first, which costs a unit of the recursion limit (3.11) or of the C
+/// recursion budget (3.12+) per timed call, so a profiled recursion under a tracer stopped at
+/// half the plain depth (499 levels on 3.11, 749 under a profile function on 3.12). This one
+/// calls the timer directly: the callee's evaluation loop does the accounting, as on the fast
+/// path.
+unsafe extern "C-unwind" fn time_call_vectorcall(
+    _func: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargsf: usize,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls this with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    let nargs = unsafe { ffi::PyVectorcall_NARGS(nargsf) };
-    let Some((record, site, callable)) = (unsafe { unpack(py, "time_call", args, nargs) }) else {
+    // SAFETY: CPython's vectorcall protocol; GIL held.
+    unsafe {
+        time_call(
+            std::ptr::null_mut(),
+            args,
+            ffi::PyVectorcall_NARGS(nargsf),
+            kwnames,
+        )
+    }
+}
+
+/// `time_call(record, site, callable, *args, **kwargs)`.
+unsafe extern "C-unwind" fn time_call(
+    _module: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls this with the GIL held and `nargs` positional arguments in `args`
+    // (followed by the values of `kwnames`).
+    let unpacked = match unsafe { unpack_fast(args, nargs) } {
+        Some(u) => Some(u),
+        None => unsafe { unpack(Python::assume_attached(), "time_call", args, nargs) },
+    };
+    let Some((record, site, callable)) = unpacked else {
         return std::ptr::null_mut();
     };
-    // SAFETY: GIL held; `unpack` checked the three leading arguments.
+    // SAFETY: GIL held; the three leading arguments are checked.
     let (result, start, end) = unsafe { forward(callable, args, nargs, kwnames) };
     // SAFETY: GIL held; `callable` is alive (the caller holds it).
     if !unsafe { record.add(site, end - start, callable) } && !result.is_null() {
@@ -469,11 +622,8 @@ unsafe fn record_arg<'a>(
         raise::<PyTypeError>(py, format!("{name}() needs a callweave record"));
         return None;
     }
-    // SAFETY: `rec` is a Record (checked above) whose value sits at RECORD_OFFSET; the caller
-    // holds it for the whole call.
-    let record =
-        unsafe { &*((rec as usize + RECORD_OFFSET.load(Ordering::Relaxed)) as *const Record) };
-    Some((record, rec))
+    // SAFETY: `rec` is a Record (checked above); the caller holds it for the whole call.
+    Some((unsafe { record_at(rec) }, rec))
 }
 
 /// `exit_record(record, raised=False)`.
