@@ -383,3 +383,24 @@ def test_unwrapped_for_depth_counts_the_calls_left_unwrapped(shape):
     compile(result.source, "m.py", "exec")  # no "too many nested parentheses"
     short = _native.rewrite(chain_source(shape, 10), [_native.Rule.wrap(wrapper="__w__")])
     assert short.unwrapped_for_depth == 0
+
+
+def test_nodes_a_tree_hook_adds_without_an_end_end_where_they_start():
+    # pytest's assertion rewriting adds imports with a `lineno` and no `end_lineno`;
+    # ast.fix_missing_locations gave them the module's end (line 1): "AST node line range
+    # (24, 1) is not valid" once callweave's finder ran before pytest's (markdown.test_tools).
+    import ast
+
+    source = "".join(f"x{i} = {i}\n" for i in range(30)) + "def f():\n    return abs(x29)\n"
+
+    def hook(tree, result):
+        added = ast.Import([ast.alias("os", lineno=24, col_offset=0)], lineno=24, col_offset=0)
+        tree.body.insert(0, added)
+        return tree
+
+    rule = _native.Rule.wrap(wrapper="__w__", functions=["f"])
+    code, _ = compile_rewritten(source, "hooked.py", [rule], tree_hook=hook)
+    ns = {"__w__": lambda call, /, *a, **k: call(*a, **k)}
+    exec(code, ns)
+    assert ns["f"]() == 29
+    assert "os" in ns

@@ -177,6 +177,24 @@ def _reissue(
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
+def _fix_missing_locations(tree: ast.AST) -> None:
+    """``ast.fix_missing_locations``, but a node that has a start and no end ends where it starts.
+
+    Transformers (pytest's assertion rewriting among them) create nodes with ``lineno`` and no
+    ``end_lineno``; ``ast.fix_missing_locations`` would give them their parent's end (line 1
+    for a module-level node), a range CPython's compiler rejects.
+    """
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) is None:
+            continue
+        if getattr(node, "end_lineno", None) is None:
+            node.end_lineno = node.lineno
+            node.end_col_offset = getattr(node, "col_offset", None)
+        elif getattr(node, "end_col_offset", None) is None and node.end_lineno == node.lineno:
+            node.end_col_offset = getattr(node, "col_offset", None)
+    ast.fix_missing_locations(tree)
+
+
 def compile_rewritten(
     source: str,
     filename: str,
@@ -217,7 +235,7 @@ def compile_rewritten(
             warnings.simplefilter("always")
             if tree_hook is not None:
                 tree = tree_hook(ast.parse(result.source, filename), result)
-                ast.fix_missing_locations(tree)
+                _fix_missing_locations(tree)
                 code = compile(tree, filename, "exec", dont_inherit=True, optimize=optimize)
             else:
                 code = compile(
