@@ -1948,3 +1948,40 @@ def test_pytest_test_modules_are_instrumented_whatever_the_install_order(tmp_pat
         assert p.returncode == 0, p.stdout + p.stderr
         assert "2 passed" in p.stdout
         assert _profiled(tmp_path) == ["add", "test_add", "test_add2"]
+
+
+PICKLE_SCRIPT = (
+    INSTALL
+    + """\
+import pickle, pmod
+# What pickling a function by value (cloudpickle) takes along: the globals its code names.
+code = pmod.f.__code__
+names = sorted(n for n in code.co_names if n.startswith("__callweave"))
+runtime = {n: vars(pmod)[n] for n in names}
+again = pickle.loads(pickle.dumps(runtime))
+ns = dict(vars(pmod))
+ns.update(again)
+import types
+g = types.FunctionType(code, ns)
+emit(names=len(names), f=g(3), types=sorted({type(v).__name__ for v in runtime.values()}),
+     **cw_state())
+"""
+)
+
+
+def test_runtime_objects_in_module_globals_pickle(tmp_path):
+    # attrs' cloudpickle test failed: pickling a rewritten function by value takes its globals
+    # along, and the trampoline, the entry table and the binder could not be pickled.
+    write_files(
+        tmp_path,
+        {
+            "pmod.py": "def f(x, *a):\n    return abs(-x) + len(a) + max(*[x, 1])\n",
+            "wr.py": "def w(call, /, *args, **kwargs):\n    return call(*args, **kwargs)\n",
+        },
+    )
+    write_config(tmp_path, profile_rule("pmod"), wrap_rule("pmod", wrapper="wr:w"))
+    data = run(tmp_path, PICKLE_SCRIPT).ok().data
+    assert data["f"] == 3 + 0 + 3
+    assert data["names"] >= 4
+    assert {"Trampoline", "Binder", "builtin_function_or_method"} <= set(data["types"])
+    assert data["stats"] == {"pmod:f": 1}

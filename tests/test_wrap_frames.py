@@ -441,3 +441,28 @@ def test_deep_wrapped_recursion_raises_recursion_error_not_a_crash(tmp_path):
     # level: the function's and the wrapper's)
     levels = 10**6 - int(depth) + 1
     assert 480 <= levels <= 500
+
+
+def imports_warning_module(name: str) -> ModuleType:
+    return importlib.import_module(name)
+
+
+def test_a_module_imported_by_import_module_sees_the_importer(w, tmp_path):
+    # python-dateutil's zoneinfo walks the frames above its import (skipping importlib's and
+    # dateutil's own) to warn at the importing line: the wrapper's frame stopped the walk.
+    def chain(f: Any) -> list[str]:
+        name = f"framemod_{uuid.uuid4().hex}"
+        (tmp_path / f"{name}.py").write_text(
+            "import sys\n"
+            "f, CHAIN = sys._getframe(1), []\n"
+            "while f is not None and len(CHAIN) < 3:\n"
+            "    name = f.f_code.co_filename\n"
+            "    if not ('importlib' in name and '_bootstrap' in name):\n"
+            "        CHAIN.append(f.f_code.co_name)\n"
+            "    f = f.f_back\n"
+        )
+        return f(name).CHAIN
+
+    plain = chain(imports_warning_module)
+    assert plain[:2] == ["import_module", "imports_warning_module"]
+    assert chain(wrap_calls(wrapper=w.passthrough)(imports_warning_module)) == plain

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copyreg
 import dis
 import functools
 import inspect
@@ -127,6 +128,20 @@ def make_trampoline(wrapper: Any, *, pass_site: bool = False) -> Any:
     """
     code, offsets = callee_call_offsets(wrapper)
     return _native.make_trampoline(wrapper, 1 if pass_site else 0, code, offsets)
+
+
+def _reduce_trampoline(trampoline: Any) -> tuple[Any, tuple[Any, ...]]:
+    """Pickles a trampoline as its wrapper (by reference, as pickle does functions)."""
+    return _unpickle_trampoline, (trampoline.__wrapped__, bool(trampoline.__callweave_post__))
+
+
+def _unpickle_trampoline(wrapper: Any, pass_site: bool) -> Any:
+    return make_trampoline(wrapper, pass_site=pass_site)
+
+
+# Rewritten modules hold their trampolines in their globals, which pickling a function by value
+# (cloudpickle) takes along.
+copyreg.pickle(type(make_trampoline(print)), _reduce_trampoline)
 
 
 def _names(value: Iterable[str] | None, what: str) -> list[str] | None:

@@ -31,6 +31,7 @@ and are counted in ``times.dropped``.
 
 from __future__ import annotations
 
+import copyreg
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -78,6 +79,10 @@ RUNTIME_NAMES: dict[str, Any] = {
     RESUME_NAME: _native.resume_record,
     STRIP_NAME: _native.strip_locals,
 }
+
+# The binder is a module-level singleton of the extension: pickled by name (modules' globals
+# hold it, and pickling a function by value takes them along).
+copyreg.pickle(type(_native.bind_call), lambda binder: "bind_call")
 
 #: Calls of one invocation kept one by one for custom callbacks (see the module docstring).
 MAX_CALLS = 1 << 20

@@ -35,6 +35,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<record::Record>()?;
     m.add_class::<awaits::AwaitTimer>()?;
     m.add_function(wrap_pyfunction!(profile::all_profiles, m)?)?;
+    m.add_function(wrap_pyfunction!(profile::_profile_at, m)?)?;
     m.add_function(wrap_pyfunction!(profile::reset_stats, m)?)?;
     m.add_function(wrap_pyfunction!(profile::set_dispatcher, m)?)?;
     m.add_function(wrap_pyfunction!(clock::clock_source, m)?)?;

@@ -186,8 +186,30 @@ pub(crate) struct FunctionProfile {
     pub(crate) state: Arc<FunctionState>,
 }
 
+/// What a pickled profile holds: its registry index and, to check it, its module, qualname and
+/// first line.
+type ProfileRef = (usize, String, String, u32);
+
 #[pymethods]
 impl FunctionProfile {
+    /// Pickles by reference to this process's registry (`_profile_at`): a profile holds live
+    /// callbacks and aggregates, so it is the same object again, or a clear error elsewhere.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, ProfileRef)> {
+        let index = REGISTRY
+            .lock()
+            .ok()
+            .and_then(|all| all.iter().position(|s| Arc::ptr_eq(s, &self.state)))
+            .ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "callweave: {}:{} is not a registered profile",
+                    self.state.module, self.state.qualname
+                ))
+            })?;
+        let at = py.import("callweave._native")?.getattr("_profile_at")?;
+        let s = &self.state;
+        Ok((at, (index, s.module.clone(), s.qualname.clone(), s.line)))
+    }
+
     /// Registers a profiled function.
     ///
     /// `sites` are tuples `(text, callee, line, end_line, col, end_col)` in local-index order.
@@ -370,9 +392,52 @@ impl ProfileTable {
         super::timer::make_enter(slf)
     }
 
+    /// The entry callable again (a pickled entry callable is `getattr(table, "enter")`).
+    #[getter]
+    fn enter<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        super::timer::make_enter(slf)
+    }
+
     fn __len__(&self) -> usize {
         self.functions.len()
     }
+
+    /// Pickles as a table of the same profiles (by reference: see `FunctionProfile`).
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> (Bound<'py, pyo3::types::PyType>, (Vec<FunctionProfile>,)) {
+        let profiles = slf
+            .get()
+            .functions
+            .iter()
+            .map(|state| FunctionProfile {
+                state: Arc::clone(state),
+            })
+            .collect();
+        (slf.get_type(), (profiles,))
+    }
+}
+
+/// The registered profile at `index`, if it is the function named (a pickled reference).
+#[pyfunction]
+pub(crate) fn _profile_at(
+    index: usize,
+    module: &str,
+    qualname: &str,
+    line: u32,
+) -> PyResult<FunctionProfile> {
+    REGISTRY
+        .lock()
+        .ok()
+        .and_then(|all| all.get(index).cloned())
+        .filter(|s| s.module == module && s.qualname == qualname && s.line == line)
+        .map(|state| FunctionProfile { state })
+        .ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "callweave: {module}:{qualname} (line {line}) is not profiled in this process: \
+                 a profiled function's runtime objects unpickle only where they were made"
+            ))
+        })
 }
 
 /// Every profiled function registered in this process.

@@ -169,6 +169,10 @@ const BYPASS: &[(&str, &str, When)] = &[
     ("doctest", "testfile", Always),
     ("doctest", "DocFileSuite", Always),
     ("importlib.resources", "files", Always),
+    // Importing runs the module's body, whose import-time warnings (`stacklevel=2`) name the
+    // first frame above importlib's: the importer, not the wrapper.
+    ("importlib", "import_module", Always),
+    ("builtins", "__import__", Always),
 ];
 
 /// The resolved [`BYPASS`] table. Touched only with the GIL held, never across a call into
@@ -556,7 +560,7 @@ unsafe extern "C-unwind" fn getattro(
 
 /// The type's tables must outlive it.
 struct Defs {
-    members: [ffi::PyMemberDef; 3],
+    members: [ffi::PyMemberDef; 4],
 }
 // SAFETY: immutable after creation; CPython only reads them.
 unsafe impl Sync for Defs {}
@@ -580,6 +584,13 @@ fn defs() -> &'static Defs {
                 offset: std::mem::offset_of!(TrampolineObject, wrapper) as ffi::Py_ssize_t,
                 flags: ffi::Py_READONLY,
                 doc: c"The user's call wrapper.".as_ptr(),
+            },
+            ffi::PyMemberDef {
+                name: c"__callweave_post__".as_ptr(),
+                type_code: ffi::Py_T_PYSSIZET,
+                offset: std::mem::offset_of!(TrampolineObject, post) as ffi::Py_ssize_t,
+                flags: ffi::Py_READONLY,
+                doc: c"How many arguments follow the callee (1 when a site is passed).".as_ptr(),
             },
             ffi::PyMemberDef {
                 name: std::ptr::null(),
