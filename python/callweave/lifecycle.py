@@ -7,13 +7,19 @@ be written once per process:
   exception, Ctrl-C);
 - in a multiprocessing child, which leaves through ``os._exit`` after running
   multiprocessing's finalizers (a finalizer is registered in each child);
-- on SIGTERM (``docker stop``, ``systemctl stop``, ``kill``, ``Pool.terminate()``): a handler
+- on SIGTERM in the main process (``docker stop``, ``systemctl stop``, ``kill``): a handler
   writes the report and then ends the process by SIGTERM again, with the signal's default
   action, so the exit status (``-SIGTERM``, 143 in a shell) is what it would be without
   callweave. The handler is installed only where SIGTERM has its default disposition (a
-  program's own handler, or ``SIG_IGN``, is left alone) and only from the main thread. Forked
-  children inherit it; spawned children install it when the startup ``.pth`` installs the
-  hook, so a terminated pool's workers write what they profiled.
+  program's own handler, or ``SIG_IGN``, is left alone) and only from the main thread.
+
+Child processes keep SIGTERM's default action (a forked child gets it back): a Python-level
+handler runs only when the main thread next checks for signals, and a SIGTERM that lands just
+before a blocking call (a pool worker waiting for the task queue's lock, which
+``Pool.terminate()`` holds while it terminates the workers) would then never run, so
+``terminate()`` followed by ``join()`` would hang. A child ended by SIGTERM (``Pool.terminate()``,
+which ``with Pool() as p:`` calls) therefore writes no report: ``close()`` and ``join()`` keep
+everything.
 
 A child process (forked, spawned, or started by ``subprocess`` with this interpreter) writes
 its own report, with its pid in the file name, and only when it profiled something.
@@ -122,6 +128,11 @@ def _after_fork_in_child() -> None:
     from callweave.profiler import reset_stats
 
     reset_stats()
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except ValueError:  # forked from another thread: not this child's main thread
+            pass
     _state["child"] = True
     _state["written"] = _state["writing"] = False
     _state["pending"] = None
@@ -163,4 +174,5 @@ def arm(report: Report | None, *, child: bool) -> None:
     import multiprocessing.util
 
     multiprocessing.util.register_after_fork(_MP_TOKEN, _register_mp_finalizer)
-    _install_sigterm_handler()
+    if not _state["child"]:
+        _install_sigterm_handler()
