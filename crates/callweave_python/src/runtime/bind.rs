@@ -297,18 +297,8 @@ unsafe extern "C-unwind" fn clear(slf: *mut ffi::PyObject) -> c_int {
 }
 
 unsafe extern "C-unwind" fn dealloc(slf: *mut ffi::PyObject) {
-    // SAFETY: `slf` is a bound call whose reference count reached zero.
-    unsafe {
-        ffi::PyObject_GC_UnTrack(slf.cast());
-        clear(slf);
-        let tp = ffi::Py_TYPE(slf);
-        let free = ffi::PyType_GetSlot(tp, ffi::Py_tp_free);
-        if !free.is_null() {
-            let free: ffi::freefunc = std::mem::transmute::<*mut c_void, ffi::freefunc>(free);
-            free(slf.cast());
-        }
-        ffi::Py_DECREF(tp.cast());
-    }
+    // SAFETY: `slf` is a bound call (a GC heap type) whose reference count reached zero.
+    unsafe { super::gc::dealloc(slf, clear) }
 }
 
 /// The types' tables must outlive them.
