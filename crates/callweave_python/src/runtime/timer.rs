@@ -692,21 +692,30 @@ unsafe fn leaving_with_error() -> bool {
     }
 }
 
-/// Checks the two arguments of `pause_record` / `resume_record`; returns the record and the
-/// value to pass through.
-unsafe fn record_and_value<'a>(
-    py: Python<'a>,
+/// The body of `pause_record` / `resume_record`: checks the record and the value, applies
+/// `step` to the record and returns the value (a new reference), or NULL with an error set.
+///
+/// # Safety
+/// The GIL must be held and `args` must hold `nargs` valid object pointers.
+#[inline(always)]
+unsafe fn pass_through(
     name: &str,
     args: *mut *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
-) -> Option<(&'a Record, *mut ffi::PyObject)> {
+    step: fn(&Record),
+) -> *mut ffi::PyObject {
+    // SAFETY: the caller holds the GIL.
+    let py = unsafe { Python::assume_attached() };
     if nargs != 2 {
-        raise::<PyTypeError>(py, format!("{name}() takes a record and a value"));
-        return None;
+        return raise::<PyTypeError>(py, format!("{name}() takes a record and a value"));
     }
     // SAFETY: two valid arguments.
-    let (record, _) = unsafe { record_arg(py, name, args) }?;
-    Some((record, unsafe { *args.add(1) }))
+    let Some((record, _)) = (unsafe { record_arg(py, name, args) }) else {
+        return std::ptr::null_mut();
+    };
+    step(record);
+    // SAFETY: a borrowed argument returned as a new reference.
+    unsafe { ffi::Py_NewRef(*args.add(1)) }
 }
 
 /// `pause_record(record, value) -> value`: the generator is about to yield `value`.
@@ -716,14 +725,7 @@ unsafe extern "C-unwind" fn pause_record(
     nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls this with the GIL held and `nargs` valid pointers in `args`.
-    let py = unsafe { Python::assume_attached() };
-    let Some((record, value)) = (unsafe { record_and_value(py, "pause_record", args, nargs) })
-    else {
-        return std::ptr::null_mut();
-    };
-    record.pause();
-    // SAFETY: a borrowed argument returned as a new reference.
-    unsafe { ffi::Py_NewRef(value) }
+    unsafe { pass_through("pause_record", args, nargs, Record::pause) }
 }
 
 /// `resume_record(record, sent) -> sent`: the generator resumed with `sent`.
@@ -733,14 +735,7 @@ unsafe extern "C-unwind" fn resume_record(
     nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls this with the GIL held and `nargs` valid pointers in `args`.
-    let py = unsafe { Python::assume_attached() };
-    let Some((record, sent)) = (unsafe { record_and_value(py, "resume_record", args, nargs) })
-    else {
-        return std::ptr::null_mut();
-    };
-    record.resume();
-    // SAFETY: a borrowed argument returned as a new reference.
-    unsafe { ffi::Py_NewRef(sent) }
+    unsafe { pass_through("resume_record", args, nargs, Record::resume) }
 }
 
 /// The record's local name as an interned `str` (borrowed; kept for the process), or NULL.
