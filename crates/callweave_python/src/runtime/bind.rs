@@ -260,37 +260,19 @@ unsafe extern "C-unwind" fn traverse(
     // SAFETY: `slf` is a bound call; its fields are NULL or valid objects.
     unsafe {
         let outer = (*slf.cast::<BoundCall>()).outer;
-        if !outer.is_null() {
-            let r = visit(outer, arg);
-            if r != 0 {
-                return r;
-            }
-        }
         let (slots, n) = items(slf);
-        for i in 0..n {
-            let obj = *slots.add(i);
-            if !obj.is_null() {
-                let r = visit(obj, arg);
-                if r != 0 {
-                    return r;
-                }
-            }
-        }
-        // Heap types' instances visit their type.
-        visit(ffi::Py_TYPE(slf).cast(), arg)
+        let objs = std::iter::once(outer).chain((0..n).map(|i| *slots.add(i)));
+        super::gc::traverse(slf, objs, visit, arg)
     }
 }
 
 unsafe extern "C-unwind" fn clear(slf: *mut ffi::PyObject) -> c_int {
-    // SAFETY: `slf` is a bound call; each field is set to NULL before its reference is dropped.
+    // SAFETY: `slf` is a bound call; its fields are NULL or own a reference.
     unsafe {
-        let b = slf.cast::<BoundCall>();
-        let outer = std::mem::replace(&mut (*b).outer, std::ptr::null_mut());
-        ffi::Py_XDECREF(outer);
+        super::gc::clear(&mut (*slf.cast::<BoundCall>()).outer);
         let (slots, n) = items(slf);
         for i in 0..n {
-            let old = std::mem::replace(&mut *slots.add(i), std::ptr::null_mut());
-            ffi::Py_XDECREF(old);
+            super::gc::clear(&mut *slots.add(i));
         }
     }
     0

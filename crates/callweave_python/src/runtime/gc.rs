@@ -1,5 +1,5 @@
-//! Shared slot code of the runtime's garbage-collected static types (the trampoline, the
-//! binder's bound calls).
+//! Shared slot code (`tp_traverse`, `tp_clear`, `tp_dealloc`) of the runtime's garbage-collected
+//! heap types: the trampoline and the binder's bound calls.
 
 use std::ffi::c_void;
 
@@ -28,4 +28,40 @@ pub(crate) unsafe fn dealloc(slf: *mut ffi::PyObject, clear: ClearFn) {
         }
         ffi::Py_DECREF(tp.cast());
     }
+}
+
+/// The body of a heap type's `tp_traverse`: visits each non-NULL object of `objs`, then the
+/// instance's type (heap-type instances own a reference to it); stops at the first non-zero.
+///
+/// # Safety
+/// `slf` must be a live instance and every non-NULL pointer of `objs` a valid object.
+pub(crate) unsafe fn traverse(
+    slf: *mut ffi::PyObject,
+    objs: impl IntoIterator<Item = *mut ffi::PyObject>,
+    visit: ffi::visitproc,
+    arg: *mut c_void,
+) -> std::ffi::c_int {
+    // SAFETY: the caller's contract.
+    unsafe {
+        for obj in objs {
+            if !obj.is_null() {
+                let r = visit(obj, arg);
+                if r != 0 {
+                    return r;
+                }
+            }
+        }
+        visit(ffi::Py_TYPE(slf).cast(), arg)
+    }
+}
+
+/// Sets `field` to NULL, then drops the reference it held (which may run Python code, so the
+/// object is never seen half-cleared).
+///
+/// # Safety
+/// `field` must be NULL or own a reference to a valid object; the GIL must be held.
+pub(crate) unsafe fn clear(field: &mut *mut ffi::PyObject) {
+    let old = std::mem::replace(field, std::ptr::null_mut());
+    // SAFETY: the caller's contract.
+    unsafe { ffi::Py_XDECREF(old) };
 }

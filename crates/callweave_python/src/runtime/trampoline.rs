@@ -480,26 +480,16 @@ unsafe extern "C-unwind" fn traverse(
     // SAFETY: `slf` is a trampoline; its fields are NULL or valid objects.
     unsafe {
         let t = &*slf.cast::<TrampolineObject>();
-        for obj in [t.wrapper, t.code, t.offsets] {
-            if !obj.is_null() {
-                let r = visit(obj, arg);
-                if r != 0 {
-                    return r;
-                }
-            }
-        }
-        // Heap types' instances visit their type.
-        visit(ffi::Py_TYPE(slf).cast(), arg)
+        super::gc::traverse(slf, [t.wrapper, t.code, t.offsets], visit, arg)
     }
 }
 
 unsafe extern "C-unwind" fn clear(slf: *mut ffi::PyObject) -> c_int {
-    // SAFETY: `slf` is a trampoline; each field is set to NULL before its reference is dropped.
+    // SAFETY: `slf` is a trampoline; its fields are NULL or own a reference.
     unsafe {
         let t = &mut *slf.cast::<TrampolineObject>();
         for field in [&mut t.wrapper, &mut t.code, &mut t.offsets] {
-            let old = std::mem::replace(field, std::ptr::null_mut());
-            ffi::Py_XDECREF(old);
+            super::gc::clear(field);
         }
     }
     0
