@@ -31,15 +31,7 @@ if [ $# -gt 0 ] && [[ "$1" =~ ^3\.[0-9]+$ ]]; then
   shift
 fi
 
-py="$(find_pythons | awk -v v="$version" '$1 == v { print $2 }')"
-if [ -z "$py" ]; then
-  echo "CPython $version not found (scripts/pythons.sh looks for 3.11, 3.12 and 3.13)" >&2
-  exit 1
-fi
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "cargo not found: building callweave needs a Rust toolchain" >&2
-  exit 1
-fi
+py="$(python_for_build "$version")" || exit 1
 
 # The packages under test, pinned; their sdists carry the test suites. Keep in step with
 # SUITES in third_party.py.

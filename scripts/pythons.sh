@@ -21,6 +21,22 @@ find_pythons() {
   return 0
 }
 
+# python_for_build VERSION: prints the path of that CPython (3.11, 3.12 or 3.13) for a script
+# that builds callweave; says why on stderr and fails when it or cargo is missing.
+python_for_build() {
+  local py
+  py="$(find_pythons | awk -v v="$1" '$1 == v { print $2 }')"
+  if [ -z "$py" ]; then
+    echo "CPython $1 not found (scripts/pythons.sh looks for 3.11, 3.12 and 3.13)" >&2
+    return 1
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo not found: building callweave needs a Rust toolchain" >&2
+    return 1
+  fi
+  echo "$py"
+}
+
 # setup_venv VERSION PYTHON: creates .venvs/pyVERSION with the test tools and callweave built
 # (release mode) into it; prints nothing but errors. Echoes the venv's python path.
 setup_venv() {
