@@ -32,12 +32,7 @@ use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-type VectorcallUnwind = unsafe extern "C-unwind" fn(
-    *mut ffi::PyObject,
-    *const *mut ffi::PyObject,
-    usize,
-    *mut ffi::PyObject,
-) -> *mut ffi::PyObject;
+use super::cpython::VectorcallUnwind;
 
 /// The one instance of the binder type, `bind_call`: a vectorcall slot and nothing else.
 #[repr(C)]

@@ -9,6 +9,7 @@
 pub(crate) mod awaits;
 pub(crate) mod bind;
 pub(crate) mod clock;
+pub(crate) mod cpython;
 pub(crate) mod gc;
 pub(crate) mod histogram;
 pub(crate) mod names;

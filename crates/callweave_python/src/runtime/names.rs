@@ -27,23 +27,13 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use pyo3::ffi;
 
+use super::cpython::{PyMethodObject, PyMethod_Type};
+
 /// Entries in the identity cache before it starts over.
 pub(crate) const CACHE_CAP: usize = 8192;
 
 /// How many `__wrapped__` links the name rule follows (recompyle's bound).
 const MAX_WRAPPED: usize = 100;
-
-extern "C" {
-    static mut PyMethod_Type: ffi::PyTypeObject;
-}
-
-/// CPython's bound method object (`Objects/classobject.c`), stable across 3.11–3.13.
-#[repr(C)]
-struct PyMethodObject {
-    ob_base: ffi::PyObject,
-    im_func: *mut ffi::PyObject,
-    im_self: *mut ffi::PyObject,
-}
 
 /// CPython's weak reference object (`Include/cpython/weakrefobject.h`), stable across
 /// 3.11–3.13: `wr_object` is the referent, or `None` once it has died.

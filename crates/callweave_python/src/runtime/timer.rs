@@ -43,6 +43,8 @@ use std::sync::OnceLock;
 use pyo3::exceptions::{PyIndexError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+
+use super::cpython::{PyTracebackObject, VectorcallUnwind};
 use pyo3::PyTypeInfo;
 
 use super::awaits::start_await;
@@ -62,20 +64,6 @@ extern "C" {
 pub(crate) const RECORD_NAME: &str = "__callweave_rec__";
 // `record_name()` spells it as a C string.
 
-/// CPython's traceback object (`Include/cpython/traceback.h`), stable across 3.11–3.13.
-#[repr(C)]
-struct PyTracebackObject {
-    ob_base: ffi::PyObject,
-    tb_next: *mut ffi::PyObject,
-    tb_frame: *mut ffi::PyObject,
-}
-
-type VectorcallUnwind = unsafe extern "C-unwind" fn(
-    *mut ffi::PyObject,
-    *const *mut ffi::PyObject,
-    usize,
-    *mut ffi::PyObject,
-) -> *mut ffi::PyObject;
 type FastUnwind = unsafe extern "C-unwind" fn(
     *mut ffi::PyObject,
     *mut *mut ffi::PyObject,

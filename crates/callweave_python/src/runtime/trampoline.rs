@@ -30,37 +30,8 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+use super::cpython::{PyMethodObject, PyMethod_Type, PyTracebackObject, VectorcallUnwind};
 use super::{stack, thread};
-
-extern "C" {
-    /// The bound-method type (`types.MethodType`).
-    static mut PyMethod_Type: ffi::PyTypeObject;
-}
-
-/// CPython's traceback object (`Include/cpython/traceback.h`), the same in 3.11–3.13.
-#[repr(C)]
-struct PyTracebackObject {
-    ob_base: ffi::PyObject,
-    tb_next: *mut ffi::PyObject,
-    tb_frame: *mut ffi::PyObject,
-    tb_lasti: c_int,
-    tb_lineno: c_int,
-}
-
-/// CPython's bound-method object (`Include/cpython/classobject.h`), the same in 3.11–3.13.
-#[repr(C)]
-struct PyMethodObject {
-    ob_base: ffi::PyObject,
-    im_func: *mut ffi::PyObject,
-    im_self: *mut ffi::PyObject,
-}
-
-type VectorcallUnwind = unsafe extern "C-unwind" fn(
-    *mut ffi::PyObject,
-    *const *mut ffi::PyObject,
-    usize,
-    *mut ffi::PyObject,
-) -> *mut ffi::PyObject;
 
 /// An instance of the trampoline type. All object fields are strong references (or NULL).
 #[repr(C)]
