@@ -5,6 +5,8 @@ Every test runs a program in a subprocess through the installed ``callweave`` co
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,6 +47,7 @@ def env_for(project):
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(project), os.environ.get("PYTHONPATH", "")) if p
     )
+    env["TMPDIR"] = str(project / "tmp")  # where pool workers save their profiles
     return env
 
 
@@ -54,6 +57,7 @@ def project(tmp_path):
     (tmp_path / "pool.py").write_text(POOL)
     (tmp_path / "self_term.py").write_text(SELF_TERM)
     (tmp_path / "wait.py").write_text(WAIT_FOR_TERM)
+    (tmp_path / "tmp").mkdir()
     return tmp_path
 
 
@@ -130,7 +134,20 @@ def test_a_terminated_pool_ends_and_its_workers_keep_the_default_sigterm(project
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["callweave.lifecycle", "SIG_DFL"]
-    for _ in range(5):
+
+
+def spool_dirs(project):
+    return sorted((project / "tmp").glob("callweave-pool-*"))
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_a_terminated_pool_keeps_what_its_workers_profiled(project, method):
+    # Each worker saves its profile at the end of each task, before it sends the result: the
+    # workers that Pool.terminate() kills leave it to the parent's report, the others (a
+    # worker may take the pool's end-of-work sentinel first) write their own reports. Every
+    # call is counted once, in one report or the other, and nothing is left behind.
+    for _ in range(3):
+        shutil.rmtree(project / "reps", ignore_errors=True)
         r = callweave(
             project,
             "run",
@@ -142,7 +159,82 @@ def test_a_terminated_pool_ends_and_its_workers_keep_the_default_sigterm(project
             method,
         )
         assert r.returncode == 0, r.stderr
-        assert work_count([project / "reps" / "r.json"]) == 0  # the parent ran none itself
+        assert "callweave:" not in r.stderr
+        assert work_count(sorted((project / "reps").glob("*.json"))) == 60
+        assert spool_dirs(project) == []
+
+
+def test_a_terminated_pool_is_in_the_text_report(project):
+    r = callweave(project, "run", "--profile", "wmod:work", "pool.py", "fork")
+    assert r.returncode == 0, r.stderr
+    # The parent's report (the last one written) has the terminated workers' calls; a worker
+    # that took the sentinel first printed its own.
+    counts = re.findall(r"ran (\d+) times?", r.stderr)
+    assert sum(map(int, counts)) == 60, r.stderr
+    assert spool_dirs(project) == []
+
+
+CLOSE_JOIN = """
+import multiprocessing as mp, sys, wmod
+if __name__ == "__main__":
+    pool = mp.get_context(sys.argv[1]).Pool(3)
+    assert sum(pool.map(wmod.work, range(60))) > 0
+    pool.close()
+    pool.join()
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_joined_pools_workers_write_their_own_reports(project, method):
+    (project / "close_join.py").write_text(CLOSE_JOIN)
+    r = callweave(
+        project,
+        "run",
+        "--profile",
+        "wmod:work",
+        "--report",
+        "json:reps/r.json",
+        "close_join.py",
+        method,
+    )
+    assert r.returncode == 0, r.stderr
+    assert work_count([project / "reps" / "r.json"]) == 0  # the parent ran none itself
+    assert work_count(sorted((project / "reps").glob("r.*.json"))) == 60
+    assert spool_dirs(project) == []
+
+
+DIES_IN_A_TASK = """
+import multiprocessing as mp, os, sys, time, wmod
+
+def die(marker):
+    wmod.work(1)  # lost: the worker dies before the task ends
+    open(marker, "w").close()
+    os._exit(1)
+
+if __name__ == "__main__":
+    with mp.get_context(sys.argv[1]).Pool(2) as pool:
+        assert len(pool.map(wmod.work, range(40), chunksize=1)) == 40
+        pool.apply_async(die, ("died",))
+        while not os.path.exists("died"):
+            time.sleep(0.01)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_worker_that_dies_in_a_task_keeps_its_finished_tasks_and_says_so(project, method):
+    (project / "dies.py").write_text(DIES_IN_A_TASK)
+    r = callweave(
+        project, "run", "--profile", "wmod:work", "--report", "json:reps/r.json", "dies.py", method
+    )
+    assert r.returncode == 0, r.stderr
+    # The 40 finished tasks are counted (in the parent's report for workers that did not end
+    # normally); the call inside the task cut short by os._exit is lost, and said so in one
+    # line by the parent.
+    assert work_count(sorted((project / "reps").glob("*.json"))) == 40
+    lines = [line for line in r.stderr.splitlines() if line.startswith("callweave:")]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("callweave: 1 pool worker ended inside a task"), r.stderr
+    assert spool_dirs(project) == []
 
 
 HANDLER_CHECK = """
@@ -230,7 +322,7 @@ from callweave.config import Report
 calls = []
 
 
-def slow_write(spec):
+def slow_write(spec, **kwargs):
     calls.append(spec)
     os.kill(os.getpid(), signal.SIGTERM)  # arrives while the exit report is being written
     total = 0

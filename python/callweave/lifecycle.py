@@ -31,10 +31,16 @@ except SIGTERM and SIGINT), ``os._exit()`` outside multiprocessing's children, a
 from __future__ import annotations
 
 import atexit
+import contextlib
+import json
 import os
 import signal
+import sys
+import tempfile
 import threading
 import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -48,6 +54,11 @@ _state: dict[str, Any] = {
     "written": False,  # written (or being written) in this process
     "writing": False,  # being written now
     "pending": None,  # a signal that arrived while the report was being written
+    "spool": None,  # the token of this process's spool (its pool workers' profiles)
+    "spooler": None,  # a pool worker's _Spooler (its files in its parent's spool), or None
+    "pool_worker": None,  # multiprocessing.pool.worker, where it was replaced by _pool_worker
+    "parent_spool": None,  # a fork or forkserver child's parent's spool token, or None
+    "fork_masked": False,  # SIGTERM blocked by _before_fork
 }
 _registered = False
 
@@ -75,13 +86,48 @@ def write_report_once() -> None:
         from callweave.profiler import stats
         from callweave.reports import write_exit_report
 
-        if not (_state["child"] and not any(s.count for s in stats())):
-            write_exit_report(_report_spec())
+        spooler: _Spooler | None = _state["spooler"]
+        # A pool worker may be ending normally just as Pool.terminate() sends SIGTERM: its
+        # report and the removal of its saved profile must not be parted (the parent would
+        # count that profile twice), so SIGTERM waits here (no handler: ignored, for a
+        # moment, by a process that is ending anyway).
+        with _sigterm_ignored(spooler is not None):
+            own = stats()
+            spooled, taken = _take_spool()
+            if not (_state["child"] and not any(s.count for s in (*own, *spooled))):
+                write_exit_report(_report_spec(), stats=[*own, *spooled])
+            # Only now are the saved profiles in a report.
+            token = _state["spool"]
+            _discard(taken, _spool_dir(token) if token is not None else None)
+            if spooler is not None:
+                _discard(spooler.paths(), spooler.directory)
+                _state["spooler"] = None
     finally:
         _state["writing"] = False
         pending = _state["pending"]
         if pending is not None:
             _die(pending)
+
+
+@contextlib.contextmanager
+def _sigterm_ignored(ignore: bool) -> Iterator[None]:
+    """Ignores SIGTERM inside the block where ``ignore`` and SIGTERM has its default action.
+
+    A SIGTERM that arrives meanwhile is dropped: only for a process that is ending.
+    """
+    ignored = False
+    if ignore:
+        try:
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                ignored = True
+        except (ValueError, OSError, AttributeError):  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _die(signum: int) -> None:
@@ -122,20 +168,312 @@ def _install_sigterm_handler() -> None:
     )
 
 
+# ----------------------------------------------------------------------------- pool spool
+#
+# ``Pool.terminate()`` (which ``with Pool() as p:`` calls) ends the workers by SIGTERM, with its
+# default action: no code runs in them. So a worker of ``multiprocessing.Pool`` saves its
+# profile at the end of each task, before the task's result is sent, to a file in its
+# parent's spool directory: whatever ends the worker, a task whose result reached the parent
+# is saved. A worker that ends normally writes its own report and removes its files; the
+# parent merges the files its dead workers left into its own report. Each worker also keeps
+# one byte that says whether it is inside a task, so that the parent can say, in one line,
+# that a worker died in the middle of one (whose profile is lost).
+#
+# Files in a spool directory (mode 0700, a random name under the temporary directory):
+# ``PID.json`` the worker's profile after its last task (replaced atomically through
+# ``PID.json.tmp``) and ``PID.busy`` (``1`` inside a task).
+
+_SPOOL_KEY = "callweave_spool"  # in multiprocessing's per-process config, copied to children
+
+
+def _spool_dir(token: str) -> Path:
+    """The spool directory of the process that made ``token`` (made by its first worker)."""
+    return Path(tempfile.gettempdir()) / f"callweave-pool-{token}"
+
+
+def _own_spool_token() -> None:
+    """Gives this process a spool of its own; its multiprocessing children learn its name.
+
+    ``Process`` objects copy their creator's ``_config`` (a fork child inherits it, spawn and
+    forkserver children get it pickled with the process object), so a pool worker finds its
+    parent's token there while it starts, before it replaces it with its own.
+    """
+    import multiprocessing
+
+    token = f"{os.getpid()}-{os.urandom(6).hex()}"
+    _state["spool"] = token
+    try:
+        multiprocessing.current_process()._config[_SPOOL_KEY] = token
+    except (AttributeError, TypeError):  # not the multiprocessing we know: no spool
+        pass
+
+
+def _open_in(directory: Path, name: str) -> int:
+    """Opens ``directory/name`` for writing (made, truncated), making the directory if need be."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    for _attempt in range(3):
+        try:
+            return os.open(directory / name, flags, 0o600)
+        except FileNotFoundError:
+            try:
+                os.mkdir(directory, 0o700)
+            except FileExistsError:  # a sibling worker made it
+                pass
+    # A sibling that ended removed the directory each time in between: give up.
+    return os.open(directory / name, flags, 0o600)
+
+
+def _write_all(fd: int, data: bytes, offset: int = 0) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.pwrite(fd, view, offset) :]
+        offset = len(data) - len(view)
+
+
+class _Spooler:
+    """A pool worker's files in its parent's spool directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.pid = os.getpid()
+        self.failed = False
+        self.busy_fd: int | None = None
+        try:
+            self.busy_fd = _open_in(directory, f"{self.pid}.busy")
+            _write_all(self.busy_fd, b"0")
+        except OSError as exc:
+            self._failed(exc)
+
+    def paths(self) -> list[Path]:
+        return [self.directory / f"{self.pid}{ext}" for ext in (".json", ".json.tmp", ".busy")]
+
+    def busy(self, busy: bool) -> None:
+        """Marks this worker inside a task or not (one byte; never raises)."""
+        if self.busy_fd is not None:
+            try:
+                os.pwrite(self.busy_fd, b"1" if busy else b"0", 0)
+            except OSError as exc:
+                self._failed(exc)
+
+    def flush(self) -> None:
+        """Replaces ``PID.json`` atomically with this process's profile (never raises)."""
+        try:
+            from callweave.profiler import stats
+            from callweave.reports import to_json
+
+            doc = to_json([s for s in stats() if s.count])
+            name = f"{self.pid}.json"
+            fd = _open_in(self.directory, f"{name}.tmp")
+            try:
+                _write_all(fd, json.dumps(doc).encode("utf-8"))
+            finally:
+                os.close(fd)
+            os.replace(self.directory / f"{name}.tmp", self.directory / name)
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        if not self.failed:
+            self.failed = True
+            _say(
+                f"could not save this pool worker's profile in {self.directory} "
+                f"({type(exc).__name__}: {exc}); if the pool is terminated, it is lost"
+            )
+
+
+class _SpooledQueue:
+    """A pool's task or result queue, as a worker sees it: each task is marked and saved.
+
+    ``multiprocessing.pool.worker`` takes a task with ``inqueue.get()`` and sends its result
+    with ``outqueue.put()``; everything else is passed through.
+    """
+
+    def __init__(self, queue: Any, spooler: _Spooler) -> None:
+        self._queue = queue
+        self._spooler = spooler
+
+    def get(self) -> Any:
+        task = self._queue.get()
+        if task is not None:  # None: the pool's sentinel, the worker ends
+            self._spooler.busy(True)
+        return task
+
+    def put(self, obj: object) -> None:
+        self._spooler.flush()
+        self._spooler.busy(False)
+        self._queue.put(obj)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
+
+
+def _say(message: str) -> None:
+    """One line on stderr, ``callweave: ...`` (never raises)."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.write(f"callweave: {' '.join(message.split())}\n")
+            sys.stderr.flush()
+    except Exception:  # nowhere left to say it
+        pass
+
+
+def _parent_token() -> str | None:
+    """The spool token of this process's parent, if it is the parent's own (not stale)."""
+    import multiprocessing
+
+    config = getattr(multiprocessing.current_process(), "_config", None)
+    token = config.get(_SPOOL_KEY) if isinstance(config, dict) else None
+    parent = multiprocessing.parent_process()
+    # A token names its maker: one copied on through a spawned process (which runs no
+    # after-fork hook to replace it) is not the parent's.
+    if not isinstance(token, str) or parent is None or token.partition("-")[0] != str(parent.pid):
+        return None
+    return token
+
+
+def _pool_worker(*args: Any, **kwargs: Any) -> Any:
+    """``multiprocessing.pool.worker`` in a worker process, saving each task's profile.
+
+    Fork and forkserver workers run it instead of the target they were given (see
+    :func:`_register_mp_finalizer`); a spawned worker unpickles it as its target, since a
+    spawned child replaces ``multiprocessing.pool.worker`` with it when it is armed.
+    """
+    import multiprocessing.pool
+
+    worker = _state["pool_worker"] or multiprocessing.pool.worker
+    if threading.current_thread() is not threading.main_thread():
+        return worker(*args, **kwargs)  # a ThreadPool: this process's own report has it all
+    # A fork or forkserver child learnt it in _register_mp_finalizer, a spawned one learns it
+    # here, from the process object it was given.
+    token = _state["parent_spool"] or _parent_token()
+    _own_spool_token()  # for this worker's own children
+    if token is None or _state["spec"] is None or len(args) < 2:
+        return worker(*args, **kwargs)
+    spooler = _Spooler(_spool_dir(token))
+    _state["spooler"] = spooler
+    queues = (_SpooledQueue(args[0], spooler), _SpooledQueue(args[1], spooler))
+    return worker(*queues, *args[2:], **kwargs)
+
+
+def _patch_spawned_pool_worker() -> None:
+    """In a spawned multiprocessing child: a pool worker target unpickles as :func:`_pool_worker`.
+
+    A spawned child runs no after-fork hook, and its target is pickled by name
+    (``multiprocessing.pool.worker``): the name is made to lead to :func:`_pool_worker`
+    before the target is unpickled. Costs the import of ``multiprocessing.pool`` (a few
+    milliseconds) in spawned multiprocessing children only.
+    """
+    if "--multiprocessing-fork" not in getattr(sys, "orig_argv", ()):
+        return
+    import multiprocessing.pool
+
+    if multiprocessing.pool.worker is not _pool_worker:
+        _state["pool_worker"] = multiprocessing.pool.worker
+        multiprocessing.pool.worker = _pool_worker  # type: ignore[assignment]
+
+
+def _take_spool() -> tuple[list[Any], list[Path]]:
+    """What this process's dead pool workers left in its spool: their profiles, their files.
+
+    Says in one line how many of them died inside a task (whose profile is lost).
+    """
+    token = _state["spool"]
+    if token is None:
+        return [], []
+    directory = _spool_dir(token)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return [], []
+    from callweave.reports import stats_from_json
+
+    try:
+        import multiprocessing
+
+        alive = {str(p.pid) for p in multiprocessing.active_children()}
+    except Exception:
+        alive = set()
+    spooled: list[Any] = []
+    taken: list[Path] = []
+    cut = 0
+    for name in sorted(names):
+        pid, _dot, ext = name.partition(".")
+        if pid in alive:
+            continue  # a live worker writes its own report
+        path = directory / name
+        taken.append(path)
+        try:
+            if ext == "json":
+                spooled.extend(stats_from_json(json.loads(path.read_bytes())))
+            elif ext == "busy" and path.read_bytes() == b"1":
+                cut += 1
+        except (OSError, ValueError) as exc:
+            _say(f"could not read a pool worker's saved profile {path}: {exc}")
+    if cut:
+        _say(
+            f"{cut} pool worker{'s' if cut > 1 else ''} ended inside a task (Pool.terminate() "
+            "while tasks ran, SIGKILL, os._exit or a crash): what those tasks profiled is not "
+            "in the report; the tasks they finished are"
+        )
+    return spooled, taken
+
+
+def _discard(paths: list[Path], directory: Path | None = None) -> None:
+    """Removes spool files, then ``directory`` if it is empty now (never raises)."""
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    if directory is not None:
+        try:
+            os.rmdir(directory)
+        except OSError:  # a live worker's files are still there, or it is gone already
+            pass
+
+
+def _before_fork() -> None:
+    # A child forked while callweave's handler is installed would run with it until
+    # _after_fork_in_child resets it, and a SIGTERM in between would set the handler's flag
+    # and then be dropped (the child's handler is SIG_DFL by then): a pool worker still
+    # starting when Pool.terminate() ran would go on, block on the task queue's lock, and
+    # the pool would hang. SIGTERM is blocked across the fork: the child takes it once its
+    # default action is back.
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        _state["fork_masked"] = True
+
+
+def _after_fork_in_parent() -> None:
+    if _state["fork_masked"]:
+        _state["fork_masked"] = False
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def _after_fork_in_child() -> None:
+    # SIGTERM first, while it is blocked (see _before_fork).
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except ValueError:  # not the main interpreter
+            pass
+    if _state["fork_masked"]:
+        _state["fork_masked"] = False
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     # A forked child starts with the parent's aggregates: it reports only its own work, to its
     # own file, also when it leaves through os._exit (multiprocessing runs its finalizers).
     from callweave.profiler import reset_stats
 
     reset_stats()
-    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
-        try:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        except ValueError:  # forked from another thread: not this child's main thread
-            pass
     _state["child"] = True
     _state["written"] = _state["writing"] = False
     _state["pending"] = None
+    _state["spooler"] = None
+    # The parent's spool is the parent's to merge; a pool worker learns its parent's token
+    # from its process object (_register_mp_finalizer, _pool_worker).
+    _state["parent_spool"] = None
+    if _state["spool"] is not None:
+        _own_spool_token()
 
 
 class _Token:
@@ -150,6 +488,15 @@ def _register_mp_finalizer(_token: object) -> None:
 
     _state["child"] = True
     multiprocessing.util.Finalize(None, write_report_once, exitpriority=0)
+    # The process about to run (a fork or forkserver child): a pool worker saves its profile
+    # at each task's end, and this process's own children learn its spool.
+    process = multiprocessing.current_process()
+    _state["parent_spool"] = _parent_token()
+    _own_spool_token()
+    target = getattr(process, "_target", None)
+    pool = sys.modules.get("multiprocessing.pool")
+    if pool is not None and target is not None and target is pool.worker:
+        process._target = _pool_worker
 
 
 def arm(report: Report | None, *, child: bool) -> None:
@@ -166,7 +513,11 @@ def arm(report: Report | None, *, child: bool) -> None:
     _state["spec"] = report
     if not _registered:
         atexit.register(write_report_once)
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
         _registered = True
     # multiprocessing children leave through os._exit after running multiprocessing's
     # finalizers, not atexit; Process._bootstrap clears the finalizers it inherited and then
@@ -174,5 +525,8 @@ def arm(report: Report | None, *, child: bool) -> None:
     import multiprocessing.util
 
     multiprocessing.util.register_after_fork(_MP_TOKEN, _register_mp_finalizer)
+    if _state["spool"] is None:
+        _own_spool_token()
+        _patch_spawned_pool_worker()
     if not _state["child"]:
         _install_sigterm_handler()
