@@ -32,13 +32,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
+import pickle
 import signal
+import struct
 import sys
 import tempfile
 import threading
 import warnings
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -100,6 +102,7 @@ def write_report_once() -> None:
             token = _state["spool"]
             _discard(taken, _spool_dir(token) if token is not None else None)
             if spooler is not None:
+                spooler.close()
                 _discard(spooler.paths(), spooler.directory)
                 _state["spooler"] = None
     finally:
@@ -180,8 +183,8 @@ def _install_sigterm_handler() -> None:
 # that a worker died in the middle of one (whose profile is lost).
 #
 # Files in a spool directory (mode 0700, a random name under the temporary directory):
-# ``PID.json`` the worker's profile after its last task (replaced atomically through
-# ``PID.json.tmp``) and ``PID.busy`` (``1`` inside a task).
+# ``PID.0.spool`` and ``PID.1.spool``, the worker's profile after its last task and the one
+# before (see _Spooler), and ``PID.busy`` (``1`` inside a task).
 
 _SPOOL_KEY = "callweave_spool"  # in multiprocessing's per-process config, copied to children
 
@@ -231,12 +234,21 @@ def _write_all(fd: int, data: bytes, offset: int = 0) -> None:
 
 
 class _Spooler:
-    """A pool worker's files in its parent's spool directory."""
+    """A pool worker's files in its parent's spool directory.
+
+    The profile goes to two slot files in turn, each write one ``pwrite`` of a header
+    (sequence number, length, CRC-32) and the pickled statistics: a write cut short by the
+    worker's death leaves the other slot, one task older, intact, and the parent takes the
+    newest slot whose checksum holds. (Replacing a file by rename costs milliseconds on
+    ext4, which flushes the new file's data to disk when it replaces another.)
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.pid = os.getpid()
         self.failed = False
+        self.sequence = 0
+        self.fds: list[int] = []
         self.busy_fd: int | None = None
         try:
             self.busy_fd = _open_in(directory, f"{self.pid}.busy")
@@ -245,7 +257,16 @@ class _Spooler:
             self._failed(exc)
 
     def paths(self) -> list[Path]:
-        return [self.directory / f"{self.pid}{ext}" for ext in (".json", ".json.tmp", ".busy")]
+        return [self.directory / f"{self.pid}{ext}" for ext in (".0.spool", ".1.spool", ".busy")]
+
+    def close(self) -> None:
+        for fd in (*self.fds, self.busy_fd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.fds, self.busy_fd = [], None
 
     def busy(self, busy: bool) -> None:
         """Marks this worker inside a task or not (one byte; never raises)."""
@@ -256,19 +277,18 @@ class _Spooler:
                 self._failed(exc)
 
     def flush(self) -> None:
-        """Replaces ``PID.json`` atomically with this process's profile (never raises)."""
+        """Writes this process's profile to the older slot (never raises)."""
+        if self.failed:
+            return
         try:
             from callweave.profiler import stats
-            from callweave.reports import to_json
 
-            doc = to_json([s for s in stats() if s.count])
-            name = f"{self.pid}.json"
-            fd = _open_in(self.directory, f"{name}.tmp")
-            try:
-                _write_all(fd, json.dumps(doc).encode("utf-8"))
-            finally:
-                os.close(fd)
-            os.replace(self.directory / f"{name}.tmp", self.directory / name)
+            if not self.fds:
+                self.fds = [_open_in(self.directory, f"{self.pid}.{i}.spool") for i in (0, 1)]
+            payload = pickle.dumps([s for s in stats() if s.count], pickle.HIGHEST_PROTOCOL)
+            header = _SLOT_HEADER.pack(self.sequence, len(payload), zlib.crc32(payload))
+            _write_all(self.fds[self.sequence % 2], header + payload)
+            self.sequence += 1
         except Exception as exc:
             self._failed(exc)
 
@@ -279,6 +299,22 @@ class _Spooler:
                 f"could not save this pool worker's profile in {self.directory} "
                 f"({type(exc).__name__}: {exc}); if the pool is terminated, it is lost"
             )
+
+
+_SLOT_HEADER = struct.Struct("<QQI")  # sequence, payload length, CRC-32 of the payload
+
+
+def _read_slot(path: Path) -> tuple[int, list[Any]] | None:
+    """A slot file's sequence number and statistics; None if it is empty or torn."""
+    data = path.read_bytes()
+    if len(data) < _SLOT_HEADER.size:
+        return None
+    sequence, length, crc = _SLOT_HEADER.unpack_from(data)
+    payload = data[_SLOT_HEADER.size : _SLOT_HEADER.size + length]
+    if len(payload) != length or zlib.crc32(payload) != crc:
+        return None
+    # Our own file, in our own 0700 directory, written by our own worker.
+    return sequence, pickle.loads(payload)
 
 
 class _SpooledQueue:
@@ -385,8 +421,6 @@ def _take_spool() -> tuple[list[Any], list[Path]]:
         names = os.listdir(directory)
     except OSError:
         return [], []
-    from callweave.reports import stats_from_json
-
     try:
         import multiprocessing
 
@@ -395,6 +429,7 @@ def _take_spool() -> tuple[list[Any], list[Path]]:
         alive = set()
     spooled: list[Any] = []
     taken: list[Path] = []
+    slots: dict[str, tuple[int, list[Any]]] = {}
     cut = 0
     for name in sorted(names):
         pid, _dot, ext = name.partition(".")
@@ -403,12 +438,16 @@ def _take_spool() -> tuple[list[Any], list[Path]]:
         path = directory / name
         taken.append(path)
         try:
-            if ext == "json":
-                spooled.extend(stats_from_json(json.loads(path.read_bytes())))
+            if ext.endswith(".spool"):
+                slot = _read_slot(path)
+                if slot is not None and (pid not in slots or slot[0] > slots[pid][0]):
+                    slots[pid] = slot
             elif ext == "busy" and path.read_bytes() == b"1":
                 cut += 1
-        except (OSError, ValueError) as exc:
+        except Exception as exc:
             _say(f"could not read a pool worker's saved profile {path}: {exc}")
+    for _sequence, functions in slots.values():
+        spooled.extend(functions)
     if cut:
         _say(
             f"{cut} pool worker{'s' if cut > 1 else ''} ended inside a task (Pool.terminate() "
