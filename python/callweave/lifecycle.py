@@ -13,19 +13,23 @@ be written once per process:
   callweave. The handler is installed only where SIGTERM has its default disposition (a
   program's own handler, or ``SIG_IGN``, is left alone) and only from the main thread.
 
-Child processes keep SIGTERM's default action (a forked child gets it back): a Python-level
-handler runs only when the main thread next checks for signals, and a SIGTERM that lands just
-before a blocking call (a pool worker waiting for the task queue's lock, which
-``Pool.terminate()`` holds while it terminates the workers) would then never run, so
-``terminate()`` followed by ``join()`` would hang. A child ended by SIGTERM (``Pool.terminate()``,
-which ``with Pool() as p:`` calls) therefore writes no report: ``close()`` and ``join()`` keep
-everything.
+Child processes keep SIGTERM's default action (a forked child gets it back; SIGTERM is
+blocked across the fork meanwhile): a Python-level handler runs only when the main thread
+next checks for signals, and a SIGTERM that lands just before a blocking call (a pool worker
+waiting for the task queue's lock, which ``Pool.terminate()`` holds while it terminates the
+workers) would then never run, so ``terminate()`` followed by ``join()`` would hang. So that
+a terminated pool (``with Pool() as p:`` calls ``terminate()``) loses nothing its workers
+finished, a worker of ``multiprocessing.Pool`` saves its profile at the end of each task,
+before the task's result is sent, in its parent's spool directory; the parent merges what its
+dead workers left into its own report, and says in one line how many of them died inside a
+task (see "pool spool" below). Other children ended by SIGTERM write no report.
 
 A child process (forked, spawned, or started by ``subprocess`` with this interpreter) writes
 its own report, with its pid in the file name, and only when it profiled something.
 
 Data is lost where no code can run: SIGKILL (and other signals whose default action kills,
-except SIGTERM and SIGINT), ``os._exit()`` outside multiprocessing's children, a crash.
+except SIGTERM and SIGINT), ``os._exit()`` outside multiprocessing's children, a crash;
+for a pool worker, only what it profiled in the task it died in.
 """
 
 from __future__ import annotations
