@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -47,17 +48,27 @@ def env_for(project):
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(project), os.environ.get("PYTHONPATH", "")) if p
     )
-    env["TMPDIR"] = str(project / "tmp")  # where pool workers save their profiles
+    # Where pool workers save their profiles; short, for forkserver's socket (AF_UNIX paths
+    # are limited to about 100 bytes).
+    env["TMPDIR"] = os.path.realpath(project / "tmp")
     return env
 
 
 @pytest.fixture
 def project(tmp_path):
+    short_tmp = tempfile.mkdtemp(prefix="cwt")
+    (tmp_path / "tmp").symlink_to(short_tmp)
+    try:
+        yield populate(tmp_path)
+    finally:
+        shutil.rmtree(short_tmp, ignore_errors=True)
+
+
+def populate(tmp_path):
     (tmp_path / "wmod.py").write_text(WORK)
     (tmp_path / "pool.py").write_text(POOL)
     (tmp_path / "self_term.py").write_text(SELF_TERM)
     (tmp_path / "wait.py").write_text(WAIT_FOR_TERM)
-    (tmp_path / "tmp").mkdir()
     return tmp_path
 
 
