@@ -81,9 +81,10 @@ def _report_spec() -> Report | None:
 def write_report_once() -> None:
     """Writes the configured report if this process has not written it yet (never raises).
 
-    A child that ran nothing profiled (multiprocessing's resource tracker or forkserver, a
-    helper subprocess) writes nothing. A SIGTERM that arrives meanwhile ends the process once
-    the report is written.
+    The report includes the profiles that this process's dead pool workers saved (see "pool
+    spool"). A child that ran nothing profiled (multiprocessing's resource tracker or
+    forkserver, a helper subprocess) writes nothing. A SIGTERM that arrives meanwhile ends
+    the process once the report is written, except in a pool worker (below).
     """
     if _state["written"] or _state["spec"] is None:
         return
@@ -95,8 +96,8 @@ def write_report_once() -> None:
         spooler: _Spooler | None = _state["spooler"]
         # A pool worker may be ending normally just as Pool.terminate() sends SIGTERM: its
         # report and the removal of its saved profile must not be parted (the parent would
-        # count that profile twice), so SIGTERM waits here (no handler: ignored, for a
-        # moment, by a process that is ending anyway).
+        # count that profile twice), so SIGTERM is ignored meanwhile: no handler, which could
+        # be left pending, just SIG_IGN for a moment in a process that is ending anyway.
         with _sigterm_ignored(spooler is not None):
             own = stats()
             spooled, taken = _take_spool()
