@@ -72,10 +72,20 @@ _TERMINATORS = _RETURNS + _opcodes(
 _FOR_ITER = (dis.opmap["FOR_ITER"], {(3, 12): 1, (3, 13): 2}.get(sys.version_info[:2], 0))
 
 
+#: The instructions of a ``try``/``finally`` handler: PUSH_EXC_INFO, RERAISE, COPY, POP_EXCEPT.
+_EXC_HANDLER = (
+    dis.opmap["PUSH_EXC_INFO"],
+    dis.opmap["RERAISE"],
+    dis.opmap["COPY"],
+    dis.opmap["POP_EXCEPT"],
+)
+
+
 def remap_code(result: _native.Rewritten, code: CodeType) -> CodeType:
     """``code`` compiled from ``result.source``, with every position mapped to the original.
 
-    The exits of profiled functions get the lines plain Python gives its returns.
+    The exits of profiled functions get the lines plain Python gives its returns, and an
+    exception leaves their frames at the instruction that raised, as in plain Python.
     """
     return result.remap_code(
         code,
@@ -87,6 +97,7 @@ def remap_code(result: _native.Rewritten, code: CodeType) -> CodeType:
         terminators=_TERMINATORS,
         for_iter=_FOR_ITER,
         jump_forward=(dis.opmap["JUMP_FORWARD"], dis.opmap["NOP"]),
+        exc_handler=_EXC_HANDLER,
     )
 
 

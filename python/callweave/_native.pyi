@@ -77,6 +77,7 @@ class Rewritten:
         terminators: bytes | None = None,
         for_iter: tuple[int, int] | None = None,
         jump_forward: tuple[int, int] | None = None,
+        exc_handler: tuple[int, int, int, int] | None = None,
     ) -> CodeType: ...
 
 def rewrite(

@@ -25,6 +25,12 @@
 //! A run is left without a location when that cannot be done exactly: a predecessor without a
 //! location, a jump into its middle or from behind it, an exception handler starting in it, or
 //! a retargeted jump whose argument would need more `EXTENDED_ARG` prefixes than it has.
+//!
+//! The footer's exception path has no line either, and no line fits it statically: plain
+//! Python's frame leaves at the instruction that raised, whichever it was. [`reraise_at_raise`]
+//! makes that handler put the frame's instruction back at the raising one before the exception
+//! leaves, as CPython's own cleanup handlers do with their `lasti` (tracers' `return` event and
+//! `f_lineno` after an exception, pdb's `--Return--`).
 
 use crate::linetable::Location;
 
@@ -49,6 +55,23 @@ pub struct FlowOps<'a> {
     /// (3.12+ places exception handlers after the code they return to) becomes a forward jump
     /// to its copy, its cache units `NOP`s that never run.
     pub jump_forward: Option<(u8, u8)>,
+    /// The opcodes of CPython's `try`/`finally` exception handler, to make the injected
+    /// footer's handler leave the frame at the raising instruction (see [`reraise_at_raise`]);
+    /// `None` leaves handlers as compiled.
+    pub handler: Option<HandlerOps>,
+}
+
+/// The opcodes CPython's `try`/`finally` exception handler is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct HandlerOps {
+    /// `PUSH_EXC_INFO`: the handler's first instruction.
+    pub push_exc_info: u8,
+    /// `RERAISE`: ends the handler (argument 0) and its cleanup (argument 1).
+    pub reraise: u8,
+    /// `COPY`: the cleanup's first instruction (`COPY 3`).
+    pub copy: u8,
+    /// `POP_EXCEPT`: restores the exception being handled before the handler ran.
+    pub pop_except: u8,
 }
 
 /// `CACHE` (opcode 0): inline cache units belong to the instruction before them.
@@ -248,9 +271,7 @@ pub fn locate_exits(
     if locations.len() != units || dropped.len() != units {
         return None;
     }
-    let ours = |i: &Instr| {
-        (i.start..i.end).all(|u| dropped.get(u) == Some(&true) && locations.get(u) == Some(&None))
-    };
+    let ours = |i: &Instr| injected(i, locations, dropped);
     // Cheap test first: most code objects have no dropped return.
     let instrs = instructions(code, ops.extended_arg);
     if !instrs
@@ -368,6 +389,167 @@ pub fn locate_exits(
     Some((new_code, table))
 }
 
+/// Whether every unit of `instr` lost its location to the remapping: code injected by the
+/// rewrite, as opposed to CPython's own unlocated instructions.
+fn injected(instr: &Instr, locations: &[Option<Location>], dropped: &[bool]) -> bool {
+    (instr.start..instr.end)
+        .all(|u| dropped.get(u) == Some(&true) && locations.get(u) == Some(&None))
+}
+
+/// Makes the exception handler of the injected `finally` leave the frame at the instruction
+/// that raised, as the frame of the original function does.
+///
+/// CPython compiles the footer's exception path as
+///
+/// ```text
+/// T: PUSH_EXC_INFO          (handler of the body: depth d, no lasti)
+///    <footer>               (unlocated: injected)
+///    RERAISE 0              (unlocated: injected; handler C: depth d + 1, lasti)
+/// C: COPY 3
+///    POP_EXCEPT
+///    RERAISE 1              (sets the frame's instruction to the lasti C received)
+/// ```
+///
+/// so an exception leaves the frame with its instruction at `RERAISE 0`: no line, where the
+/// frame of the original function is at the instruction that raised (tracers' `return` event,
+/// pdb's `--Return--`, `tb_frame.f_lineno`). CPython's `RERAISE n` (n > 0) sets the frame's
+/// instruction to the offset `n` slots below the exception before unwinding, and an
+/// exception-table entry with the lasti bit pushes that offset under the exception. So:
+/// - every entry targeting `T` gets the lasti bit: the body's raising offset `L` goes under
+///   the exception, and the handler runs with the stack `L, previous exception, exception`;
+/// - `RERAISE 0` becomes `RERAISE 2`: the frame's instruction goes back to `L` (an argument
+///   byte, nothing moves), and the exception unwinds from there; C pushes that same `L` as
+///   its lasti (the frame's instruction), and its `RERAISE 1` restores it again;
+/// - every entry targeting `C` gets one more slot of depth, for `L` under its stack.
+///
+/// Which handler runs is decided by the executing instruction, not the frame's, so the
+/// unwinding takes the same path; tracebacks are made where the exception was raised, and
+/// `RERAISE` adds no entry. The frame needs one more stack slot: on `Some`, the caller must
+/// raise `co_stacksize` by one.
+///
+/// Only a handler of exactly that shape whose footer is injected code (`dropped` with no
+/// location, as in [`locate_exits`]) and that no jump reaches is changed. Returns the new
+/// `co_code` and `co_exceptiontable`, or `None` when nothing changed.
+pub fn reraise_at_raise(
+    code: &[u8],
+    locations: &[Option<Location>],
+    dropped: &[bool],
+    exception_table: &[u8],
+    ops: &FlowOps<'_>,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let hops = ops.handler?;
+    let units = code.len() / 2;
+    if locations.len() != units || dropped.len() != units {
+        return None;
+    }
+    let instrs = instructions(code, ops.extended_arg);
+    // Cheap test first: most code objects have no injected footer.
+    if !instrs
+        .iter()
+        .any(|i| i.op == hops.reraise && i.arg == 0 && injected(i, locations, dropped))
+    {
+        return None;
+    }
+    let mut handlers = parse_handlers(exception_table)?;
+    let jumps = jumps(&instrs, ops);
+    let at = |unit: usize| instrs.iter().position(|i| i.start == unit);
+
+    let mut targets: Vec<usize> = handlers.iter().map(|h| h.target).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let mut new_code = code.to_vec();
+    let mut changed = false;
+    for t in targets {
+        let Some(first) = at(t) else { continue };
+        let Some(push) = instrs.get(first).filter(|i| i.op == hops.push_exc_info) else {
+            continue;
+        };
+        // The footer: injected straight-line code up to its `RERAISE 0`.
+        let mut reraise = None;
+        for instr in instrs.get(first + 1..).unwrap_or_default() {
+            if !injected(instr, locations, dropped) {
+                break;
+            }
+            if instr.op == hops.reraise {
+                reraise = Some(*instr);
+                break;
+            }
+            if ops.terminators.contains(&instr.op)
+                || ops.returns.contains(&instr.op)
+                || ops.forward_jumps.contains(&instr.op)
+                || ops.backward_jumps.contains(&instr.op)
+            {
+                break;
+            }
+        }
+        let Some(reraise) = reraise else { continue };
+        if reraise.arg != 0 || reraise.arg_units() != 1 || reraise.start == push.end {
+            continue;
+        }
+        let span = push.start..reraise.end;
+        if jumps
+            .iter()
+            .any(|j| span.contains(&j.target) || span.contains(&j.lands))
+        {
+            continue;
+        }
+        // T's entries: one depth, no lasti yet.
+        let into_t: Vec<&Handler> = handlers.iter().filter(|h| h.target == t).collect();
+        let Some(t_depth_lasti) = into_t.first().map(|h| h.depth_lasti) else {
+            continue;
+        };
+        if t_depth_lasti & 1 != 0 || into_t.iter().any(|h| h.depth_lasti != t_depth_lasti) {
+            continue;
+        }
+        // The cleanup C protects the footer (one more slot, with lasti), and nothing else.
+        let Some(c) = handlers
+            .iter()
+            .find(|h| h.start <= reraise.op_unit && reraise.op_unit < h.end)
+            .map(|h| (h.target, h.depth_lasti))
+        else {
+            continue;
+        };
+        if c.1 != t_depth_lasti + 3
+            || handlers
+                .iter()
+                .any(|h| h.target == c.0 && (h.start < span.start || h.end > span.end))
+        {
+            continue;
+        }
+        let Some(cleanup) = at(c.0).and_then(|n| instrs.get(n..n + 3)) else {
+            continue;
+        };
+        let shape = [(hops.copy, 3), (hops.pop_except, 0), (hops.reraise, 1)];
+        if !cleanup
+            .iter()
+            .zip(shape)
+            .all(|(i, (op, arg))| i.op == op && i.arg == arg)
+        {
+            continue;
+        }
+        let Some(arg) = new_code.get_mut(reraise.op_unit * 2 + 1) else {
+            continue;
+        };
+        *arg = 2;
+        for h in &mut handlers {
+            if h.target == t {
+                h.depth_lasti |= 1;
+            } else if h.target == c.0 {
+                h.depth_lasti += 2;
+            }
+        }
+        changed = true;
+    }
+    if !changed {
+        return None;
+    }
+    let mut table = Vec::with_capacity(exception_table.len());
+    for h in &handlers {
+        write_handler(&mut table, h);
+    }
+    Some((new_code, table))
+}
+
 /// How a jump is pointed at a copy of its target starting at unit `copy_at`.
 struct Retarget {
     /// The new argument.
@@ -447,10 +629,16 @@ mod tests {
         forward_jumps: &[114, 110],
         backward_jumps: &[140],
         returns: &[83],
-        terminators: &[83, 110, 140],
+        terminators: &[83, 110, 140, 130, 119],
         extended_arg: 144,
         for_iter: None,
         jump_forward: Some((110, 9)),
+        handler: Some(HandlerOps {
+            push_exc_info: 35,
+            reraise: 119,
+            copy: 120,
+            pop_except: 89,
+        }),
     };
 
     fn at(line: i32) -> Option<Location> {
@@ -538,6 +726,106 @@ mod tests {
                 depth_lasti: 1
             })
         );
+    }
+
+    /// A body raising on line 2 under the injected `finally`'s handler (3.12's opcodes):
+    /// 0-1 body, 2 `PUSH_EXC_INFO`, 3-5 the footer (injected) ending in `RERAISE 0`,
+    /// 6-8 the cleanup `COPY 3; POP_EXCEPT; RERAISE 1`.
+    fn raising_body() -> (Vec<u8>, Vec<Option<Location>>, Vec<bool>, Vec<Handler>) {
+        let code = vec![
+            124, 0, 130, 1, 35, 0, 124, 1, 1, 0, 119, 0, 120, 3, 89, 0, 119, 1,
+        ];
+        let locs = vec![at(2), at(2), None, None, None, None, None, None, None];
+        let dropped = vec![false, false, false, true, true, true, false, false, false];
+        let handlers = vec![
+            Handler {
+                start: 0,
+                end: 2,
+                target: 2,
+                depth_lasti: 0,
+            },
+            Handler {
+                start: 2,
+                end: 6,
+                target: 6,
+                depth_lasti: 3,
+            },
+        ];
+        (code, locs, dropped, handlers)
+    }
+
+    fn table(handlers: &[Handler]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for h in handlers {
+            write_handler(&mut out, h);
+        }
+        out
+    }
+
+    #[test]
+    fn the_injected_handler_reraises_at_the_raising_instruction() {
+        let (code, locs, dropped, handlers) = raising_body();
+        let (new_code, new_table) =
+            reraise_at_raise(&code, &locs, &dropped, &table(&handlers), &OPS).expect("changed");
+        // `RERAISE 0` becomes `RERAISE 2`; nothing else in the code changes.
+        let mut expected = code.clone();
+        expected[11] = 2;
+        assert_eq!(new_code, expected);
+        // The body's entry pushes the raising offset (lasti); the cleanup keeps it below.
+        assert_eq!(
+            parse_handlers(&new_table),
+            Some(vec![
+                Handler {
+                    start: 0,
+                    end: 2,
+                    target: 2,
+                    depth_lasti: 1
+                },
+                Handler {
+                    start: 2,
+                    end: 6,
+                    target: 6,
+                    depth_lasti: 5
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn other_handlers_are_left_as_compiled() {
+        let (code, locs, dropped, handlers) = raising_body();
+        let t = table(&handlers);
+        // The user's own `finally` (located footer).
+        let located: Vec<_> = locs.iter().map(|l| l.or(at(3))).collect();
+        assert_eq!(reraise_at_raise(&code, &located, &dropped, &t, &OPS), None);
+        // Another cleanup.
+        let mut other = code.clone();
+        other[13] = 2;
+        assert_eq!(reraise_at_raise(&other, &locs, &dropped, &t, &OPS), None);
+        // A body entry that already pushes lasti, or a cleanup of another depth.
+        let mut lasti = handlers.clone();
+        lasti[0].depth_lasti = 1;
+        assert_eq!(
+            reraise_at_raise(&code, &locs, &dropped, &table(&lasti), &OPS),
+            None
+        );
+        let mut deeper = handlers.clone();
+        deeper[1].depth_lasti = 5;
+        assert_eq!(
+            reraise_at_raise(&code, &locs, &dropped, &table(&deeper), &OPS),
+            None
+        );
+        // A jump into the handler.
+        let mut jumped = code.clone();
+        jumped[0] = 114;
+        jumped[1] = 2;
+        assert_eq!(reraise_at_raise(&jumped, &locs, &dropped, &t, &OPS), None);
+        // No handler opcodes given.
+        let no_ops = FlowOps {
+            handler: None,
+            ..OPS
+        };
+        assert_eq!(reraise_at_raise(&code, &locs, &dropped, &t, &no_ops), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use callweave_engine::exits::{self, FlowOps};
+use callweave_engine::exits::{self, FlowOps, HandlerOps};
 use callweave_engine::linetable;
 use callweave_engine::{
     rewrite, CallFilter, EngineError, FunctionSelector, Layer, Plan, PositionMap, QualnameGlobs,
@@ -250,8 +250,10 @@ impl Rewritten {
     /// that never fall through, FOR_ITER and how many units past its target it lands,
     /// JUMP_FORWARD and NOP) let the
     /// exits of profiled functions get the lines plain Python gives them (see
-    /// `callweave_engine::exits`); without them those exits stay unlocated.
-    #[pyo3(signature = (code, call_opcodes, extended_arg, *, forward_jumps=None, backward_jumps=None, returns=None, terminators=None, for_iter=None, jump_forward=None))]
+    /// `callweave_engine::exits`); without them those exits stay unlocated. `exc_handler`
+    /// (PUSH_EXC_INFO, RERAISE, COPY, POP_EXCEPT) lets an exception leave a profiled
+    /// function's frame at the instruction that raised, as in plain Python.
+    #[pyo3(signature = (code, call_opcodes, extended_arg, *, forward_jumps=None, backward_jumps=None, returns=None, terminators=None, for_iter=None, jump_forward=None, exc_handler=None))]
     #[allow(clippy::too_many_arguments)]
     fn remap_code<'py>(
         &self,
@@ -264,6 +266,7 @@ impl Rewritten {
         terminators: Option<&[u8]>,
         for_iter: Option<(u8, usize)>,
         jump_forward: Option<(u8, u8)>,
+        exc_handler: Option<(u8, u8, u8, u8)>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let flow = returns.map(|returns| FlowOps {
             forward_jumps: forward_jumps.unwrap_or_default(),
@@ -273,6 +276,12 @@ impl Rewritten {
             extended_arg,
             for_iter,
             jump_forward,
+            handler: exc_handler.map(|(push_exc_info, reraise, copy, pop_except)| HandlerOps {
+                push_exc_info,
+                reraise,
+                copy,
+                pop_except,
+            }),
         });
         let ops = CallOps {
             call: call_opcodes,
@@ -361,19 +370,32 @@ fn remap_code_object<'py>(
         // Only code that lost locations to the map can have a profiled function's exits.
         if remapped.dropped.iter().any(|&d| d) {
             let mut units = remapped.unit_locations();
+            let dropped = remapped.unit_dropped();
             let handlers_obj = code.getattr("co_exceptiontable")?;
-            let handlers = handlers_obj.cast::<PyBytes>()?.as_bytes();
-            if let Some((new_code, new_handlers)) = exits::locate_exits(
-                bytecode,
-                &mut units,
-                &remapped.unit_dropped(),
-                handlers,
-                flow,
-            ) {
-                kwargs.set_item("co_code", PyBytes::new(py, &new_code))?;
-                kwargs.set_item("co_exceptiontable", PyBytes::new(py, &new_handlers))?;
+            let mut handlers = handlers_obj.cast::<PyBytes>()?.as_bytes().to_vec();
+            let mut new_code = None;
+            // First the exception path (it moves no instruction), then the exits.
+            if let Some((patched, patched_handlers)) =
+                exits::reraise_at_raise(bytecode, &units, &dropped, &handlers, flow)
+            {
+                // The handler keeps the raising offset under its stack: one more slot.
+                let stack: u32 = code.getattr("co_stacksize")?.extract()?;
+                kwargs.set_item("co_stacksize", stack.saturating_add(1))?;
+                new_code = Some(patched);
+                handlers = patched_handlers;
+            }
+            let current = new_code.as_deref().unwrap_or(bytecode);
+            if let Some((located, located_handlers)) =
+                exits::locate_exits(current, &mut units, &dropped, &handlers, flow)
+            {
                 let entries = linetable::entries_of_units(&units);
                 new_table = Some(linetable::encode(&entries, new_first));
+                new_code = Some(located);
+                handlers = located_handlers;
+            }
+            if let Some(new_code) = new_code {
+                kwargs.set_item("co_code", PyBytes::new(py, &new_code))?;
+                kwargs.set_item("co_exceptiontable", PyBytes::new(py, &handlers))?;
             }
         }
     }

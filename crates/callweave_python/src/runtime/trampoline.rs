@@ -331,47 +331,88 @@ unsafe fn strip_wrapper_frames(t: &TrampolineObject) {
     }
     // SAFETY: GIL held; every pointer below is checked before use and reference counts are
     // balanced by hand (no Rust value with a destructor is held).
+    #[cfg(Py_3_12)]
     unsafe {
+        // 3.12+: the exception is one normalized object that owns its traceback.
+        let value = ffi::PyErr_GetRaisedException();
+        if value.is_null() {
+            return;
+        }
+        let tb = ffi::PyException_GetTraceback(value);
+        if let Some(rest) = stripped_traceback(t, tb) {
+            let new = if rest.is_null() { ffi::Py_None() } else { rest };
+            ffi::PyException_SetTraceback(value, new);
+            ffi::PyErr_Clear();
+            ffi::Py_XDECREF(rest);
+        }
+        ffi::Py_XDECREF(tb);
+        ffi::PyErr_SetRaisedException(value);
+    }
+    #[cfg(not(Py_3_12))]
+    unsafe {
+        // 3.11: the thread state holds type, value and traceback apart; both the restored
+        // traceback and the value's `__traceback__` are set.
         let mut typ = std::ptr::null_mut();
         let mut value = std::ptr::null_mut();
         let mut tb = std::ptr::null_mut();
         ffi::PyErr_Fetch(&mut typ, &mut value, &mut tb);
         ffi::PyErr_NormalizeException(&mut typ, &mut value, &mut tb);
-        if !tb.is_null() && ffi::PyTraceBack_Check(tb) != 0 {
-            let head = tb.cast::<PyTracebackObject>();
-            let frame = (*head).tb_frame;
-            let code = ffi::PyFrame_GetCode(frame.cast());
-            let ours = code.cast::<ffi::PyObject>() == t.code;
-            ffi::Py_XDECREF(code.cast());
-            if ours {
-                // The wrapper's frame may have several entries (an exception re-raised with
-                // `raise e` adds one); strip them all if one is its call of the callee.
-                let mut entry = head;
-                let mut from_callee = false;
-                let mut rest = std::ptr::null_mut();
-                while !entry.is_null() && (*entry).tb_frame == frame {
-                    let lasti = ffi::PyLong_FromLong(std::ffi::c_long::from((*entry).tb_lasti));
-                    if !lasti.is_null() {
-                        from_callee |= ffi::PySet_Contains(t.offsets, lasti) == 1;
-                        ffi::Py_DECREF(lasti);
-                    }
-                    rest = (*entry).tb_next;
-                    entry = rest.cast();
-                }
+        if let Some(rest) = stripped_traceback(t, tb) {
+            ffi::Py_XDECREF(tb);
+            tb = rest;
+            if !value.is_null() && ffi::PyExceptionInstance_Check(value) != 0 {
+                let new = if tb.is_null() { ffi::Py_None() } else { tb };
+                ffi::PyException_SetTraceback(value, new);
                 ffi::PyErr_Clear();
-                if from_callee {
-                    ffi::Py_XINCREF(rest);
-                    ffi::Py_DECREF(tb);
-                    tb = rest;
-                    if !value.is_null() && ffi::PyExceptionInstance_Check(value) != 0 {
-                        let new = if tb.is_null() { ffi::Py_None() } else { tb };
-                        ffi::PyException_SetTraceback(value, new);
-                        ffi::PyErr_Clear();
-                    }
-                }
             }
         }
         ffi::PyErr_Restore(typ, value, tb);
+    }
+}
+
+/// The traceback `tb` without the wrapper's leading entries (a new reference, null for an
+/// empty traceback) if they start with the wrapper's frame and one of them is its call of the
+/// callee; `None` to keep `tb` as it is. Leaves no exception set.
+///
+/// # Safety
+/// The GIL must be held; `tb` is null or a borrowed object; no exception is set.
+unsafe fn stripped_traceback(
+    t: &TrampolineObject,
+    tb: *mut ffi::PyObject,
+) -> Option<*mut ffi::PyObject> {
+    // SAFETY: GIL held; `tb` is checked to be a traceback before its fields are read, and
+    // every entry's fields are read while `tb` keeps the chain alive.
+    unsafe {
+        if tb.is_null() || ffi::PyTraceBack_Check(tb) == 0 {
+            return None;
+        }
+        let head = tb.cast::<PyTracebackObject>();
+        let frame = (*head).tb_frame;
+        let code = ffi::PyFrame_GetCode(frame.cast());
+        let ours = code.cast::<ffi::PyObject>() == t.code;
+        ffi::Py_XDECREF(code.cast());
+        if !ours {
+            return None;
+        }
+        // The wrapper's frame may have several entries (an exception re-raised with
+        // `raise e` adds one); strip them all if one is its call of the callee.
+        let mut entry = head;
+        let mut from_callee = false;
+        let mut rest = std::ptr::null_mut();
+        while !entry.is_null() && (*entry).tb_frame == frame {
+            let lasti = ffi::PyLong_FromLong(std::ffi::c_long::from((*entry).tb_lasti));
+            if !lasti.is_null() {
+                from_callee |= ffi::PySet_Contains(t.offsets, lasti) == 1;
+                ffi::Py_DECREF(lasti);
+            }
+            rest = (*entry).tb_next;
+            entry = rest.cast();
+        }
+        ffi::PyErr_Clear();
+        from_callee.then(|| {
+            ffi::Py_XINCREF(rest);
+            rest
+        })
     }
 }
 
