@@ -86,7 +86,7 @@ def test_wrap_fixture_runs_the_same(path):
         seen.append(call)
         return call(*args, **kwargs)
 
-    rule = _native.Rule.wrap(wrapper="__w__")
+    rule = _native.Rule("wrap", {"wrapper": "__w__"})
     before, after, result = run_both(path, [rule], {"__w__": passthrough})
     assert after == before
     assert seen, "no call went through the wrapper"
@@ -136,15 +136,18 @@ def profile_stand_ins():
             namespace.remove("__r__")
         return namespace
 
-    rule = _native.Rule.profile(
-        enter="__e__",
-        exit="__x__",
-        timer="__t__",
-        atimer="__at__",
-        record="__r__",
-        pause="__p__",
-        resume="__rs__",
-        strip="__s__",
+    rule = _native.Rule(
+        "profile",
+        {
+            "enter": "__e__",
+            "exit": "__x__",
+            "timer": "__t__",
+            "atimer": "__at__",
+            "record": "__r__",
+            "pause": "__p__",
+            "resume": "__rs__",
+            "strip": "__s__",
+        },
     )
     names = {
         "__e__": enter,
@@ -168,7 +171,7 @@ def test_profile_fixture_runs_the_same(path):
     before, after, result = run_both(path, [rule], names, frozenset(return_ranges(text)))
     assert after == before
     assert entered, "no profiled function was entered"
-    assert len({f[4][0] for f in result.functions}) == len(result.functions)
+    assert len({f.profile.index for f in result.functions}) == len(result.functions)
 
 
 @pytest.mark.parametrize("path", BOTH, ids=lambda p: p.stem)
@@ -181,14 +184,14 @@ def test_both_fixture_runs_the_same(path):
         seen.append(site)
         return call(*args, **kwargs)
 
-    wrap = _native.Rule.wrap(wrapper="__w__", sites="__ss__")
+    wrap = _native.Rule("wrap", {"wrapper": "__w__", "sites": "__ss__"})
     names = {**names, "__w__": passthrough, "__ss__": range(1 << 20)}
     text = importlib.util.decode_source(path.read_bytes())
     before, after, result = run_both(path, [wrap, profile], names, frozenset(return_ranges(text)))
     assert after == before
     assert entered, "no profiled function was entered"
     assert seen, "no call went through the wrapper"
-    assert set(seen) <= {s[0] for s in result.sites}
+    assert set(seen) <= {s.id for s in result.sites}
 
 
 def test_crlf_bom_and_tabs_fixtures_are_bytes_as_named():
