@@ -10,34 +10,27 @@ class CallweaveError(Exception): ...
 class RewriteError(CallweaveError): ...
 class ParseError(RewriteError): ...
 
-class Rule:
-    """A rewrite rule: which functions, how their calls are routed, which calls."""
+#: Registered transforms: name -> one-line summary.
+TRANSFORMS: dict[str, str]
 
-    @staticmethod
-    def wrap(
+OptionValue = str | bool | list[str] | None
+
+class Rule:
+    """A rewrite rule: which functions, which transform (with its options), which calls."""
+
+    def __init__(
+        self,
+        transform: str,
+        options: dict[str, OptionValue] | None = None,
         *,
-        wrapper: str,
-        sites: str | None = None,
         functions: list[str] | None = None,
         at: tuple[str, int] | None = None,
         ignore_builtins: bool = False,
         blacklist: list[str] | None = None,
         whitelist: list[str] | None = None,
-    ) -> Rule: ...
-    @staticmethod
-    def profile(
-        *,
-        enter: str,
-        exit: str,
-        timer: str,
-        atimer: str,
-        record: str,
-        functions: list[str] | None = None,
-        at: tuple[str, int] | None = None,
-        ignore_builtins: bool = False,
-        blacklist: list[str] | None = None,
-        whitelist: list[str] | None = None,
-    ) -> Rule: ...
+    ) -> None: ...
+    @property
+    def transform(self) -> str: ...
     def selects(self, qualname: str) -> bool: ...
 
 class DottedGlobs:
@@ -51,6 +44,28 @@ class DottedGlobs:
 SiteRow = tuple[int, str, int, int, int, int, str, str | None, bool]
 FunctionRow = tuple[str, int, int, list[int], tuple[int, int, list[int]] | None, str, str]
 
+class ConstantSlot:
+    """A name the rewrite put in place of a node, whose value the caller substitutes."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def transform(self) -> str: ...
+    @property
+    def rule(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def line(self) -> int: ...
+    @property
+    def col(self) -> int: ...
+    @property
+    def end_line(self) -> int: ...
+    @property
+    def end_col(self) -> int: ...
+    @property
+    def function(self) -> str: ...
+
 class Rewritten:
     """The result of a rewrite."""
 
@@ -62,6 +77,8 @@ class Rewritten:
     def sites(self) -> list[SiteRow]: ...
     @property
     def functions(self) -> list[FunctionRow]: ...
+    @property
+    def constants(self) -> list[ConstantSlot]: ...
     @property
     def unwrapped_for_depth(self) -> int: ...
     def original_line(self, line: int) -> int: ...
@@ -85,6 +102,7 @@ def rewrite(
     builtins: frozenset[str] | set[str] | None = None,
     *,
     bind: str = "__callweave_bind__",
+    constants: str = "__callweave_k_",
 ) -> Rewritten: ...
 def decode_source(bytes: bytes) -> str: ...
 def make_trampoline(
