@@ -222,7 +222,8 @@ def compile_rewritten(
         The module's code object and the native rewrite result.
 
     Raises:
-        SyntaxError: The source has a syntax error (the running Python's own).
+        SyntaxError: The source has a syntax error (the running Python's own), or breaks a
+            transform's rule (with the file, line and column).
         RewriteError: The engine cannot rewrite this source.
     """
     try:
@@ -230,6 +231,15 @@ def compile_rewritten(
     except ParseError as exc:
         raise_users_syntax_error(source, filename)
         raise RewriteError(f"{filename}: {exc}") from None
+    except SyntaxError as exc:
+        # A transform's rule broken by the code (a name frozen by `asconstants` assigned):
+        # the engine gives the line and column, the file and the line's text are filled here.
+        exc.filename = filename
+        if exc.lineno:
+            lines = source.splitlines()
+            if 0 < exc.lineno <= len(lines):
+                exc.text = lines[exc.lineno - 1] + "\n"
+        raise
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -46,6 +46,10 @@ class Layer:
         names: Globals the rewritten code needs (injected name → object).
         bind: Called after compiling with the new function and the native rewrite result;
             returns the function to hand back (the same one, or a wrapper around it).
+        patch: Called after compiling with the function's code object and the constant slots
+            its rule took (``Rewritten.constants`` of this layer); returns the code to use
+            (``callweave._slots.patch_code`` turns slot loads into constants). Layers patch
+            in order, innermost first.
     """
 
     name: str
@@ -53,6 +57,7 @@ class Layer:
     names: dict[str, Any] = field(default_factory=dict)
     bind: Callable[[types.FunctionType, _native.Rewritten, Sequence[Layer]], Any] | None = None
     transformers: Sequence[ast.NodeTransformer] = ()
+    patch: Callable[[types.CodeType, list[_native.ConstantSlot]], types.CodeType] | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,9 @@ def rewrite_with_layers(
             f"cannot rewrite {code.co_qualname!r}: its free variables changed "
             f"({code.co_freevars} → {new_code.co_freevars})"
         )
+    for index, lay in enumerate(layers):
+        if lay.patch is not None:
+            new_code = lay.patch(new_code, [c for c in result.constants if c.rule == index])
     for lay in layers:
         original.__globals__.update(lay.names)
 

@@ -58,6 +58,14 @@ _LOAD_CONST = _OP["LOAD_CONST"]
 _LOAD_GLOBAL = _OP["LOAD_GLOBAL"]
 _LOAD_NAME = _OP["LOAD_NAME"]
 _LOAD_FROM_DICT_OR_GLOBALS = _OP.get("LOAD_FROM_DICT_OR_GLOBALS", -1)
+#: Loads of an enclosing function's variable (``asconstants`` freezes those too): the name is
+#: the oparg's fast-locals entry; ``LOAD_FROM_DICT_OR_DEREF`` (3.12+) pops a mapping first.
+_LOAD_DEREF = _OP["LOAD_DEREF"]
+_LOAD_CLASSDEREF = _OP.get("LOAD_CLASSDEREF", -1)
+_LOAD_FROM_DICT_OR_DEREF = _OP.get("LOAD_FROM_DICT_OR_DEREF", -1)
+_DEREF_LOADS = frozenset(
+    op for op in (_LOAD_DEREF, _LOAD_CLASSDEREF, _LOAD_FROM_DICT_OR_DEREF) if op >= 0
+)
 _PUSH_NULL = _OP["PUSH_NULL"]
 _POP_TOP = _OP["POP_TOP"]
 _BUILD_TUPLE = _OP["BUILD_TUPLE"]
@@ -402,6 +410,9 @@ def _replace_loads(
         elif ins.op in (_LOAD_NAME, _LOAD_FROM_DICT_OR_GLOBALS):
             name = names[ins.arg]
             null = False
+        elif ins.op in _DEREF_LOADS:
+            name = code._varname_from_oparg(ins.arg)  # type: ignore[attr-defined]
+            null = False
         else:
             out.append(ins)
             continue
@@ -409,7 +420,7 @@ def _replace_loads(
             out.append(ins)
             continue
         new = []
-        if ins.op == _LOAD_FROM_DICT_OR_GLOBALS:
+        if ins.op in (_LOAD_FROM_DICT_OR_GLOBALS, _LOAD_FROM_DICT_OR_DEREF):
             new.append(_simple(_POP_TOP, 0, ins))  # the mapping it would have read
         if null and not _NULL_AFTER:
             new.append(_simple(_PUSH_NULL, 0, ins))
@@ -536,7 +547,7 @@ def _patch_one(code: CodeType, values: Mapping[str, Any]) -> CodeType:
             if patched is not const:
                 consts.items[k] = patched
                 nested = True
-    if not any(name in values for name in code.co_names):
+    if not any(name in values for name in code.co_names + code.co_freevars + code.co_cellvars):
         if nested:
             return code.replace(co_consts=tuple(consts.items))
         return code
@@ -557,8 +568,9 @@ def patch_code(code: CodeType, values: Mapping[str, Any]) -> CodeType:
     """``code`` with every load of a name in ``values`` replaced by that value as a constant.
 
     Applies to ``code`` and, recursively, to every code object among its constants (nested
-    functions, lambdas, comprehensions, class bodies). Code that loads none of the names is
-    returned as is.
+    functions, lambdas, comprehensions, class bodies). Loads of an enclosing function's
+    variable of that name are replaced too (the cell stays in the closure). Code that loads
+    none of the names is returned as is.
 
     Args:
         code: A compiled code object.

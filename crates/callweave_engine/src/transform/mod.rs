@@ -23,6 +23,9 @@
 //! outer ones), call routing, the function-level `after_calls`, then statement- and
 //! expression-level edits (outer nodes before inner ones, in source order).
 
+pub(crate) mod constants;
+pub(crate) mod exceptions;
+pub(crate) mod interpolated_strings;
 pub(crate) mod profile;
 pub(crate) mod wrap;
 
@@ -34,7 +37,7 @@ use ruff_python_ast::token::Token;
 use ruff_python_ast::visitor::source_order::{
     walk_expr, walk_stmt, SourceOrderVisitor, TraversalSignal,
 };
-use ruff_python_ast::{AnyNodeRef, Expr, Stmt, StmtFunctionDef};
+use ruff_python_ast::{AnyNodeRef, Expr, Pattern, Stmt, StmtFunctionDef};
 use ruff_text_size::{Ranged, TextRange};
 
 use crate::posmap::{Anchor, Edit};
@@ -157,7 +160,13 @@ pub(crate) struct Registered {
 }
 
 /// Every transform, in no particular order. Adding a transform: one file here, one line below.
-pub(crate) static REGISTRY: &[Registered] = &[wrap::REGISTERED, profile::REGISTERED];
+pub(crate) static REGISTRY: &[Registered] = &[
+    wrap::REGISTERED,
+    profile::REGISTERED,
+    exceptions::REGISTERED,
+    constants::REGISTERED,
+    interpolated_strings::REGISTERED,
+];
 
 /// The registered transforms' names, in registry order.
 pub fn transform_names() -> Vec<&'static str> {
@@ -512,6 +521,11 @@ impl<'a> SourceOrderVisitor<'a> for Walker<'_, '_> {
     }
 
     fn visit_annotation(&mut self, _expr: &'a Expr) {}
+
+    // Nothing in a `case` pattern may become an expression: a literal there must stay a
+    // literal, and a bare name would be a capture. (A transform that needs the capture names
+    // reads them from the `match` statement in its `stmt` hook.)
+    fn visit_pattern(&mut self, _pattern: &'a Pattern) {}
 
     fn visit_stmt(&mut self, stmt: &'a Stmt) {
         if self.error.is_some() {
