@@ -228,3 +228,85 @@ impl Transform for AsConstants {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::{CallFilter, FunctionSelector, Plan, QualnameGlobs, Rule};
+    use crate::transform::{OptionValue, Options};
+    use crate::{rewrite, EngineError};
+
+    /// Rewrites `source` with `asconstants` freezing `a` in function `f`.
+    fn check(source: &str) -> Result<(), EngineError> {
+        let mut options = Options::new();
+        options.insert("names".into(), OptionValue::List(vec!["a".into()]));
+        let globs = QualnameGlobs::new(&["f"]).expect("valid glob");
+        let rule = Rule::new(
+            "asconstants",
+            &options,
+            FunctionSelector::Globs(globs),
+            CallFilter::default(),
+        )
+        .expect("valid rule");
+        let plan = Plan {
+            rules: vec![rule],
+            ..Plan::default()
+        };
+        let result = rewrite(source, &plan)?;
+        assert_eq!(result.source, source, "asconstants edits nothing");
+        Ok(())
+    }
+
+    fn error(source: &str) -> (String, usize, usize) {
+        match check(source) {
+            Err(EngineError::Code {
+                message,
+                line,
+                column,
+            }) => (message, line, column),
+            other => panic!("expected a positioned error for {source:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bindings_are_errors_at_the_name() {
+        let assign = "can't assign to constant name 'a'".to_owned();
+        for (source, line, column) in [
+            ("def f():\n    x = a = 1\n", 2, 8),
+            ("def f():\n    for (b, a) in []: pass\n", 2, 12),
+            ("def f():\n    import a.b\n", 2, 11),
+            ("def f():\n    from m import b as a\n", 2, 23),
+            ("def f():\n    try: pass\n    except E as a: pass\n", 3, 16),
+            ("def f():\n    match x:\n        case {**a}: pass\n", 3, 16),
+            ("def f():\n    class C:\n        def a(self): pass\n", 3, 12),
+            ("def f():\n    [b for b in [(a := 1)]]\n", 2, 18),
+        ] {
+            assert_eq!(error(source), (assign.clone(), line, column), "{source:?}");
+        }
+        assert_eq!(
+            error("def f():\n    del b, a\n"),
+            ("can't delete constant name 'a'".to_owned(), 2, 11)
+        );
+        let overlap = "argument names overlap with constant names: {'a'}".to_owned();
+        assert_eq!(
+            error("def f():\n    g = lambda *a: 0\n"),
+            (overlap.clone(), 2, 8)
+        );
+        assert_eq!(
+            error("def f():\n    def g(b, **a): pass\n"),
+            (overlap, 2, 8)
+        );
+    }
+
+    #[test]
+    fn loads_declarations_and_other_functions_are_fine() {
+        for source in [
+            "def f():\n    global a\n    return a + a.b\n",
+            "def f():\n    return [a for b in a]\n",
+            "def f():\n    match x:\n        case a.b: pass\n",
+            "def g():\n    a = 1\n\ndef f():\n    return a\n",
+            "def f():\n    a.b = 1\n    a[0] = 2\n    del a.c\n",
+        ] {
+            assert_eq!(check(source), Ok(()), "{source:?}");
+        }
+    }
+}

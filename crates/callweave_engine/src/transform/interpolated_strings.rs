@@ -102,3 +102,44 @@ impl Transform for InterpolatedStrings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::{CallFilter, FunctionSelector, Plan, QualnameGlobs, Rule};
+    use crate::rewrite;
+    use crate::transform::{OptionValue, Options};
+
+    fn rewritten(source: &str) -> String {
+        let mut options = Options::new();
+        options.insert("locals".into(), OptionValue::Str("__l__".into()));
+        options.insert("str".into(), OptionValue::Bool(true));
+        let globs = QualnameGlobs::new::<&str>(&[]).expect("valid");
+        let rule = Rule::new(
+            "interpolated_strings",
+            &options,
+            FunctionSelector::Globs(globs),
+            CallFilter::default(),
+        )
+        .expect("valid rule");
+        let plan = Plan {
+            rules: vec![rule],
+            ..Plan::default()
+        };
+        rewrite(source, &plan).expect("rewrites").source
+    }
+
+    #[test]
+    fn patterns_statements_docstrings_and_braceless_str_are_left_alone() {
+        let source = "def f(x):\n    \"\"\"{doc}\"\"\"\n    \"{statement}\"\n    match x:\n        case \"{a}\" | b\"{b}\":\n            return \"plain\", \"{x}\"\n";
+        let expected = "def f(x):\n    \"\"\"{doc}\"\"\"\n    \"{statement}\"\n    match x:\n        case \"{a}\" | b\"{b}\":\n            return \"plain\", __callweave_k_0__.format(**__l__())\n";
+        assert_eq!(rewritten(source), expected);
+    }
+
+    #[test]
+    fn inserted_names_never_fuse_with_keywords() {
+        assert_eq!(
+            rewritten("def f():\n    return b\"x\"if 1 else\"{y}\"\n"),
+            "def f():\n    return __callweave_k_0__ if 1 else __callweave_k_1__.format(**__l__())\n"
+        );
+    }
+}
