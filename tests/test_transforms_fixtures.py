@@ -84,9 +84,7 @@ def run(path):
     original = compile(text, str(path), "exec", dont_inherit=True)
     plain = load(path, "fixture_plain", original, {})
     rules = parse_rules(path)
-    result = _native.rewrite(
-        text, [_native.Rule(n, o) for n, o in rules], BUILTIN_NAMES, bind=BIND
-    )
+    result = _native.rewrite(text, [_native.Rule(n, o) for n, o in rules], BUILTIN_NAMES, bind=BIND)
     assert result.changed
     code = remap_code(result, compile(result.source, str(path), "exec", dont_inherit=True))
     values = values_for(rules, result, vars(plain))
