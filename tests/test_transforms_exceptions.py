@@ -610,3 +610,23 @@ def test_composes_with_flat_profile_and_rewrite_function():
 
     g = rewrite_function(pattern_matched_exceptions()(composed), [Rename()])
     assert g() == "renamed"
+
+
+def test_the_readme_block_runs(tmp_path):
+    import re
+    import subprocess
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (block,) = [b for b in blocks if "from callweave.transforms import" in b]
+    script = tmp_path / "readme_transforms.py"
+    script.write_text(
+        block
+        + "\nassert foo() == 'bar'\nlen = None\nassert f([1, 2]) == 3\n"
+        + "assert g(1, 2) == '1 2'\nprint('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True
+    ).stdout
+    assert out == "ok\n"
