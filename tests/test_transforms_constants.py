@@ -342,3 +342,19 @@ def test_composes_with_flat_profile_and_rewrite_function():
     g = rewrite_function(asconstants("len")(composed), [Double()])
     assert g("abc") == 6
     assert name_loads(g, "len") == [] and const_loads(g, builtins.len)
+
+
+def test_every_builtin_frozen_keeps_zero_argument_super_and_locals():
+    class Base:
+        def hello(self):
+            return "base"
+
+    class Child(Base):
+        def hello(self):
+            x = 1
+            return super().hello(), sorted(locals()), x
+
+    plain = Child().hello()
+    Child.hello = asconstants()(Child.__dict__["hello"])
+    assert Child().hello() == plain
+    assert name_loads(Child.hello, "super") == [] and const_loads(Child.hello, super)
