@@ -295,7 +295,7 @@ def test_ignore_builtins_wraps_names_rebound_by_star_import_or_global(tmp_path, 
 
     rule = _native.Rule("wrap", {"wrapper": "__w__"}, ignore_builtins=True)
     code, result = compile_rewritten(source, "bmod.py", [rule])
-    assert {s[7] for s in result.sites} == {"open", "sorted", "len", "abs"}
+    assert {s.callee for s in result.sites} == {"open", "sorted", "len", "abs"}
     ns = {"__w__": w}
     exec(code, ns)
     ns["setup"]()

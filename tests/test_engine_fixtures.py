@@ -171,7 +171,7 @@ def test_profile_fixture_runs_the_same(path):
     before, after, result = run_both(path, [rule], names, frozenset(return_ranges(text)))
     assert after == before
     assert entered, "no profiled function was entered"
-    assert len({f[4][0] for f in result.functions}) == len(result.functions)
+    assert len({f.profile.index for f in result.functions}) == len(result.functions)
 
 
 @pytest.mark.parametrize("path", BOTH, ids=lambda p: p.stem)
@@ -191,7 +191,7 @@ def test_both_fixture_runs_the_same(path):
     assert after == before
     assert entered, "no profiled function was entered"
     assert seen, "no call went through the wrapper"
-    assert set(seen) <= {s[0] for s in result.sites}
+    assert set(seen) <= {s.id for s in result.sites}
 
 
 def test_crlf_bom_and_tabs_fixtures_are_bytes_as_named():

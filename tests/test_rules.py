@@ -48,3 +48,33 @@ def test_a_rewrite_without_slot_transforms_has_no_constants():
 def test_the_constants_prefix_is_checked():
     with pytest.raises(ValueError, match="injected name"):
         _native.rewrite("def f():\n    pass\n", [], constants="k_")
+
+
+def test_sites_and_functions_are_typed_and_sites_round_trip_through_rows():
+    source = "def f(x):\n    return g(x) + h()\n"
+    rules = [
+        _native.Rule("wrap", {"wrapper": "__w__"}),
+        _native.Rule(
+            "profile",
+            {
+                "enter": "__e__",
+                "exit": "__x__",
+                "timer": "__t__",
+                "atimer": "__a__",
+                "record": "__r__",
+            },
+        ),
+    ]
+    result = _native.rewrite(source, rules)
+    g, h = result.sites
+    assert (g.id, g.function, g.line, g.col, g.end_line, g.end_col) == (0, "f", 2, 11, 2, 15)
+    assert (g.text, g.callee, g.awaited, h.callee) == ("g(x)", "g", False, "h")
+    assert _native.Site(*g.row()) == g and hash(_native.Site(*g.row())) == hash(g)
+    assert g != h and len({g, h, _native.Site(*h.row())}) == 2
+    (f,) = result.functions
+    assert (f.qualname, f.first_line, f.def_line, f.rules) == ("f", 1, 1, [0, 1])
+    assert f.original_text == source.rstrip("\n")
+    assert "__e__(0)" in f.new_text
+    assert f.profile is not None
+    assert (f.profile.index, f.profile.rule, f.profile.sites) == (0, 1, [0, 1])
+    assert "Site(id=0" in repr(g) and 'RewrittenFunction(qualname="f"' in repr(f)

@@ -160,8 +160,8 @@ def rewrite_with_layers(
     transformers = [t for layer in layers for t in layer.transformers]
 
     def tree_hook(tree: ast.Module, result: _native.Rewritten) -> ast.Module:
-        functions = [f for f in result.functions if (f[0], f[1]) == at]
-        def_line = functions[0][2] if functions else code.co_firstlineno
+        functions = [f for f in result.functions if (f.qualname, f.first_line) == at]
+        def_line = functions[0].def_line if functions else code.co_firstlineno
         found = _find_def(tree, code.co_qualname, def_line, result)
         if found is None:
             raise RewriteError(f"cannot find {code.co_qualname!r} in the rewritten source")
@@ -220,8 +220,8 @@ def rewrite_with_layers(
     new.__module__ = original.__module__
     if hasattr(original, "__type_params__"):
         new.__type_params__ = original.__type_params__
-    info = [f for f in result.functions if (f[0], f[1]) == at]
-    new_source = info[0][6] if info and len(info[0]) > 6 else ""
+    info = [f for f in result.functions if (f.qualname, f.first_line) == at]
+    new_source = info[0].new_text if info else ""
     new.__callweave__ = Rewritten(
         original=original,
         layers=layers,

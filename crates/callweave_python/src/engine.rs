@@ -2,12 +2,14 @@
 //! position remapping.
 
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 
 use callweave_engine::exits::{self, FlowOps};
 use callweave_engine::linetable;
 use callweave_engine::{
-    rewrite, CallFilter, ConstantSlot as EngineSlot, EngineError, FunctionSelector, OptionValue,
-    Options, Plan, PositionMap, QualnameGlobs, Rewrite, Rule as EngineRule, DEFAULT_BIND,
+    rewrite, CallFilter, ConstantSlot as EngineSlot, EngineError, Function as EngineFunction,
+    FunctionSelector, OptionValue, Options, Plan, PositionMap, Profiled as EngineProfiled,
+    QualnameGlobs, Rewrite, Rule as EngineRule, Site as EngineSite, DEFAULT_BIND,
     DEFAULT_CONSTANTS,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -162,6 +164,246 @@ impl DottedGlobs {
     }
 }
 
+/// One routed call of a rewrite, in original coordinates.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct Site {
+    inner: EngineSite,
+}
+
+#[pymethods]
+impl Site {
+    /// A site from its fields (as `row()` gives them): for sites kept in a cache.
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        id: u32,
+        function: &str,
+        line: u32,
+        end_line: u32,
+        col: u32,
+        end_col: u32,
+        text: String,
+        callee: Option<String>,
+        awaited: bool,
+    ) -> Self {
+        Self {
+            inner: EngineSite {
+                id,
+                function: function.into(),
+                line,
+                end_line,
+                col,
+                end_col,
+                text,
+                callee,
+                awaited,
+            },
+        }
+    }
+
+    /// Index in the site table (what `SITES[i]` refers to).
+    #[getter]
+    fn id(&self) -> u32 {
+        self.inner.id
+    }
+
+    /// Qualname of the innermost function or class holding the call.
+    #[getter]
+    fn function(&self) -> &str {
+        &self.inner.function
+    }
+
+    /// Line of the call's start (1-based).
+    #[getter]
+    fn line(&self) -> u32 {
+        self.inner.line
+    }
+
+    /// Line of the call's end.
+    #[getter]
+    fn end_line(&self) -> u32 {
+        self.inner.end_line
+    }
+
+    /// Column of the call's start (0-based, UTF-8 bytes).
+    #[getter]
+    fn col(&self) -> u32 {
+        self.inner.col
+    }
+
+    /// Column of the call's end.
+    #[getter]
+    fn end_col(&self) -> u32 {
+        self.inner.end_col
+    }
+
+    /// The call's exact original text.
+    #[getter]
+    fn text(&self) -> &str {
+        &self.inner.text
+    }
+
+    /// The callee's dotted call name, if it has one.
+    #[getter]
+    fn callee(&self) -> Option<&str> {
+        self.inner.callee.as_deref()
+    }
+
+    /// Whether the call is the operand of `await`.
+    #[getter]
+    fn awaited(&self) -> bool {
+        self.inner.awaited
+    }
+
+    /// The fields as a tuple `(id, function, line, end_line, col, end_col, text, callee,
+    /// awaited)`: the import hook's cache format, and what `Site(*row)` takes back.
+    fn row<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let s = &self.inner;
+        (
+            s.id,
+            &*s.function,
+            s.line,
+            s.end_line,
+            s.col,
+            s.end_col,
+            s.text.as_str(),
+            s.callee.as_deref(),
+            s.awaited,
+        )
+            .into_pyobject(py)
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<Self>()
+            .is_ok_and(|o| o.get().inner == self.inner)
+    }
+
+    fn __hash__(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let s = &self.inner;
+        (
+            s.id,
+            &*s.function,
+            s.line,
+            s.end_line,
+            s.col,
+            s.end_col,
+            &s.text,
+            &s.callee,
+            s.awaited,
+        )
+            .hash(&mut h);
+        h.finish()
+    }
+
+    fn __repr__(&self) -> String {
+        let s = &self.inner;
+        format!(
+            "Site(id={}, function={:?}, line={}, end_line={}, col={}, end_col={}, text={:?}, callee={:?}, awaited={})",
+            s.id, &*s.function, s.line, s.end_line, s.col, s.end_col, s.text, s.callee, s.awaited
+        )
+    }
+}
+
+/// A numbered function's entry (flat profiling): its index, the rule that numbered it and the
+/// site ids of its routed calls in the order of their local index.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct Profiled {
+    inner: EngineProfiled,
+}
+
+#[pymethods]
+impl Profiled {
+    /// The index passed to the entry callable.
+    #[getter]
+    fn index(&self) -> u32 {
+        self.inner.index
+    }
+
+    /// Index of the rule that numbered it.
+    #[getter]
+    fn rule(&self) -> usize {
+        self.inner.rule
+    }
+
+    /// Site ids of its timed calls, in the order of their local index.
+    #[getter]
+    fn sites(&self) -> Vec<u32> {
+        self.inner.sites.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        let p = &self.inner;
+        format!(
+            "Profiled(index={}, rule={}, sites={:?})",
+            p.index, p.rule, p.sites
+        )
+    }
+}
+
+/// A function some rule selected, with its text before and after the rewrite.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct RewrittenFunction {
+    inner: EngineFunction,
+}
+
+#[pymethods]
+impl RewrittenFunction {
+    /// `__qualname__`.
+    #[getter]
+    fn qualname(&self) -> &str {
+        &self.inner.qualname
+    }
+
+    /// `co_firstlineno`: the first decorator's line, else the `def` line.
+    #[getter]
+    fn first_line(&self) -> u32 {
+        self.inner.first_line
+    }
+
+    /// The `def` line.
+    #[getter]
+    fn def_line(&self) -> u32 {
+        self.inner.def_line
+    }
+
+    /// Indexes of the rules that selected it.
+    #[getter]
+    fn rules(&self) -> Vec<usize> {
+        self.inner.rules.clone()
+    }
+
+    /// Present when a rule that numbers functions (`profile`) selected it.
+    #[getter]
+    fn profile(&self) -> Option<Profiled> {
+        self.inner
+            .profile
+            .as_ref()
+            .map(|p| Profiled { inner: p.clone() })
+    }
+
+    /// The function's original text, first decorator to end of body.
+    #[getter]
+    fn original_text(&self) -> &str {
+        &self.inner.original_text
+    }
+
+    /// The same function in the new source.
+    #[getter]
+    fn new_text(&self) -> &str {
+        &self.inner.new_text
+    }
+
+    fn __repr__(&self) -> String {
+        let f = &self.inner;
+        format!(
+            "RewrittenFunction(qualname={:?}, first_line={}, def_line={}, rules={:?}, profile={:?})",
+            f.qualname, f.first_line, f.def_line, f.rules, f.profile
+        )
+    }
+}
+
 /// A constant slot: a name the rewrite put in place of a node of the original source, whose
 /// value the caller computes and substitutes for the name's loads after compiling.
 #[pyclass(module = "callweave._native", frozen)]
@@ -254,52 +496,23 @@ impl Rewritten {
         self.inner.changed()
     }
 
-    /// Site table: tuples `(id, function, line, end_line, col, end_col, text, callee, awaited)`.
+    /// The site table: every routed call, indexed by site id.
     #[getter]
-    fn sites<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+    fn sites(&self) -> Vec<Site> {
         self.inner
             .sites
             .iter()
-            .map(|s| {
-                (
-                    s.id,
-                    &*s.function,
-                    s.line,
-                    s.end_line,
-                    s.col,
-                    s.end_col,
-                    s.text.as_str(),
-                    s.callee.as_deref(),
-                    s.awaited,
-                )
-                    .into_pyobject(py)
-            })
+            .map(|s| Site { inner: s.clone() })
             .collect()
     }
 
-    /// Selected functions: tuples `(qualname, first_line, def_line, rules, profile,
-    /// original_text, new_text)` where `profile` is `None` or `(index, rule, site_ids)`.
+    /// Every selected function, in source order.
     #[getter]
-    fn functions<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+    fn functions(&self) -> Vec<RewrittenFunction> {
         self.inner
             .functions
             .iter()
-            .map(|f| {
-                let profile = f
-                    .profile
-                    .as_ref()
-                    .map(|p| (p.index, p.rule, p.sites.clone()));
-                (
-                    f.qualname.as_str(),
-                    f.first_line,
-                    f.def_line,
-                    f.rules.clone(),
-                    profile,
-                    f.original_text.as_str(),
-                    f.new_text.as_str(),
-                )
-                    .into_pyobject(py)
-            })
+            .map(|f| RewrittenFunction { inner: f.clone() })
             .collect()
     }
 

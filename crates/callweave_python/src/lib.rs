@@ -21,6 +21,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::DottedGlobs>()?;
     m.add_class::<engine::Rewritten>()?;
     m.add_class::<engine::ConstantSlot>()?;
+    m.add_class::<engine::Site>()?;
+    m.add_class::<engine::Profiled>()?;
+    m.add_class::<engine::RewrittenFunction>()?;
     m.add(
         "TRANSFORMS",
         callweave_engine::transforms()
