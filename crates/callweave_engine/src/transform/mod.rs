@@ -23,6 +23,10 @@
 //! outer ones), call routing, the function-level `after_calls`, then statement- and
 //! expression-level edits (outer nodes before inner ones, in source order).
 
+pub(crate) mod displays;
+pub(crate) mod islice;
+pub(crate) mod literals;
+pub(crate) mod precomputed_slices;
 pub(crate) mod profile;
 pub(crate) mod wrap;
 
@@ -157,7 +161,14 @@ pub(crate) struct Registered {
 }
 
 /// Every transform, in no particular order. Adding a transform: one file here, one line below.
-pub(crate) static REGISTRY: &[Registered] = &[wrap::REGISTERED, profile::REGISTERED];
+pub(crate) static REGISTRY: &[Registered] = &[
+    wrap::REGISTERED,
+    profile::REGISTERED,
+    literals::REGISTERED,
+    displays::REGISTERED,
+    islice::REGISTERED,
+    precomputed_slices::REGISTERED,
+];
 
 /// The registered transforms' names, in registry order.
 pub fn transform_names() -> Vec<&'static str> {
@@ -513,6 +524,10 @@ impl<'a> SourceOrderVisitor<'a> for Walker<'_, '_> {
 
     fn visit_annotation(&mut self, _expr: &'a Expr) {}
 
+    // Match patterns are syntax, not evaluated expressions: a literal pattern replaced by a
+    // name would become a capture pattern.
+    fn visit_pattern(&mut self, _pattern: &'a ruff_python_ast::Pattern) {}
+
     fn visit_stmt(&mut self, stmt: &'a Stmt) {
         if self.error.is_some() {
             return;
@@ -690,7 +705,7 @@ mod tests {
         let err = build("nope", &Options::new()).expect_err("unknown");
         assert_eq!(
             err.to_string(),
-            "unknown transform \"nope\" (registered: wrap, profile)"
+            "unknown transform \"nope\" (registered: wrap, profile, literals, displays, islice, precomputed_slices)"
         );
         let mut o = Options::new();
         o.insert("wrapper".into(), OptionValue::Str("__w__".into()));
