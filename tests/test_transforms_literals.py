@@ -302,3 +302,17 @@ def test_composes_with_wrap_calls_flat_profile_and_rewrite_function():
 def test_options_are_checked():
     with pytest.raises(TypeError):
         overloaded_strs("not callable")
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch):
+    import importlib
+    import re
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    (block,) = [b for b in blocks if "@decimal_literals" in b]
+    (tmp_path / "readme_transforms.py").write_text(block, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("readme_transforms")
+    assert module.total() == Decimal("0.3")
