@@ -81,11 +81,14 @@ def interpolated_strings(
             )
 
         def patch(code: CodeType, slots: list[_native.ConstantSlot]) -> CodeType:
-            values = {slot.name: literal_value(slot.text) for slot in slots}
-            return patch_code(code, {locals_name: builtins.locals, **values})
+            return patch_code(code, {locals_name: builtins.locals})
 
         layer = Layer(
-            "interpolated_strings", make_rule, {locals_name: builtins.locals}, patch=patch
+            "interpolated_strings",
+            make_rule,
+            {locals_name: builtins.locals},
+            constant=lambda slot: literal_value(slot.text),
+            patch=patch,
         )
         return rewrite_with_layers(target, layer)
 

@@ -24,8 +24,12 @@
 //! expression-level edits (outer nodes before inner ones, in source order).
 
 pub(crate) mod constants;
+pub(crate) mod displays;
 pub(crate) mod exceptions;
 pub(crate) mod interpolated_strings;
+pub(crate) mod islice;
+pub(crate) mod literals;
+pub(crate) mod precomputed_slices;
 pub(crate) mod profile;
 pub(crate) mod wrap;
 
@@ -163,6 +167,10 @@ pub(crate) struct Registered {
 pub(crate) static REGISTRY: &[Registered] = &[
     wrap::REGISTERED,
     profile::REGISTERED,
+    literals::REGISTERED,
+    displays::REGISTERED,
+    islice::REGISTERED,
+    precomputed_slices::REGISTERED,
     exceptions::REGISTERED,
     constants::REGISTERED,
     interpolated_strings::REGISTERED,
