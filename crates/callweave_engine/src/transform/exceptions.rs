@@ -102,7 +102,8 @@ impl Transform for PatternMatchedExceptions {
                 let call = format!(" {}{open}", self.matcher);
                 cx.edit(Edit::replace(keyword_end, expr_start, call, anchor));
             } else if !gap.is_empty() {
-                // A line continuation before `P`: the opening goes right after the keyword.
+                // An opening parenthesis or a line continuation before `P`: the opening goes
+                // right after the keyword.
                 let call = format!(" {}{open}", self.matcher);
                 cx.edit(Edit::insert(keyword_end, call, anchor));
             } else {
