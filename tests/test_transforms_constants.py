@@ -162,7 +162,7 @@ BINDINGS = {
 
 def write_module(tmp_path, name, body):
     path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(body))
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
     sys.path.insert(0, str(tmp_path))
     try:
         __import__(name)
@@ -195,6 +195,14 @@ def test_deleting_a_constant_name_is_a_syntax_error(tmp_path):
     assert (err.value.filename, err.value.lineno, err.value.offset) == (str(path), 2, 9)
     assert str(err.value) == f"can't delete constant name 'a' ({path.name}, line 2)"
     assert err.value.text == "    del a\n"
+
+
+def test_the_offset_counts_characters_as_cpython_does(tmp_path):
+    mod, _ = write_module(tmp_path, "offsets", "def f():\n    é = 'ü'; a = 1\n")
+    with pytest.raises(SyntaxError) as err:
+        asconstants(a=1)(mod.f)
+    assert (err.value.lineno, err.value.offset) == (2, 14)
+    assert err.value.text[err.value.offset - 1] == "a"
 
 
 def test_global_and_nonlocal_declarations_alone_are_accepted(tmp_path):

@@ -619,7 +619,7 @@ def test_the_readme_block_runs(tmp_path):
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
-    (block,) = [b for b in blocks if "from callweave.transforms import" in b]
+    (block,) = [b for b in blocks if "import asconstants, interpolated_strings" in b]
     script = tmp_path / "readme_transforms.py"
     script.write_text(
         block

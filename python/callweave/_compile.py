@@ -235,10 +235,14 @@ def compile_rewritten(
         # A transform's rule broken by the code (a name frozen by `asconstants` assigned):
         # the engine gives the line and column, the file and the line's text are filled here.
         exc.filename = filename
-        if exc.lineno:
-            lines = source.splitlines()
-            if 0 < exc.lineno <= len(lines):
-                exc.text = lines[exc.lineno - 1] + "\n"
+        lines = source.splitlines()
+        if exc.lineno and 0 < exc.lineno <= len(lines):
+            line = lines[exc.lineno - 1]
+            exc.text = line + "\n"
+            if exc.offset:
+                # The engine's column counts UTF-8 bytes; CPython's offsets count characters.
+                head = line.encode("utf-8")[: exc.offset - 1]
+                exc.offset = len(head.decode("utf-8", "replace")) + 1
         raise
     try:
         with warnings.catch_warnings(record=True) as caught:
