@@ -223,7 +223,7 @@ def compile_rewritten(
 
     Raises:
         SyntaxError: The source has a syntax error (the running Python's own), or breaks a
-            transform's rule (with the file, line and column).
+            transform's rule (the engine's message, at the offending node: file, line, column).
         RewriteError: The engine cannot rewrite this source.
     """
     try:
@@ -232,8 +232,8 @@ def compile_rewritten(
         raise_users_syntax_error(source, filename)
         raise RewriteError(f"{filename}: {exc}") from None
     except SyntaxError as exc:
-        # A transform's rule broken by the code (a name frozen by `asconstants` assigned):
-        # the engine gives the line and column, the file and the line's text are filled here.
+        # Code that breaks a transform's rule (e.g. assigning a name frozen as a constant):
+        # the engine gives the message and position, the file and line text are filled here.
         exc.filename = filename
         lines = source.splitlines()
         if exc.lineno and 0 < exc.lineno <= len(lines):
