@@ -234,7 +234,7 @@ def compile_rewritten(
 
     Raises:
         SyntaxError: The source has a syntax error (the running Python's own), or breaks a
-            transform's rule (the engine's message, at the offending node).
+            transform's rule (the engine's message, at the offending node: file, line, column).
         RewriteError: The engine cannot rewrite this source.
     """
     try:
@@ -247,8 +247,13 @@ def compile_rewritten(
         # the engine gives the message and position, the file and line text are filled here.
         exc.filename = filename
         lines = source.splitlines()
-        if exc.lineno is not None and 0 < exc.lineno <= len(lines):
-            exc.text = lines[exc.lineno - 1] + "\n"
+        if exc.lineno and 0 < exc.lineno <= len(lines):
+            line = lines[exc.lineno - 1]
+            exc.text = line + "\n"
+            if exc.offset:
+                # The engine's column counts UTF-8 bytes; CPython's offsets count characters.
+                head = line.encode("utf-8")[: exc.offset - 1]
+                exc.offset = len(head.decode("utf-8", "replace")) + 1
         raise
     try:
         with warnings.catch_warnings(record=True) as caught:

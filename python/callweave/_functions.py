@@ -22,6 +22,7 @@ from typing import Any
 
 from callweave import _native
 from callweave._compile import compile_rewritten, find_code
+from callweave._slots import SlotError, patch_code
 from callweave.errors import RewriteError, SourceUnavailableError
 
 __all__ = ["Layer", "rewrite_with_layers"]
@@ -46,6 +47,14 @@ class Layer:
         names: Globals the rewritten code needs (injected name → object).
         bind: Called after compiling with the new function and the native rewrite result;
             returns the function to hand back (the same one, or a wrapper around it).
+        transformers: Python ``ast`` transformers applied to the function's rewritten tree.
+        constant: For transforms that take constant slots: the value of one slot of this
+            layer's rule, computed once; the compiled code loads it as a constant (see
+            ``callweave._slots``).
+        patch: Called after the constant slots are loaded, with the function's code object
+            and the slots this layer's rule took; returns the code to use (e.g. with more
+            names loaded as constants by ``callweave._slots.patch_code``: injected names,
+            names frozen by ``asconstants``). Layers patch in order, innermost first.
     """
 
     name: str
@@ -53,6 +62,8 @@ class Layer:
     names: dict[str, Any] = field(default_factory=dict)
     bind: Callable[[types.FunctionType, _native.Rewritten, Sequence[Layer]], Any] | None = None
     transformers: Sequence[ast.NodeTransformer] = ()
+    constant: Callable[[_native.ConstantSlot], Any] | None = None
+    patch: Callable[[types.CodeType, list[_native.ConstantSlot]], types.CodeType] | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,25 @@ def _find_def(tree: ast.Module, qualname: str, def_line: int, result: _native.Re
     return found[0] if found else None
 
 
+def _patch_constants(
+    code: types.CodeType, result: _native.Rewritten, layers: Sequence[Layer]
+) -> types.CodeType:
+    """``code`` with the constant slots of ``result`` loaded as the values their layers give."""
+    slots = result.constants
+    if not slots:
+        return code
+    values: dict[str, Any] = {}
+    for slot in slots:
+        layer = layers[slot.rule]
+        if layer.constant is None:
+            raise RewriteError(f"{layer.name} took constant slot {slot.name} without a value")
+        values[slot.name] = layer.constant(slot)
+    try:
+        return patch_code(code, values)
+    except SlotError as exc:
+        raise RewriteError(f"cannot load constants into {code.co_qualname!r}: {exc}") from None
+
+
 def rewrite_with_layers(
     target: Any, layer: Layer, rewrite_details: dict[str, object] | None = None
 ) -> Any:
@@ -194,6 +224,10 @@ def rewrite_with_layers(
             f"cannot rewrite {code.co_qualname!r}: its free variables changed "
             f"({code.co_freevars} → {new_code.co_freevars})"
         )
+    new_code = _patch_constants(new_code, result, layers)
+    for index, lay in enumerate(layers):
+        if lay.patch is not None:
+            new_code = lay.patch(new_code, [c for c in result.constants if c.rule == index])
     for lay in layers:
         original.__globals__.update(lay.names)
 

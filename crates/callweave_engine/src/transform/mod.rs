@@ -23,6 +23,13 @@
 //! outer ones), call routing, the function-level `after_calls`, then statement- and
 //! expression-level edits (outer nodes before inner ones, in source order).
 
+pub(crate) mod constants;
+pub(crate) mod displays;
+pub(crate) mod exceptions;
+pub(crate) mod interpolated_strings;
+pub(crate) mod islice;
+pub(crate) mod literals;
+pub(crate) mod precomputed_slices;
 pub(crate) mod profile;
 pub(crate) mod wrap;
 
@@ -34,7 +41,7 @@ use ruff_python_ast::token::Token;
 use ruff_python_ast::visitor::source_order::{
     walk_expr, walk_stmt, SourceOrderVisitor, TraversalSignal,
 };
-use ruff_python_ast::{AnyNodeRef, Expr, Stmt, StmtFunctionDef};
+use ruff_python_ast::{AnyNodeRef, Expr, Pattern, Stmt, StmtFunctionDef};
 use ruff_text_size::{Ranged, TextRange};
 
 use crate::posmap::{Anchor, Edit};
@@ -157,7 +164,17 @@ pub(crate) struct Registered {
 }
 
 /// Every transform, in no particular order. Adding a transform: one file here, one line below.
-pub(crate) static REGISTRY: &[Registered] = &[wrap::REGISTERED, profile::REGISTERED];
+pub(crate) static REGISTRY: &[Registered] = &[
+    wrap::REGISTERED,
+    profile::REGISTERED,
+    literals::REGISTERED,
+    displays::REGISTERED,
+    islice::REGISTERED,
+    precomputed_slices::REGISTERED,
+    exceptions::REGISTERED,
+    constants::REGISTERED,
+    interpolated_strings::REGISTERED,
+];
 
 /// The registered transforms' names, in registry order.
 pub fn transform_names() -> Vec<&'static str> {
@@ -513,6 +530,11 @@ impl<'a> SourceOrderVisitor<'a> for Walker<'_, '_> {
 
     fn visit_annotation(&mut self, _expr: &'a Expr) {}
 
+    // Nothing in a `case` pattern may become an expression: a literal there must stay a
+    // literal, and a bare name would be a capture. (A transform that needs the capture names
+    // reads them from the `match` statement in its `stmt` hook.)
+    fn visit_pattern(&mut self, _pattern: &'a Pattern) {}
+
     fn visit_stmt(&mut self, stmt: &'a Stmt) {
         if self.error.is_some() {
             return;
@@ -690,8 +712,12 @@ mod tests {
         let err = build("nope", &Options::new()).expect_err("unknown");
         assert_eq!(
             err.to_string(),
-            "unknown transform \"nope\" (registered: wrap, profile)"
+            format!(
+                "unknown transform \"nope\" (registered: {})",
+                transform_names().join(", ")
+            )
         );
+        assert!(transform_names().starts_with(&["wrap", "profile"]));
         let mut o = Options::new();
         o.insert("wrapper".into(), OptionValue::Str("__w__".into()));
         o.insert("sitez".into(), OptionValue::Str("__s__".into()));
