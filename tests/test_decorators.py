@@ -1,6 +1,7 @@
 import ast
 import asyncio
 import inspect
+import linecache
 import subprocess
 import sys
 import traceback
@@ -359,3 +360,15 @@ def test_decorators_repeat_no_compile_warning(tmp_path):
     )
     lines = [line.split(": ")[0] for line in p.stderr.splitlines() if "Warning" in line]
     assert [line.rsplit(":", 1)[1] for line in lines] == ["7", "12"]
+
+
+def test_unrelated_text_under_a_pseudo_file_name_is_not_taken_for_the_source(monkeypatch):
+    # On 3.13 linecache holds `python -c`'s command as "<string>" (pytest-xdist workers start
+    # that way), the file name of every exec()'d function too.
+    namespace = {}
+    exec("x = 0\ndef typed_at_prompt():\n    return 1\n", namespace)
+    monkeypatch.setitem(
+        linecache.cache, "<string>", (20, None, ["import sys\n", "print(sys.argv)\n"], "<string>")
+    )
+    with pytest.raises(SourceUnavailableError, match="'typed_at_prompt'.*does not define it"):
+        wrap_calls(wrapper=targets.record)(namespace["typed_at_prompt"])

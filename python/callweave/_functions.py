@@ -14,6 +14,7 @@ import ast
 import inspect
 import itertools
 import linecache
+import re
 import threading
 import types
 from collections.abc import Callable, Sequence
@@ -105,6 +106,9 @@ def _unwrap_method(target: Any) -> tuple[types.FunctionType, Callable[[Any], Any
     return target, lambda f: f
 
 
+_DEF_OR_DECORATOR = re.compile(r"^\s*@|\bdef\b")
+
+
 def _module_source(func: types.FunctionType) -> tuple[str, str]:
     code = func.__code__
     filename = code.co_filename
@@ -116,6 +120,16 @@ def _module_source(func: types.FunctionType) -> tuple[str, str]:
         raise SourceUnavailableError(
             f"cannot rewrite {code.co_qualname!r}: no source is available for {filename!r} "
             "(functions typed at a prompt or built by exec() have none)"
+        )
+    # Pseudo-files share names: on 3.13 linecache holds the `python -c` command as "<string>",
+    # which is also the file name of every exec()'d function. The line co_firstlineno points
+    # at must be the function's first decorator or its `def`, or the text is someone else's.
+    first = lines[code.co_firstlineno - 1] if 0 < code.co_firstlineno <= len(lines) else ""
+    if not _DEF_OR_DECORATOR.search(first):
+        raise SourceUnavailableError(
+            f"cannot rewrite {code.co_qualname!r}: the source available for {filename!r} does "
+            f"not define it at line {code.co_firstlineno} (functions typed at a prompt or built "
+            "by exec() have none)"
         )
     return "".join(lines), filename
 
