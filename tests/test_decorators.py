@@ -370,5 +370,5 @@ def test_unrelated_text_under_a_pseudo_file_name_is_not_taken_for_the_source(mon
     monkeypatch.setitem(
         linecache.cache, "<string>", (20, None, ["import sys\n", "print(sys.argv)\n"], "<string>")
     )
-    with pytest.raises(SourceUnavailableError, match="'typed_at_prompt'.*does not define it"):
+    with pytest.raises(SourceUnavailableError, match=r"'typed_at_prompt'.*does not define it"):
         wrap_calls(wrapper=targets.record)(namespace["typed_at_prompt"])
