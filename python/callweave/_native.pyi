@@ -2,7 +2,40 @@
 
 from collections.abc import Callable
 from types import CodeType
-from typing import Any
+from typing import Any, TypeAlias, final, type_check_only
+
+__all__ = [
+    "BIND_NAME",
+    "RECORD_NAME",
+    "AwaitTimer",
+    "CallweaveError",
+    "DottedGlobs",
+    "FunctionProfile",
+    "ParseError",
+    "ProfileTable",
+    "Record",
+    "RewriteError",
+    "Rewritten",
+    "Rule",
+    "__version__",
+    "_profile_at",
+    "all_profiles",
+    "bind_call",
+    "clock_source",
+    "decode_source",
+    "exit_record",
+    "is_trampoline",
+    "make_trampoline",
+    "now_ns",
+    "pause_record",
+    "reset_stats",
+    "resume_record",
+    "rewrite",
+    "set_dispatcher",
+    "strip_locals",
+    "time_await",
+    "time_call",
+]
 
 __version__: str
 
@@ -10,6 +43,7 @@ class CallweaveError(Exception): ...
 class RewriteError(CallweaveError): ...
 class ParseError(RewriteError): ...
 
+@final
 class Rule:
     """A rewrite rule: which functions, how their calls are routed, which calls."""
 
@@ -32,6 +66,9 @@ class Rule:
         timer: str,
         atimer: str,
         record: str,
+        pause: str = ...,
+        resume: str = ...,
+        strip: str = ...,
         functions: list[str] | None = None,
         at: tuple[str, int] | None = None,
         ignore_builtins: bool = False,
@@ -40,17 +77,21 @@ class Rule:
     ) -> Rule: ...
     def selects(self, qualname: str) -> bool: ...
 
+@final
 class DottedGlobs:
     """Dotted-name globs: ``.`` separates levels, ``*`` matches one level, ``**`` any depth."""
 
-    def __init__(self, patterns: list[str]) -> None: ...
+    def __new__(cls, patterns: list[str]) -> DottedGlobs: ...
     def matches(self, name: str) -> bool: ...
     @property
     def patterns(self) -> list[str]: ...
 
-SiteRow = tuple[int, str, int, int, int, int, str, str | None, bool]
-FunctionRow = tuple[str, int, int, list[int], tuple[int, int, list[int]] | None, str, str]
+SiteRow: TypeAlias = tuple[int, str, int, int, int, int, str, str | None, bool]
+FunctionRow: TypeAlias = tuple[
+    str, int, int, list[int], tuple[int, int, list[int]] | None, str, str
+]
 
+@final
 class Rewritten:
     """The result of a rewrite."""
 
@@ -84,7 +125,7 @@ def rewrite(
     rules: list[Rule],
     builtins: frozenset[str] | set[str] | None = None,
     *,
-    bind: str = "__callweave_bind__",
+    bind: str = ...,
 ) -> Rewritten: ...
 def decode_source(bytes: bytes) -> str: ...
 def make_trampoline(
@@ -96,11 +137,12 @@ def is_trampoline(obj: object) -> bool: ...
 
 RECORD_NAME: str
 
+@final
 class FunctionProfile:
     """A profiled function: static sites, limit, callbacks and aggregates."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         module: str,
         qualname: str,
@@ -111,7 +153,7 @@ class FunctionProfile:
         above: Any = None,
         below: Any = None,
         record_calls: bool = False,
-    ) -> None: ...
+    ) -> FunctionProfile: ...
     @property
     def module(self) -> str: ...
     @property
@@ -134,13 +176,18 @@ class FunctionProfile:
     def stats(self) -> dict[str, Any]: ...
     def reset(self) -> None: ...
 
+@final
 class ProfileTable:
     """The profiled functions of one rewrite, indexed as the rewritten code's ENTER(i)."""
 
-    def __init__(self, functions: list[FunctionProfile]) -> None: ...
+    def __new__(cls, functions: list[FunctionProfile]) -> ProfileTable: ...
     def enter_function(self) -> Callable[[int], Record]: ...
+    @property
+    def enter(self) -> Callable[[int], Record]:
+        """The entry callable again (what a pickled entry callable is rebuilt from)."""
     def __len__(self) -> int: ...
 
+@final
 class Record:
     """One invocation of a profiled function."""
 
@@ -160,9 +207,19 @@ class Record:
     def calls(self) -> list[tuple[int, str, float]]:
         """``(site, callee name, seconds)`` per call, in order (custom callbacks only)."""
 
+@final
 class AwaitTimer:
     """The awaitable returned by ``time_await``."""
 
+    def __await__(self) -> AwaitTimer: ...
+    def __iter__(self) -> AwaitTimer: ...
+    def __next__(self) -> Any: ...
+    def send(self, value: Any) -> Any: ...
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any: ...
+    def close(self) -> None: ...
+
+@final
+@type_check_only
 class BoundCall:
     """A call bound by ``bind_call``; it stands for its callee.
 
@@ -171,6 +228,8 @@ class BoundCall:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
+@final
+@type_check_only
 class Binder:
     """The type of ``bind_call``: a callable with its own vectorcall slot."""
 
@@ -195,6 +254,9 @@ def strip_locals(obj: Any, /) -> Any:
     """Removes ``RECORD_NAME`` from a dict or list in place; returns ``obj``."""
 
 def all_profiles() -> list[FunctionProfile]: ...
+def _profile_at(index: int, module: str, qualname: str, line: int) -> FunctionProfile:
+    """The registered profile at ``index``, if it is the function named (unpickling)."""
+
 def reset_stats() -> None: ...
 def set_dispatcher(dispatcher: Callable[[Any, float, Record], None]) -> None: ...
 def clock_source() -> str: ...

@@ -45,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType, ModuleType
-from typing import Any
+from typing import Any, cast
 
 from callweave import _native, lifecycle
 from callweave._compile import compile_rewritten, decode_source
@@ -149,6 +149,7 @@ def _is_int_list(value: Any, bound: int | None = None) -> bool:
     )
 
 
+_SITE_TYPES: tuple[type | tuple[type, ...], ...]
 _SITE_TYPES = (int, str, int, int, int, int, str, (str, type(None)), bool)
 
 
@@ -249,8 +250,10 @@ def native_rules(config: Config, fullname: str, enter: str, sites: str) -> list[
 #: importlib's ``exec_module`` (``_LoaderBasics``'s, which CallweaveLoader inherits: the loader
 #: adds no frame of its own while the module runs). When it calls ``get_code``, its local
 #: ``module`` is the module about to execute the code.
-_EXEC_MODULE_CODE = importlib._bootstrap_external._LoaderBasics.exec_module.__code__
-_MODULE_DICT = ModuleType.__dict__["__dict__"]
+_EXEC_MODULE_CODE: CodeType = (
+    importlib._bootstrap_external._LoaderBasics.exec_module.__code__  # type: ignore[attr-defined]
+)
+_MODULE_DICT = vars(ModuleType)["__dict__"]
 
 
 def _version_names(key_hash: str) -> tuple[str, str]:
@@ -260,7 +263,8 @@ def _version_names(key_hash: str) -> tuple[str, str]:
 
 def _module_dict(module: ModuleType) -> dict[str, Any]:
     # The member descriptor: a module subclass's __getattribute__ is never consulted.
-    return _MODULE_DICT.__get__(module, type(module))
+    namespace: dict[str, Any] = _MODULE_DICT.__get__(module, type(module))
+    return namespace
 
 
 @dataclass(frozen=True)
@@ -281,7 +285,7 @@ class _Version:
     static: dict[str, Any]
     names: dict[str, Any]
     bound: list[tuple[str, int]]
-    site_objects: dict[tuple, Any]
+    site_objects: dict[_native.SiteRow, Any]
 
 
 class _FunctionRef:
@@ -293,7 +297,7 @@ class _FunctionRef:
         self._module = weakref.ref(module)
         self._qualname = qualname
         self._code = weakref.ref(code)
-        self._func: weakref.ref | None = None
+        self._func: weakref.ref[Any] | None = None
 
     def alive(self) -> bool:
         """Whether the function's code (and so possibly the function) still exists."""
@@ -472,7 +476,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         if entry is not None:
             _counters["cache_hits"] += 1
             # As for ordinary bytecode: a tree moved with its __pycache__ names its new path.
-            _imp._fix_co_filename(entry[0], path)
+            _imp._fix_co_filename(entry[0], path)  # type: ignore[attr-defined]
         else:
             try:
                 entry = self._rewrite(fullname, path, data, key_hash)
@@ -494,7 +498,8 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
                     RuntimeWarning,
                     stacklevel=2,
                 )
-                return super().get_code(fullname)
+                # SourceLoader.get_code returns None only for a loader without source.
+                return cast(CodeType, super().get_code(fullname))
             _counters["rewritten"] += 1
             self._write_cache(cache, path, digest, *entry)
         code, meta = entry
@@ -527,7 +532,9 @@ class CallweaveFinder:
         self._versions: dict[str, _Version] = {}
         #: Per module: the module objects holding a version's names, those names, and weak
         #: references to the code objects that use them (see ``bind_module``).
-        self._placed: dict[str, list[tuple[weakref.ref, tuple[str, ...], list[weakref.ref]]]] = {}
+        self._placed: dict[
+            str, list[tuple[weakref.ref[ModuleType], tuple[str, ...], list[weakref.ref[CodeType]]]]
+        ] = {}
         #: Per module: its keys in the profiler's FUNCTION_FINDERS.
         self._function_keys: dict[str, set[tuple[str, str, int]]] = {}
         #: Per module: the version names it last put into builtins.
@@ -540,7 +547,7 @@ class CallweaveFinder:
         qualname: str,
         path: str,
         line: int,
-        site_rows: list[tuple],
+        site_rows: list[_native.SiteRow],
     ) -> _native.FunctionProfile:
         """A native profile for a function of a loaded module (reused across reloads)."""
         key = (module, qualname, line)
@@ -575,7 +582,7 @@ class CallweaveFinder:
         profiles, wraps = self.config.rules_for_module(fullname)
         enter_name, sites_name = _version_names(key_hash)
         names: dict[str, Any] = {}
-        site_objects: dict[tuple, Any] = {}
+        site_objects: dict[_native.SiteRow, Any] = {}
         if any(w.pass_site for w in wraps):
             # Sites that did not change since the previous version share its CallSite objects:
             # stale code of an older version that is still alive costs a tuple, not a table.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from callweave import _native
 
 __all__ = ["CallSite"]
 
@@ -38,7 +41,9 @@ class CallSite:
         return f"{self.filename}:{self.lineno}:{self.col_offset}: {self.source}"
 
 
-def make_sites(module: str, filename: str, table: list[tuple]) -> tuple[CallSite, ...]:
+def make_sites(
+    module: str, filename: str, table: Iterable[_native.SiteRow]
+) -> tuple[CallSite, ...]:
     """Builds CallSite objects from the native site table."""
     return tuple(
         CallSite(module, function, filename, line, end_line, col, end_col, text, callee)
