@@ -86,7 +86,7 @@ def test_wrap_fixture_runs_the_same(path):
         seen.append(call)
         return call(*args, **kwargs)
 
-    rule = _native.Rule.wrap(wrapper="__w__")
+    rule = _native.Rule("wrap", {"wrapper": "__w__"})
     before, after, result = run_both(path, [rule], {"__w__": passthrough})
     assert after == before
     assert seen, "no call went through the wrapper"
@@ -136,15 +136,18 @@ def profile_stand_ins():
             namespace.remove("__r__")
         return namespace
 
-    rule = _native.Rule.profile(
-        enter="__e__",
-        exit="__x__",
-        timer="__t__",
-        atimer="__at__",
-        record="__r__",
-        pause="__p__",
-        resume="__rs__",
-        strip="__s__",
+    rule = _native.Rule(
+        "profile",
+        {
+            "enter": "__e__",
+            "exit": "__x__",
+            "timer": "__t__",
+            "atimer": "__at__",
+            "record": "__r__",
+            "pause": "__p__",
+            "resume": "__rs__",
+            "strip": "__s__",
+        },
     )
     names = {
         "__e__": enter,
@@ -181,7 +184,7 @@ def test_both_fixture_runs_the_same(path):
         seen.append(site)
         return call(*args, **kwargs)
 
-    wrap = _native.Rule.wrap(wrapper="__w__", sites="__ss__")
+    wrap = _native.Rule("wrap", {"wrapper": "__w__", "sites": "__ss__"})
     names = {**names, "__w__": passthrough, "__ss__": range(1 << 20)}
     text = importlib.util.decode_source(path.read_bytes())
     before, after, result = run_both(path, [wrap, profile], names, frozenset(return_ranges(text)))

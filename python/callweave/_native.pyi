@@ -7,8 +7,10 @@ from typing import Any, TypeAlias, final, type_check_only
 __all__ = [
     "BIND_NAME",
     "RECORD_NAME",
+    "TRANSFORMS",
     "AwaitTimer",
     "CallweaveError",
+    "ConstantSlot",
     "DottedGlobs",
     "FunctionProfile",
     "ParseError",
@@ -43,38 +45,28 @@ class CallweaveError(Exception): ...
 class RewriteError(CallweaveError): ...
 class ParseError(RewriteError): ...
 
+#: Registered transforms: name -> one-line summary.
+TRANSFORMS: dict[str, str]
+
+OptionValue: TypeAlias = str | bool | list[str] | None
+
 @final
 class Rule:
-    """A rewrite rule: which functions, how their calls are routed, which calls."""
+    """A rewrite rule: which functions, which transform (with its options), which calls."""
 
-    @staticmethod
-    def wrap(
+    def __new__(
+        cls,
+        transform: str,
+        options: dict[str, OptionValue] | None = None,
         *,
-        wrapper: str,
-        sites: str | None = None,
         functions: list[str] | None = None,
         at: tuple[str, int] | None = None,
         ignore_builtins: bool = False,
         blacklist: list[str] | None = None,
         whitelist: list[str] | None = None,
     ) -> Rule: ...
-    @staticmethod
-    def profile(
-        *,
-        enter: str,
-        exit: str,
-        timer: str,
-        atimer: str,
-        record: str,
-        pause: str = ...,
-        resume: str = ...,
-        strip: str = ...,
-        functions: list[str] | None = None,
-        at: tuple[str, int] | None = None,
-        ignore_builtins: bool = False,
-        blacklist: list[str] | None = None,
-        whitelist: list[str] | None = None,
-    ) -> Rule: ...
+    @property
+    def transform(self) -> str: ...
     def selects(self, qualname: str) -> bool: ...
 
 @final
@@ -92,6 +84,29 @@ FunctionRow: TypeAlias = tuple[
 ]
 
 @final
+class ConstantSlot:
+    """A name the rewrite put in place of a node, whose value the caller substitutes."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def transform(self) -> str: ...
+    @property
+    def rule(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def line(self) -> int: ...
+    @property
+    def col(self) -> int: ...
+    @property
+    def end_line(self) -> int: ...
+    @property
+    def end_col(self) -> int: ...
+    @property
+    def function(self) -> str: ...
+
+@final
 class Rewritten:
     """The result of a rewrite."""
 
@@ -103,6 +118,8 @@ class Rewritten:
     def sites(self) -> list[SiteRow]: ...
     @property
     def functions(self) -> list[FunctionRow]: ...
+    @property
+    def constants(self) -> list[ConstantSlot]: ...
     @property
     def unwrapped_for_depth(self) -> int: ...
     def original_line(self, line: int) -> int: ...
@@ -126,6 +143,7 @@ def rewrite(
     builtins: frozenset[str] | set[str] | None = None,
     *,
     bind: str = ...,
+    constants: str = ...,
 ) -> Rewritten: ...
 def decode_source(bytes: bytes) -> str: ...
 def make_trampoline(

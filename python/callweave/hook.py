@@ -220,9 +220,9 @@ def native_rules(config: Config, fullname: str, enter: str, sites: str) -> list[
     """
     profiles, wraps = config.rules_for_module(fullname)
     rules = [
-        _native.Rule.wrap(
-            wrapper=wrapper_name(w),
-            sites=sites if w.pass_site else None,
+        _native.Rule(
+            "wrap",
+            {"wrapper": wrapper_name(w), "sites": sites if w.pass_site else None},
             functions=_list(w.functions),
             ignore_builtins=w.ignore_builtins,
             blacklist=_list(w.blacklist),
@@ -231,12 +231,15 @@ def native_rules(config: Config, fullname: str, enter: str, sites: str) -> list[
         for w in wraps
     ]
     rules += [
-        _native.Rule.profile(
-            enter=enter,
-            exit=EXIT_NAME,
-            timer=TIMER_NAME,
-            atimer=ATIMER_NAME,
-            record=RECORD_NAME,
+        _native.Rule(
+            "profile",
+            {
+                "enter": enter,
+                "exit": EXIT_NAME,
+                "timer": TIMER_NAME,
+                "atimer": ATIMER_NAME,
+                "record": RECORD_NAME,
+            },
             functions=_list(p.functions),
             ignore_builtins=p.ignore_builtins,
             blacklist=_list(p.blacklist),

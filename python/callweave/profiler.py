@@ -348,12 +348,15 @@ def flat_profile(
         enter_name = f"__callweave_enter_{unique_suffix()}__"
 
         def make_rule(at: tuple[str, int]) -> _native.Rule:
-            return _native.Rule.profile(
-                enter=enter_name,
-                exit=EXIT_NAME,
-                timer=TIMER_NAME,
-                atimer=ATIMER_NAME,
-                record=RECORD_NAME,
+            return _native.Rule(
+                "profile",
+                {
+                    "enter": enter_name,
+                    "exit": EXIT_NAME,
+                    "timer": TIMER_NAME,
+                    "atimer": ATIMER_NAME,
+                    "record": RECORD_NAME,
+                },
                 at=at,
                 ignore_builtins=ignore_builtins,
                 blacklist=black,

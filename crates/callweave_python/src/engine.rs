@@ -6,16 +6,17 @@ use std::collections::HashSet;
 use callweave_engine::exits::{self, FlowOps};
 use callweave_engine::linetable;
 use callweave_engine::{
-    rewrite, CallFilter, EngineError, FunctionSelector, Layer, Plan, PositionMap, QualnameGlobs,
-    Rewrite, Rule as EngineRule, DEFAULT_BIND,
+    rewrite, CallFilter, ConstantSlot as EngineSlot, EngineError, FunctionSelector, OptionValue,
+    Options, Plan, PositionMap, QualnameGlobs, Rewrite, Rule as EngineRule, DEFAULT_BIND,
+    DEFAULT_CONSTANTS,
 };
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyTuple};
 
 use crate::errors::{to_py, RewriteError};
 
-/// A rule: which functions of a module, how their calls are routed, and which calls.
+/// A rule: which functions of a module, which transform (with its options), and which calls.
 #[pyclass(module = "callweave._native", frozen)]
 pub(crate) struct Rule {
     inner: EngineRule,
@@ -49,68 +50,69 @@ fn filter(
     .map_err(to_py)
 }
 
+/// Converts a Python options dict: values are `str`, `bool` or a list of `str`; `None`
+/// leaves the option out (its default applies).
+fn options(transform: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
+    let mut out = Options::new();
+    let Some(options) = options else {
+        return Ok(out);
+    };
+    for (k, v) in options.iter() {
+        let key: String = k.extract().map_err(|_| {
+            PyTypeError::new_err(format!("transform {transform:?}: option names must be str"))
+        })?;
+        let value = if v.is_none() {
+            continue;
+        } else if let Ok(b) = v.cast::<PyBool>() {
+            OptionValue::Bool(b.is_true())
+        } else if let Ok(s) = v.extract::<String>() {
+            OptionValue::Str(s)
+        } else if let Ok(l) = v.extract::<Vec<String>>() {
+            OptionValue::List(l)
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "transform {transform:?}: option {key:?} must be a str, a bool or a list of str, not {}",
+                v.get_type().name()?
+            )));
+        };
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
 #[pymethods]
 impl Rule {
-    /// A call-wrapping rule: `f(a)` → `wrapper(f, a)` (or `wrapper(f, sites[i], a)`).
-    #[staticmethod]
-    #[pyo3(signature = (*, wrapper, sites=None, functions=None, at=None, ignore_builtins=false, blacklist=None, whitelist=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn wrap(
-        wrapper: String,
-        sites: Option<String>,
+    /// A rule applying the registered transform `transform` (see `TRANSFORMS`) with
+    /// `options` to the functions selected by `functions` (qualname globs; all when omitted)
+    /// or `at` (`(qualname, co_firstlineno)`); for transforms that route calls, the call
+    /// filter says which calls. An unknown transform or option is a `ValueError` naming it.
+    #[new]
+    #[pyo3(signature = (transform, options=None, *, functions=None, at=None, ignore_builtins=false, blacklist=None, whitelist=None))]
+    fn new(
+        transform: &str,
+        options: Option<&Bound<'_, PyDict>>,
         functions: Option<Vec<String>>,
         at: Option<(String, u32)>,
         ignore_builtins: bool,
         blacklist: Option<Vec<String>>,
         whitelist: Option<Vec<String>>,
     ) -> PyResult<Self> {
+        let opts = self::options(transform, options)?;
         Ok(Self {
-            inner: EngineRule {
-                functions: selector(functions, at)?,
-                layer: Layer::Wrap { wrapper, sites },
-                filter: filter(ignore_builtins, blacklist, whitelist)?,
-            },
+            inner: EngineRule::new(
+                transform,
+                &opts,
+                selector(functions, at)?,
+                filter(ignore_builtins, blacklist, whitelist)?,
+            )
+            .map_err(to_py)?,
         })
     }
 
-    /// A flat-profiling rule: the body runs between `record = enter(i)` and `exit(record)` and
-    /// each call is `timer(record, site, f, a)` (`atimer` for awaited calls). In the function's
-    /// own body `yield v` becomes `resume(record, (yield pause(record, v)))`, and `locals()`,
-    /// `vars()`, `dir()` without arguments become `strip(locals())` and so on.
-    #[staticmethod]
-    #[pyo3(signature = (*, enter, exit, timer, atimer, record, pause="__callweave_pause__".to_owned(), resume="__callweave_resume__".to_owned(), strip="__callweave_strip__".to_owned(), functions=None, at=None, ignore_builtins=false, blacklist=None, whitelist=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn profile(
-        enter: String,
-        exit: String,
-        timer: String,
-        atimer: String,
-        record: String,
-        pause: String,
-        resume: String,
-        strip: String,
-        functions: Option<Vec<String>>,
-        at: Option<(String, u32)>,
-        ignore_builtins: bool,
-        blacklist: Option<Vec<String>>,
-        whitelist: Option<Vec<String>>,
-    ) -> PyResult<Self> {
-        Ok(Self {
-            inner: EngineRule {
-                functions: selector(functions, at)?,
-                layer: Layer::Profile {
-                    enter,
-                    exit,
-                    timer,
-                    atimer,
-                    record,
-                    pause,
-                    resume,
-                    strip,
-                },
-                filter: filter(ignore_builtins, blacklist, whitelist)?,
-            },
-        })
+    /// The registry name of the rule's transform.
+    #[getter]
+    fn transform(&self) -> &'static str {
+        self.inner.transform_name()
     }
 
     /// Whether the rule selects a function with this qualname (glob rules only).
@@ -157,6 +159,78 @@ impl DottedGlobs {
 
     fn __repr__(&self) -> String {
         format!("DottedGlobs({:?})", self.patterns)
+    }
+}
+
+/// A constant slot: a name the rewrite put in place of a node of the original source, whose
+/// value the caller computes and substitutes for the name's loads after compiling.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct ConstantSlot {
+    inner: EngineSlot,
+}
+
+#[pymethods]
+impl ConstantSlot {
+    /// The injected name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The registry name of the transform that took it.
+    #[getter]
+    fn transform(&self) -> &'static str {
+        self.inner.transform
+    }
+
+    /// Index of the rule (in the list passed to `rewrite`) that took it.
+    #[getter]
+    fn rule(&self) -> usize {
+        self.inner.rule
+    }
+
+    /// The node's exact original text.
+    #[getter]
+    fn text(&self) -> &str {
+        &self.inner.text
+    }
+
+    /// Line of the node's start (1-based).
+    #[getter]
+    fn line(&self) -> u32 {
+        self.inner.line
+    }
+
+    /// Column of the node's start (0-based, UTF-8 bytes).
+    #[getter]
+    fn col(&self) -> u32 {
+        self.inner.col
+    }
+
+    /// Line of the node's end.
+    #[getter]
+    fn end_line(&self) -> u32 {
+        self.inner.end_line
+    }
+
+    /// Column of the node's end.
+    #[getter]
+    fn end_col(&self) -> u32 {
+        self.inner.end_col
+    }
+
+    /// Qualname of the selected function whose body holds the node.
+    #[getter]
+    fn function(&self) -> &str {
+        &self.inner.function
+    }
+
+    fn __repr__(&self) -> String {
+        let c = &self.inner;
+        format!(
+            "ConstantSlot(name={:?}, transform={:?}, rule={}, text={:?}, line={}, col={}, end_line={}, end_col={}, function={:?})",
+            c.name, c.transform, c.rule, c.text, c.line, c.col, c.end_line, c.end_col, &*c.function
+        )
     }
 }
 
@@ -226,6 +300,16 @@ impl Rewritten {
                 )
                     .into_pyobject(py)
             })
+            .collect()
+    }
+
+    /// Constant slots the transforms took, in the order of their numbers.
+    #[getter]
+    fn constants(&self) -> Vec<ConstantSlot> {
+        self.inner
+            .constants
+            .iter()
+            .map(|c| ConstantSlot { inner: c.clone() })
             .collect()
     }
 
@@ -388,20 +472,23 @@ fn remap_code_object<'py>(
 
 /// Rewrites `source` with `rules` (first rule innermost); `builtins` are the names that count
 /// as builtins for `ignore_builtins`; `bind` is the global name of the call binder
-/// (`bind_call`) that calls with `*` or `**` arguments use.
+/// (`bind_call`) that calls with `*` or `**` arguments use; constant slots are named
+/// `{constants}{n}__`.
 #[pyfunction]
-#[pyo3(name = "rewrite", signature = (source, rules, builtins=None, *, bind=DEFAULT_BIND.to_owned()))]
+#[pyo3(name = "rewrite", signature = (source, rules, builtins=None, *, bind=DEFAULT_BIND.to_owned(), constants=DEFAULT_CONSTANTS.to_owned()))]
 pub(crate) fn py_rewrite(
     py: Python<'_>,
     source: &str,
     rules: Vec<PyRef<'_, Rule>>,
     builtins: Option<HashSet<String>>,
     bind: String,
+    constants: String,
 ) -> PyResult<Rewritten> {
     let plan = Plan {
         rules: rules.iter().map(|r| r.inner.clone()).collect(),
         builtins: builtins.unwrap_or_default(),
         bind,
+        constants,
     };
     // The engine is pure Rust and owns nothing of Python's: it runs without the GIL. It bounds
     // its own stack use (any thread's stack will do); a panic would be a bug in it, reported
