@@ -140,8 +140,9 @@ def _run(args: argparse.Namespace) -> int:
     main.__builtins__ = __builtins__  # type: ignore[attr-defined]
     main.__dict__["__cached__"] = None
     sys.modules["__main__"] = main
-    if finder is not None and finder.config.matches_module("__main__"):
-        loader = hook.CallweaveLoader("__main__", str(script), finder)
+    plan = None if finder is None else finder.plan("__main__")
+    if finder is not None and plan is not None:
+        loader = hook.CallweaveLoader("__main__", str(script), finder, plan=plan)
         main.__loader__ = loader
         code = loader.get_code("__main__")
     else:
@@ -169,12 +170,15 @@ def _find_source(module: str) -> Path:
 
 
 def _rules_for(config: Config | None, module: str) -> list[_native.Rule]:
-    from callweave.hook import native_rules
+    from callweave.hook import ModulePlan, native_rules
 
-    if config is None or not config.matches_module(module):
+    plan = None if config is None else ModulePlan.resolve(config, module)
+    if plan is None:
         # Show what profiling every function would do.
         config = Config(profile=(ProfileRule(modules=(module,), time_limit=0.0),))
-    return native_rules(config, module, "__callweave_enter__", "__callweave_sites__")
+        plan = ModulePlan.resolve(config, module)
+        assert plan is not None
+    return native_rules(plan, "__callweave_enter__", "__callweave_sites__")
 
 
 def _show(args: argparse.Namespace) -> int:

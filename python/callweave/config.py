@@ -83,6 +83,7 @@ __all__ = [
     "parse_config",
     "parse_duration",
     "resolve_callable",
+    "rules_hash",
 ]
 
 ENV_VAR: Final = "CALLWEAVE_CONFIG"
@@ -537,9 +538,7 @@ class Config:
         other modules, the report, ``strict`` or the file's location, so it can be part of a
         cache key for the module's rewritten code.
         """
-        profile, wrap = self.rules_for_module(name)
-        doc = {"profile": [r.to_table() for r in profile], "wrap": [r.to_table() for r in wrap]}
-        return hashlib.sha256(_canonical_json(doc).encode()).hexdigest()
+        return rules_hash(*self.rules_for_module(name))
 
     def to_table(self) -> dict[str, Any]:
         """The configuration as a canonical ``[tool.callweave]`` table (JSON-compatible)."""
@@ -606,6 +605,12 @@ class Config:
         for i, w in enumerate(self.wrap):
             add(w.wrapper, f"{_TABLE}.wrap[{i}].wrapper")
         return resolved
+
+
+def rules_hash(profile: Iterable[ProfileRule], wrap: Iterable[WrapRule]) -> str:
+    """A hex SHA-256 digest of rules (their canonical JSON, in order): see Config.rules_hash."""
+    doc = {"profile": [r.to_table() for r in profile], "wrap": [r.to_table() for r in wrap]}
+    return hashlib.sha256(_canonical_json(doc).encode()).hexdigest()
 
 
 def _canonical_json(doc: object) -> str:
