@@ -232,7 +232,9 @@ def _walk_modules(root: Path, package: str) -> Iterator[tuple[str, Path]]:
 
 def _candidates(config: Config) -> Iterator[tuple[str, Path]]:
     tops: set[str] = set()
-    for rule in (*config.profile, *config.wrap):
+    from callweave.transforms import REGISTRY
+
+    for rule in (r for transform in REGISTRY for r in config.rules(transform.table)):
         for glob in rule.modules:
             top = glob.split(".")[0]
             if "*" in top or "?" in top or "[" in top:
@@ -265,9 +267,15 @@ def _check(args: argparse.Namespace) -> int:
         print("callweave: no [tool.callweave] configuration found")
         return 1
     print(f"callweave: configuration {config.path or '(environment)'} is valid")
+    from callweave.transforms import REGISTRY
+
     for spec in sorted(
-        {w.wrapper for w in config.wrap}
-        | {str(cb) for p in config.profile for cb in (p.above, p.below) if cb.kind == "callable"}
+        {
+            spec
+            for transform in REGISTRY
+            for rule in config.rules(transform.table)
+            for spec, _key in transform.callables(rule)
+        }
     ):
         mod = spec.partition(":")[0]
         try:

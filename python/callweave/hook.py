@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import _imp
 import builtins
-import hashlib
 import importlib.machinery
 import importlib.util
 import os
@@ -52,21 +51,17 @@ from typing import Any, cast
 from callweave import _native, _pycache, lifecycle
 from callweave._compile import compile_rewritten, decode_source
 from callweave._lookup import code_objects, find_function
-from callweave.config import Config, ProfileRule, WrapRule, load_config, rules_hash
-from callweave.decorators import make_trampoline
+from callweave.config import Config, ProfileRule, RuleBase, WrapRule, load_config, rules_hash
 from callweave.errors import ConfigError, RewriteError
 from callweave.profiler import (
-    ATIMER_NAME,
-    EXIT_NAME,
     FUNCTION_FINDERS,
-    RECORD_NAME,
     RUNTIME_NAMES,
-    TIMER_NAME,
     default_above_log,
     default_below_log,
     register_profile,
 )
 from callweave.sites import make_sites
+from callweave.transforms import REGISTRY, RuntimeNames, Transform
 
 __all__ = [
     "CallweaveFinder",
@@ -123,14 +118,6 @@ def _excluded(name: str) -> bool:
     return name.partition(".")[0] in _EXCLUDED_TOP
 
 
-def _short_hash(*parts: str | bytes) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p if isinstance(p, bytes) else p.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:16]
-
-
 def _callback(spec: Any, resolved: dict[str, Callable[..., Any]], default: Any) -> Any:
     if spec.kind == "none":
         return None
@@ -139,84 +126,73 @@ def _callback(spec: Any, resolved: dict[str, Callable[..., Any]], default: Any) 
     return resolved[spec.target]
 
 
-def wrapper_name(rule: WrapRule) -> str:
-    """The builtin name under which a wrap rule's wrapper (its trampoline) is found."""
-    site = "+site" if rule.pass_site else ""
-    return f"__callweave_wrap_{_short_hash(rule.wrapper + site)}__"
-
-
-def _list(values: tuple[str, ...] | None) -> list[str] | None:
-    return None if values is None else list(values)
-
-
 @dataclass(frozen=True)
 class ModulePlan:
     """The rules that apply to one module, resolved once when the finder matches its name.
 
     Attributes:
         fullname: The module's name.
-        profile: Its profile rules, in configuration order.
-        wrap: Its wrap rules, in configuration order.
+        rules: Per transform, in the registry's order (the engine's rule order: earlier
+            transforms' rules are innermost), the module's rules in configuration order.
         rules_hash: The hash of those rules (part of the cache key).
     """
 
     fullname: str
-    profile: tuple[ProfileRule, ...]
-    wrap: tuple[WrapRule, ...]
+    rules: tuple[tuple[Transform, tuple[RuleBase, ...]], ...]
     rules_hash: str
 
     @classmethod
     def resolve(cls, config: Config, fullname: str) -> ModulePlan | None:
         """The plan of module ``fullname``, or None when no rule applies to it."""
-        profile, wrap = config.rules_for_module(fullname)
-        if not profile and not wrap:
+        rules = tuple(
+            (t, tuple(r for r in config.rules(t.table) if r.matches_module(fullname)))
+            for t in REGISTRY
+        )
+        if not any(selected for _, selected in rules):
             return None
-        return cls(fullname, tuple(profile), tuple(wrap), rules_hash(profile, wrap))
+        return cls(fullname, rules, rules_hash({t.table: selected for t, selected in rules}))
+
+    def of(self, table: str) -> tuple[RuleBase, ...]:
+        """The module's rules of the transform configured by ``[[tool.callweave.<table>]]``."""
+        for transform, selected in self.rules:
+            if transform.table == table:
+                return selected
+        return ()
 
     @property
-    def profile_rule_indices(self) -> range:
-        """The engine's indices of the profile rules (they come after the wrap rules)."""
-        return range(len(self.wrap), len(self.wrap) + len(self.profile))
+    def profile(self) -> tuple[ProfileRule, ...]:
+        """The module's profile rules."""
+        return cast(tuple[ProfileRule, ...], self.of("profile"))
+
+    @property
+    def wrap(self) -> tuple[WrapRule, ...]:
+        """The module's wrap rules."""
+        return cast(tuple[WrapRule, ...], self.of("wrap"))
+
+    def rule_indices(self, table: str) -> range:
+        """The engine's indices of one transform's rules (see :func:`native_rules`)."""
+        start = 0
+        for transform, selected in self.rules:
+            if transform.table == table:
+                return range(start, start + len(selected))
+            start += len(selected)
+        return range(start, start)
 
 
 def native_rules(plan: ModulePlan, enter: str, sites: str) -> list[_native.Rule]:
-    """The engine rules for one module: its wrap rules (innermost), then its profile rules.
+    """The engine rules for one module, transform by transform in the registry's order.
 
     Args:
         plan: The module's plan.
         enter: The name of the module's profiler entry function.
         sites: The name of the module's site table (for wrappers given the call site).
     """
-    profiles, wraps = plan.profile, plan.wrap
-    rules = [
-        _native.Rule(
-            "wrap",
-            {"wrapper": wrapper_name(w), "sites": sites if w.pass_site else None},
-            functions=_list(w.functions),
-            ignore_builtins=w.ignore_builtins,
-            blacklist=_list(w.blacklist),
-            whitelist=_list(w.whitelist),
-        )
-        for w in wraps
+    names = RuntimeNames(enter=enter, sites=sites)
+    return [
+        transform.native_rule(rule, names)
+        for transform, selected in plan.rules
+        for rule in selected
     ]
-    rules += [
-        _native.Rule(
-            "profile",
-            {
-                "enter": enter,
-                "exit": EXIT_NAME,
-                "timer": TIMER_NAME,
-                "atimer": ATIMER_NAME,
-                "record": RECORD_NAME,
-            },
-            functions=_list(p.functions),
-            ignore_builtins=p.ignore_builtins,
-            blacklist=_list(p.blacklist),
-            whitelist=_list(p.whitelist),
-        )
-        for p in profiles
-    ]
-    return rules
 
 
 #: importlib's ``exec_module`` (``_LoaderBasics``'s, which CallweaveLoader inherits: the loader
@@ -378,7 +354,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         key_hash = digest.hex()
         cache = _pycache.cache_path(path)
         entry = _pycache.read_entry(cache, digest)
-        if entry is not None and not _pycache.valid_meta(entry[1], plan.profile_rule_indices):
+        if entry is not None and not _pycache.valid_meta(entry[1], plan.rule_indices("profile")):
             entry = None
         if entry is not None:
             _counters["cache_hits"] += 1
@@ -425,13 +401,14 @@ class CallweaveFinder:
         self.config = config
         self.strict = config.strict if strict is None else strict
         self.resolved = config.resolve()
-        #: The object behind each wrap rule's injected name: a trampoline around the wrapper.
-        self.wrappers: dict[str, Any] = {
-            wrapper_name(rule): make_trampoline(
-                self.resolved[rule.wrapper], pass_site=rule.pass_site
-            )
-            for rule in config.wrap
-        }
+        #: Per rule, the objects behind the names it injects (a wrap rule's trampoline around
+        #: its wrapper), made once: rules injecting the same name share its object.
+        self._static: dict[RuleBase, dict[str, Any]] = {}
+        made: dict[str, Any] = {}
+        for transform in REGISTRY:
+            for rule in config.rules(transform.table):
+                objects = transform.static_names(rule, self.resolved)
+                self._static[rule] = {n: made.setdefault(n, v) for n, v in objects.items()}
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
         #: Per module name asked for: its plan, or None when no rule applies (or excluded).
         self._plans: dict[str, ModulePlan | None] = {}
@@ -505,14 +482,17 @@ class CallweaveFinder:
             if profile is None:
                 continue
             _index, rule_index, site_ids = profile
-            rule = profiles[rule_index - len(wraps)]
+            rule = profiles[rule_index - plan.rule_indices("profile").start]
             site_rows = [sites[i] for i in site_ids]
             table.append(self.register(rule, fullname, qualname, path, first_line, site_rows))
             bound.append((qualname, first_line))
         if table:
             names[enter_name] = _native.ProfileTable(table).enter_function()
+        # The shared runtime (bind_call serves every transform's star calls), then each rule's.
         static = dict(RUNTIME_NAMES)
-        static.update((wrapper_name(w), self.wrappers[wrapper_name(w)]) for w in wraps)
+        for _transform, selected in plan.rules:
+            for selected_rule in selected:
+                static.update(self._static[selected_rule])
         version = _Version(key_hash, path, static, names, bound, site_objects)
         self._versions[fullname] = version
         return version
