@@ -75,8 +75,8 @@ for spec in "${PACKAGES[@]}"; do
   ver="${spec##*==}"
   # sdist file names normalise the project name (PEP 625): python-dateutil -> python_dateutil.
   norm="$(echo "$name" | tr 'A-Z-.' 'a-z__')"
-  found=("$sdists"/"$norm"-"$ver".tar.gz "$sdists"/"$name"-"$ver".tar.gz)
-  [ "${#found[@]}" -gt 0 ] || missing+=("$spec")
+  # Plain paths, not patterns: nullglob would keep them whether or not they exist.
+  [ -e "$sdists/$norm-$ver.tar.gz" ] || [ -e "$sdists/$name-$ver.tar.gz" ] || missing+=("$spec")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== downloading sdists: ${missing[*]}" >&2
