@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: the Rust workspace's tests, then pytest on every CPython among
-# 3.11, 3.12 and 3.13 found on this machine, each with callweave built for it.
+# Runs the whole test suite: the Rust workspace's tests, ruff and mypy (strict) on the package,
+# then pytest on every CPython among 3.11, 3.12 and 3.13 found on this machine, each with
+# callweave built for it.
 # Extra arguments go to pytest.
 source "$(dirname "$0")/pythons.sh"
 cd "$ROOT"
@@ -26,6 +27,14 @@ while read -r v py; do
     echo "== ruff"
     "$(dirname "$vpy")/ruff" check python tests benchmarks examples || status=1
     "$(dirname "$vpy")/ruff" format --check python tests benchmarks examples || status=1
+    echo "== mypy --strict (python/callweave, for 3.11, 3.12, 3.13), stubtest (_native.pyi)"
+    for target in 3.11 3.12 3.13; do
+      "$vpy" -m mypy --python-version "$target" || status=1
+    done
+    # The stub against the built extension: run outside the tree so the installed package
+    # is the one imported.
+    (cd "$(dirname "$vpy")" && "$vpy" -m mypy.stubtest --ignore-disjoint-bases \
+        --allowlist "$ROOT/scripts/stubtest-allowlist.txt" callweave._native) || status=1
     first=0
   fi
   "$vpy" -m pytest -q -p no:cacheprovider "$@" tests || status=1

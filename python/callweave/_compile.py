@@ -13,6 +13,7 @@ import tokenize
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from types import CodeType
+from typing import Any
 
 from callweave import _native
 from callweave.errors import ParseError, RewriteError
@@ -195,7 +196,8 @@ def _fix_missing_locations(tree: ast.AST) -> None:
     ``end_lineno``; ``ast.fix_missing_locations`` would give them their parent's end (line 1
     for a module-level node), a range CPython's compiler rejects.
     """
-    for node in ast.walk(tree):
+    for walked in ast.walk(tree):
+        node: Any = walked  # a located node (expr, stmt, ...): checked just below
         if getattr(node, "lineno", None) is None:
             continue
         if getattr(node, "end_lineno", None) is None:

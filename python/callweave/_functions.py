@@ -19,7 +19,7 @@ import threading
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from callweave import _native
 from callweave._compile import compile_rewritten, find_code
@@ -27,6 +27,9 @@ from callweave._slots import SlotError, patch_code
 from callweave.errors import RewriteError, SourceUnavailableError
 
 __all__ = ["Layer", "rewrite_with_layers"]
+
+#: What a decorator receives and returns: a function, classmethod or staticmethod.
+_F = TypeVar("_F")
 
 _ids = itertools.count()
 _ids_lock = threading.Lock()
@@ -174,8 +177,8 @@ def _patch_constants(
 
 
 def rewrite_with_layers(
-    target: Any, layer: Layer, rewrite_details: dict[str, object] | None = None
-) -> Any:
+    target: _F, layer: Layer, rewrite_details: dict[str, object] | None = None
+) -> _F:
     """Applies ``layer`` on top of any callweave layers already on ``target``.
 
     Args:
@@ -258,22 +261,23 @@ def rewrite_with_layers(
     new.__qualname__ = original.__qualname__
     new.__doc__ = original.__doc__
     new.__module__ = original.__module__
-    if hasattr(original, "__type_params__"):
-        new.__type_params__ = original.__type_params__
+    if hasattr(original, "__type_params__"):  # 3.12+
+        setattr(new, "__type_params__", original.__type_params__)  # noqa: B010
     info = [f for f in result.functions if (f.qualname, f.first_line) == at]
     new_source = info[0].new_text if info else ""
-    new.__callweave__ = Rewritten(
+    rewritten = Rewritten(
         original=original,
         layers=layers,
         original_source=inspect.getsource(original),
         new_source=new_source,
     )
+    setattr(new, "__callweave__", rewritten)  # noqa: B010
     bound: Any = new
     for lay in layers:
         if lay.bind is not None:
             bound = lay.bind(new, result, layers) or bound
     if rewrite_details is not None:
         rewrite_details["original_func"] = target
-        rewrite_details["original_source"] = new.__callweave__.original_source
+        rewrite_details["original_source"] = rewritten.original_source
         rewrite_details["new_source"] = new_source
-    return rewrap(bound)
+    return cast(_F, rewrap(bound))

@@ -34,7 +34,8 @@ def _class_namespace(obj: Any) -> Mapping[str, Any] | None:
     # __getattribute__, __dict__ or __instancecheck__ is never consulted.
     if not issubclass(type(obj), type):
         return None
-    return _CLASS_DICT.__get__(obj, type(obj))
+    namespace: Mapping[str, Any] = _CLASS_DICT.__get__(obj, type(obj))
+    return namespace
 
 
 def _candidates(obj: Any) -> Iterator[FunctionType]:

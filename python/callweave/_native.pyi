@@ -2,7 +2,45 @@
 
 from collections.abc import Callable
 from types import CodeType
-from typing import Any
+from typing import Any, TypeAlias, final, type_check_only
+
+__all__ = [
+    "BIND_NAME",
+    "RECORD_NAME",
+    "TRANSFORMS",
+    "AwaitTimer",
+    "CallweaveError",
+    "ConstantSlot",
+    "DottedGlobs",
+    "FunctionProfile",
+    "ParseError",
+    "ProfileTable",
+    "Profiled",
+    "Record",
+    "RewriteError",
+    "Rewritten",
+    "RewrittenFunction",
+    "Rule",
+    "Site",
+    "__version__",
+    "_profile_at",
+    "all_profiles",
+    "bind_call",
+    "clock_source",
+    "decode_source",
+    "exit_record",
+    "is_trampoline",
+    "make_trampoline",
+    "now_ns",
+    "pause_record",
+    "reset_stats",
+    "resume_record",
+    "rewrite",
+    "set_dispatcher",
+    "strip_locals",
+    "time_await",
+    "time_call",
+]
 
 __version__: str
 
@@ -13,13 +51,14 @@ class ParseError(RewriteError): ...
 #: Registered transforms: name -> one-line summary.
 TRANSFORMS: dict[str, str]
 
-OptionValue = str | bool | list[str] | None
+OptionValue: TypeAlias = str | bool | list[str] | None
 
+@final
 class Rule:
     """A rewrite rule: which functions, which transform (with its options), which calls."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         transform: str,
         options: dict[str, OptionValue] | None = None,
         *,
@@ -28,27 +67,29 @@ class Rule:
         ignore_builtins: bool = False,
         blacklist: list[str] | None = None,
         whitelist: list[str] | None = None,
-    ) -> None: ...
+    ) -> Rule: ...
     @property
     def transform(self) -> str: ...
     def selects(self, qualname: str) -> bool: ...
 
+@final
 class DottedGlobs:
     """Dotted-name globs: ``.`` separates levels, ``*`` matches one level, ``**`` any depth."""
 
-    def __init__(self, patterns: list[str]) -> None: ...
+    def __new__(cls, patterns: list[str]) -> DottedGlobs: ...
     def matches(self, name: str) -> bool: ...
     @property
     def patterns(self) -> list[str]: ...
 
 #: ``Site.row()``: the import hook's cache format of a site.
-SiteRow = tuple[int, str, int, int, int, int, str, str | None, bool]
+SiteRow: TypeAlias = tuple[int, str, int, int, int, int, str, str | None, bool]
 
+@final
 class Site:
     """One routed call of a rewrite, in original coordinates (1-based lines, byte columns)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         id: int,
         function: str,
         line: int,
@@ -58,7 +99,7 @@ class Site:
         text: str,
         callee: str | None,
         awaited: bool,
-    ) -> None: ...
+    ) -> Site: ...
     @property
     def id(self) -> int: ...
     @property
@@ -78,8 +119,10 @@ class Site:
     @property
     def awaited(self) -> bool: ...
     def row(self) -> SiteRow: ...
+    def __eq__(self, other: object) -> bool: ...
     def __hash__(self) -> int: ...
 
+@final
 class Profiled:
     """A numbered (profiled) function: its index, rule and site ids."""
 
@@ -90,6 +133,7 @@ class Profiled:
     @property
     def sites(self) -> list[int]: ...
 
+@final
 class RewrittenFunction:
     """A function some rule selected, with its text before and after the rewrite."""
 
@@ -108,6 +152,7 @@ class RewrittenFunction:
     @property
     def new_text(self) -> str: ...
 
+@final
 class ConstantSlot:
     """A name the rewrite put in place of a node, whose value the caller substitutes."""
 
@@ -130,6 +175,7 @@ class ConstantSlot:
     @property
     def function(self) -> str: ...
 
+@final
 class Rewritten:
     """The result of a rewrite."""
 
@@ -166,8 +212,8 @@ def rewrite(
     rules: list[Rule],
     builtins: frozenset[str] | set[str] | None = None,
     *,
-    bind: str = "__callweave_bind__",
-    constants: str = "__callweave_k_",
+    bind: str = ...,
+    constants: str = ...,
 ) -> Rewritten: ...
 def decode_source(bytes: bytes) -> str: ...
 def make_trampoline(
@@ -179,11 +225,12 @@ def is_trampoline(obj: object) -> bool: ...
 
 RECORD_NAME: str
 
+@final
 class FunctionProfile:
     """A profiled function: static sites, limit, callbacks and aggregates."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         module: str,
         qualname: str,
@@ -194,7 +241,7 @@ class FunctionProfile:
         above: Any = None,
         below: Any = None,
         record_calls: bool = False,
-    ) -> None: ...
+    ) -> FunctionProfile: ...
     @property
     def module(self) -> str: ...
     @property
@@ -217,13 +264,18 @@ class FunctionProfile:
     def stats(self) -> dict[str, Any]: ...
     def reset(self) -> None: ...
 
+@final
 class ProfileTable:
     """The profiled functions of one rewrite, indexed as the rewritten code's ENTER(i)."""
 
-    def __init__(self, functions: list[FunctionProfile]) -> None: ...
+    def __new__(cls, functions: list[FunctionProfile]) -> ProfileTable: ...
     def enter_function(self) -> Callable[[int], Record]: ...
+    @property
+    def enter(self) -> Callable[[int], Record]:
+        """The entry callable again (what a pickled entry callable is rebuilt from)."""
     def __len__(self) -> int: ...
 
+@final
 class Record:
     """One invocation of a profiled function."""
 
@@ -243,9 +295,19 @@ class Record:
     def calls(self) -> list[tuple[int, str, float]]:
         """``(site, callee name, seconds)`` per call, in order (custom callbacks only)."""
 
+@final
 class AwaitTimer:
     """The awaitable returned by ``time_await``."""
 
+    def __await__(self) -> AwaitTimer: ...
+    def __iter__(self) -> AwaitTimer: ...
+    def __next__(self) -> Any: ...
+    def send(self, value: Any) -> Any: ...
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any: ...
+    def close(self) -> None: ...
+
+@final
+@type_check_only
 class BoundCall:
     """A call bound by ``bind_call``; it stands for its callee.
 
@@ -254,6 +316,8 @@ class BoundCall:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
+@final
+@type_check_only
 class Binder:
     """The type of ``bind_call``: a callable with its own vectorcall slot."""
 
@@ -278,6 +342,9 @@ def strip_locals(obj: Any, /) -> Any:
     """Removes ``RECORD_NAME`` from a dict or list in place; returns ``obj``."""
 
 def all_profiles() -> list[FunctionProfile]: ...
+def _profile_at(index: int, module: str, qualname: str, line: int) -> FunctionProfile:
+    """The registered profile at ``index``, if it is the function named (unpickling)."""
+
 def reset_stats() -> None: ...
 def set_dispatcher(dispatcher: Callable[[Any, float, Record], None]) -> None: ...
 def clock_source() -> str: ...

@@ -140,8 +140,9 @@ def _run(args: argparse.Namespace) -> int:
     main.__builtins__ = __builtins__  # type: ignore[attr-defined]
     main.__dict__["__cached__"] = None
     sys.modules["__main__"] = main
-    if finder is not None and finder.config.matches_module("__main__"):
-        loader = hook.CallweaveLoader("__main__", str(script), finder)
+    plan = None if finder is None else finder.plan("__main__")
+    if finder is not None and plan is not None:
+        loader = hook.CallweaveLoader("__main__", str(script), finder, plan=plan)
         main.__loader__ = loader
         code = loader.get_code("__main__")
     else:
@@ -169,12 +170,15 @@ def _find_source(module: str) -> Path:
 
 
 def _rules_for(config: Config | None, module: str) -> list[_native.Rule]:
-    from callweave.hook import native_rules
+    from callweave.hook import ModulePlan, native_rules
 
-    if config is None or not config.matches_module(module):
+    plan = None if config is None else ModulePlan.resolve(config, module)
+    if plan is None:
         # Show what profiling every function would do.
         config = Config(profile=(ProfileRule(modules=(module,), time_limit=0.0),))
-    return native_rules(config, module, "__callweave_enter__", "__callweave_sites__")
+        plan = ModulePlan.resolve(config, module)
+        assert plan is not None
+    return native_rules(plan, "__callweave_enter__", "__callweave_sites__")
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -228,7 +232,9 @@ def _walk_modules(root: Path, package: str) -> Iterator[tuple[str, Path]]:
 
 def _candidates(config: Config) -> Iterator[tuple[str, Path]]:
     tops: set[str] = set()
-    for rule in (*config.profile, *config.wrap):
+    from callweave.transforms import REGISTRY
+
+    for rule in (r for transform in REGISTRY for r in config.rules(transform.table)):
         for glob in rule.modules:
             top = glob.split(".")[0]
             if "*" in top or "?" in top or "[" in top:
@@ -261,9 +267,15 @@ def _check(args: argparse.Namespace) -> int:
         print("callweave: no [tool.callweave] configuration found")
         return 1
     print(f"callweave: configuration {config.path or '(environment)'} is valid")
+    from callweave.transforms import REGISTRY
+
     for spec in sorted(
-        {w.wrapper for w in config.wrap}
-        | {str(cb) for p in config.profile for cb in (p.above, p.below) if cb.kind == "callable"}
+        {
+            spec
+            for transform in REGISTRY
+            for rule in config.rules(transform.table)
+            for spec, _key in transform.callables(rule)
+        }
     ):
         mod = spec.partition(":")[0]
         try:

@@ -77,12 +77,16 @@ __all__ = [
     "Config",
     "ProfileRule",
     "Report",
+    "RuleBase",
+    "Where",
     "WrapRule",
+    "elsewhere_hints",
     "find_config",
     "load_config",
     "parse_config",
     "parse_duration",
     "resolve_callable",
+    "rules_hash",
 ]
 
 ENV_VAR: Final = "CALLWEAVE_CONFIG"
@@ -405,7 +409,7 @@ def _tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _RuleBase:
+class RuleBase:
     """Fields and helpers shared by profile and wrap rules."""
 
     modules: tuple[str, ...]
@@ -425,6 +429,10 @@ class _RuleBase:
         """Whether the rule's module globs match a module name."""
         return self._module_globs.matches(name)
 
+    def to_table(self) -> dict[str, Any]:
+        """The rule as a canonical table of its transform (JSON-compatible)."""
+        raise NotImplementedError
+
     def _common_table(self) -> dict[str, Any]:
         table: dict[str, Any] = {
             "modules": list(self.modules),
@@ -438,7 +446,7 @@ class _RuleBase:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProfileRule(_RuleBase):
+class ProfileRule(RuleBase):
     """A ``[[tool.callweave.profile]]`` rule: flat-profile the selected functions.
 
     Attributes:
@@ -465,7 +473,7 @@ class ProfileRule(_RuleBase):
 
 
 @dataclass(frozen=True, kw_only=True)
-class WrapRule(_RuleBase):
+class WrapRule(RuleBase):
     """A ``[[tool.callweave.wrap]]`` rule: route the selected functions' calls via a wrapper.
 
     Attributes:
@@ -517,11 +525,16 @@ class Config:
         object.__setattr__(self, "profile", tuple(self.profile))
         object.__setattr__(self, "wrap", tuple(self.wrap))
 
+    def rules(self, table: str) -> tuple[RuleBase, ...]:
+        """The rules of the transform configured by ``[[tool.callweave.<table>]]``."""
+        rules: tuple[RuleBase, ...] = getattr(self, table)
+        return rules
+
     def matches_module(self, name: str) -> bool:
         """Whether any rule applies to the module ``name``."""
-        return any(r.matches_module(name) for r in self.profile) or any(
-            r.matches_module(name) for r in self.wrap
-        )
+        from callweave.transforms import REGISTRY
+
+        return any(r.matches_module(name) for t in REGISTRY for r in self.rules(t.table))
 
     def rules_for_module(self, name: str) -> tuple[list[ProfileRule], list[WrapRule]]:
         """The profile rules and the wrap rules that apply to the module ``name``, in order."""
@@ -537,18 +550,20 @@ class Config:
         other modules, the report, ``strict`` or the file's location, so it can be part of a
         cache key for the module's rewritten code.
         """
-        profile, wrap = self.rules_for_module(name)
-        doc = {"profile": [r.to_table() for r in profile], "wrap": [r.to_table() for r in wrap]}
-        return hashlib.sha256(_canonical_json(doc).encode()).hexdigest()
+        from callweave.transforms import REGISTRY
+
+        return rules_hash(
+            {t.table: [r for r in self.rules(t.table) if r.matches_module(name)] for t in REGISTRY}
+        )
 
     def to_table(self) -> dict[str, Any]:
         """The configuration as a canonical ``[tool.callweave]`` table (JSON-compatible)."""
-        return {
-            "report": str(self.report),
-            "strict": self.strict,
-            "profile": [r.to_table() for r in self.profile],
-            "wrap": [r.to_table() for r in self.wrap],
-        }
+        from callweave.transforms import REGISTRY
+
+        table: dict[str, Any] = {"report": str(self.report), "strict": self.strict}
+        for transform in REGISTRY:
+            table[transform.table] = [r.to_table() for r in self.rules(transform.table)]
+        return table
 
     def to_json(self) -> str:
         """Serialises the configuration (with its path) for :meth:`from_json`."""
@@ -599,13 +614,25 @@ class Config:
             if spec not in resolved:
                 resolved[spec] = resolve_callable(spec, key, path=self.path)
 
-        for i, p in enumerate(self.profile):
-            for name, cb in (("above", p.above), ("below", p.below)):
-                if cb.target is not None:
-                    add(cb.target, f"{_TABLE}.profile[{i}].{name}")
-        for i, w in enumerate(self.wrap):
-            add(w.wrapper, f"{_TABLE}.wrap[{i}].wrapper")
+        from callweave.transforms import REGISTRY
+
+        # In table-name order, as they are parsed: the first failing reference is reported.
+        for transform in sorted(REGISTRY, key=lambda t: t.table):
+            for i, rule in enumerate(self.rules(transform.table)):
+                for spec, key in transform.callables(rule):
+                    add(spec, f"{_TABLE}.{transform.table}[{i}].{key}")
         return resolved
+
+
+def rules_hash(rules: Mapping[str, Iterable[RuleBase]]) -> str:
+    """A hex SHA-256 digest of rules by table (canonical JSON, in order): see Config.rules_hash.
+
+    Args:
+        rules: Per ``[[tool.callweave.<table>]]`` key, the rules (every transform's key, also
+            when it has none, so that adding rules of one transform changes the digest).
+    """
+    doc = {table: [r.to_table() for r in selected] for table, selected in rules.items()}
+    return hashlib.sha256(_canonical_json(doc).encode()).hexdigest()
 
 
 def _canonical_json(doc: object) -> str:
@@ -648,26 +675,39 @@ class _Where:
 
 # --------------------------------------------------------------------------- parsing
 
-_TOP_KEYS: Final = ("report", "strict", "profile", "wrap")
-_COMMON_KEYS: Final = ("modules", "functions", "ignore_builtins", "blacklist", "whitelist")
-_PROFILE_KEYS: Final = (*_COMMON_KEYS, "time_limit", "above", "below")
-_WRAP_KEYS: Final = (*_COMMON_KEYS, "wrapper", "pass_site")
-_ELSEWHERE: Final[dict[str, dict[str, str]]] = {
-    "top": {
-        k: "it belongs in a [[tool.callweave.profile]] or [[tool.callweave.wrap]] rule"
-        for k in (*_PROFILE_KEYS, *_WRAP_KEYS)
-    },
-    "profile": {
-        k: "it is a key of [[tool.callweave.wrap]] rules"
-        for k in _WRAP_KEYS
-        if k not in _PROFILE_KEYS
-    },
-    "wrap": {
-        k: "it is a key of [[tool.callweave.profile]] rules"
-        for k in _PROFILE_KEYS
-        if k not in _WRAP_KEYS
-    },
-}
+#: The keys of ``[tool.callweave]`` itself; each transform adds its table's key.
+_OWN_KEYS: Final = ("report", "strict")
+
+#: A key's location in messages (the type transform modules' parsers receive).
+Where = _Where
+
+
+def _tables() -> tuple[str, ...]:
+    """The ``[[tool.callweave.<table>]]`` keys, in the registry's order for messages."""
+    from callweave.transforms import REGISTRY
+
+    return tuple(sorted(t.table for t in REGISTRY))
+
+
+def _top_hints() -> dict[str, str]:
+    from callweave.transforms import REGISTRY
+
+    places = [f"[[{_TABLE}.{table}]]" for table in _tables()]
+    where = " or ".join([", ".join(places[:-1]), places[-1]] if len(places) > 1 else places)
+    return {k: f"it belongs in a {where} rule" for t in REGISTRY for k in t.keys}
+
+
+def elsewhere_hints(table: str) -> dict[str, str]:
+    """For a rule table's parser: keys of the other transforms' tables, with where they go."""
+    from callweave.transforms import REGISTRY
+
+    own = next(t.keys for t in REGISTRY if t.table == table)
+    hints: dict[str, str] = {}
+    for other in sorted(REGISTRY, key=lambda t: t.table):
+        for k in other.keys:
+            if k not in own:
+                hints.setdefault(k, f"it is a key of [[{_TABLE}.{other.table}]] rules")
+    return hints
 
 
 def _toml_type(value: object) -> str:
@@ -832,40 +872,6 @@ def _callback(
         raise where.child(key).error(str(exc), text) from None
 
 
-def _parse_profile(value: object, where: _Where) -> ProfileRule:
-    table = _table(value, where)
-    _check_keys(table, _PROFILE_KEYS, where, _ELSEWHERE["profile"])
-    common = _common(table, where)
-    if "time_limit" not in table:
-        raise where.child("time_limit").error(
-            'required key is missing (a duration such as "50ms", or seconds)'
-        )
-    try:
-        time_limit = parse_duration(table["time_limit"])
-    except (TypeError, ValueError) as exc:
-        raise where.child("time_limit").error(str(exc), table["time_limit"]) from None
-    return ProfileRule(
-        **common,
-        time_limit=time_limit,
-        above=_callback(table, "above", CallbackSpec.LOG, where),
-        below=_callback(table, "below", CallbackSpec.NONE, where),
-    )
-
-
-def _parse_wrap(value: object, where: _Where) -> WrapRule:
-    table = _table(value, where)
-    _check_keys(table, _WRAP_KEYS, where, _ELSEWHERE["wrap"])
-    common = _common(table, where)
-    wrapper = _string(table, "wrapper", where)
-    if wrapper is None:
-        raise where.child("wrapper").error('required key is missing (such as "pkg.mod:func")')
-    try:
-        _split_callable_spec(wrapper)
-    except ValueError as exc:
-        raise where.child("wrapper").error(str(exc), wrapper) from None
-    return WrapRule(**common, wrapper=wrapper, pass_site=_bool(table, "pass_site", False, where))
-
-
 def _rules(table: Mapping[str, Any], key: str, where: _Where) -> list[object]:
     if key not in table:
         return []
@@ -900,29 +906,29 @@ def parse_config(table: Mapping[str, Any], *, path: Path | None) -> Config:
 def _parse(table: object, path: Path | None, *, report_base: Path | None) -> Config:
     where = _Where(path, _TABLE)
     table = _table(table, where)
-    _check_keys(table, _TOP_KEYS, where, _ELSEWHERE["top"])
+    from callweave.transforms import REGISTRY
+
+    _check_keys(table, (*_OWN_KEYS, *_tables()), where, _top_hints())
     report_text = _string(table, "report", where)
     strict = _bool(table, "strict", False, where)
-    profile = tuple(
-        _parse_profile(t, where.child("profile").item(i))
-        for i, t in enumerate(_rules(table, "profile", where))
-    )
-    wrap = tuple(
-        _parse_wrap(t, where.child("wrap").item(i))
-        for i, t in enumerate(_rules(table, "wrap", where))
-    )
+    rules = {
+        transform.table: tuple(
+            transform.parse(t, where.child(transform.table).item(i))
+            for i, t in enumerate(_rules(table, transform.table, where))
+        )
+        for transform in sorted(REGISTRY, key=lambda t: t.table)
+    }
     if report_text is None:
-        report = Report("text") if profile else Report("none")
+        report = Report("text") if rules.get("profile") else Report("none")
     else:
         try:
             report = Report.parse(report_text, base=report_base)
         except ValueError as exc:
             raise where.child("report").error(str(exc), report_text) from None
     return Config(
+        **rules,  # type: ignore[arg-type]  # one field per transform's table
         report=report,
         strict=strict,
-        profile=profile,
-        wrap=wrap,
         path=path,
         report_given=report_text is not None,
     )

@@ -6,9 +6,12 @@ plain ``.py`` sources (``SourceFileLoader``); namespace packages, zip imports, f
 and extension modules pass through. Its loader subclasses ``SourceFileLoader`` and overrides
 ``get_code``; importlib itself is not patched.
 
-Rewritten code is cached beside ordinary bytecode in its own file
-(``mod.cpython-311.callweave.pyc``), a PEP 552 checked-hash pyc whose hash covers the source,
-callweave's version, the rules that apply, the optimisation level and the magic number.
+The finder resolves which rules apply to a module once, as a :class:`ModulePlan`, and hands
+it to the loader. Rewritten code is cached beside ordinary bytecode in its own file
+(``mod.cpython-311.callweave.pyc``, see :mod:`callweave._pycache`), a PEP 552 checked-hash pyc
+whose hash covers the source, callweave's version, the rules that apply, the optimisation
+level and the magic number. The report at exit and in child processes is
+:mod:`callweave.lifecycle`'s.
 
 Rewritten code finds what it calls (the profiler's runtime, wrappers, the module version's
 profile-table entry and site table) in its module's globals: ``get_code``, when importlib's
@@ -32,10 +35,8 @@ from __future__ import annotations
 
 import _imp
 import builtins
-import hashlib
 import importlib.machinery
 import importlib.util
-import marshal
 import os
 import sys
 import threading
@@ -45,28 +46,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType, ModuleType
-from typing import Any
+from typing import Any, cast
 
-from callweave import _native, lifecycle
+from callweave import _native, _pycache, lifecycle
 from callweave._compile import compile_rewritten, decode_source
 from callweave._lookup import code_objects, find_function
-from callweave.config import Config, ProfileRule, WrapRule, load_config
-from callweave.decorators import make_trampoline
+from callweave.config import Config, ProfileRule, RuleBase, WrapRule, load_config, rules_hash
 from callweave.errors import ConfigError, RewriteError
 from callweave.profiler import (
-    ATIMER_NAME,
-    EXIT_NAME,
     FUNCTION_FINDERS,
-    RECORD_NAME,
     RUNTIME_NAMES,
-    TIMER_NAME,
     default_above_log,
     default_below_log,
     register_profile,
 )
 from callweave.sites import make_sites
+from callweave.transforms import REGISTRY, RuntimeNames, Transform
 
-__all__ = ["CallweaveFinder", "CallweaveLoader", "active_finder", "install", "uninstall"]
+__all__ = [
+    "CallweaveFinder",
+    "CallweaveLoader",
+    "ModulePlan",
+    "active_finder",
+    "install",
+    "uninstall",
+]
 
 #: Modules never rewritten: callweave itself, the import machinery, and what callweave needs
 #: while importing or reporting.
@@ -93,27 +97,6 @@ EXCLUDED = (
     "usercustomize",
 )
 
-_CACHE_SUFFIX = ".callweave.pyc"
-# Bumped when what the cache holds changes (2: injected names come from the source hash;
-# 3: runtime names in module globals, paused yields, unlocated entry/exit, star-call binder).
-_FORMAT = 3
-
-
-def _build_id() -> str:
-    """Identifies the installed native engine (its file's size and modification time).
-
-    A rebuilt extension, such as a development build that changed the rewrite without
-    changing the version, never reads another build's cache entries.
-    """
-    try:
-        st = os.stat(_native.__file__)
-    except (OSError, AttributeError, TypeError):
-        return ""
-    return f"{st.st_size}:{st.st_mtime_ns}"
-
-
-_BUILD_ID = _build_id()
-
 _lock = threading.Lock()
 _counters = {"rewritten": 0, "cache_hits": 0, "fallbacks": 0}
 
@@ -135,61 +118,6 @@ def _excluded(name: str) -> bool:
     return name.partition(".")[0] in _EXCLUDED_TOP
 
 
-def _short_hash(*parts: str | bytes) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p if isinstance(p, bytes) else p.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:16]
-
-
-def _is_int_list(value: Any, bound: int | None = None) -> bool:
-    return type(value) is list and all(
-        type(i) is int and (bound is None or 0 <= i < bound) for i in value
-    )
-
-
-_SITE_TYPES = (int, str, int, int, int, int, str, (str, type(None)), bool)
-
-
-def _valid_meta(meta: Any, rule_indices: range) -> bool:
-    """Whether a cache entry's meta has the shape ``_rewrite`` builds (indices in range).
-
-    Args:
-        meta: The entry's meta.
-        rule_indices: The indices a function's profile rule may have (the module's profile
-            rules come after its wrap rules).
-    """
-    if not (type(meta) is tuple and len(meta) == 2):
-        return False
-    functions, sites = meta
-    if type(functions) is not list or type(sites) is not list:
-        return False
-    for site in sites:
-        if not (type(site) is tuple and len(site) == len(_SITE_TYPES)):
-            return False
-        if not all(isinstance(v, t) for v, t in zip(site, _SITE_TYPES, strict=True)):
-            return False
-    for row in functions:
-        if not (type(row) is tuple and len(row) == 4):
-            return False
-        qualname, first_line, rules, profile = row
-        if type(qualname) is not str or type(first_line) is not int or not _is_int_list(rules):
-            return False
-        if profile is None:
-            continue
-        if not (type(profile) is tuple and len(profile) == 3):
-            return False
-        index, rule_index, site_ids = profile
-        if type(index) is not int or type(rule_index) is not int:
-            return False
-        if rule_index not in rule_indices:
-            return False
-        if not _is_int_list(site_ids, len(sites)):
-            return False
-    return True
-
-
 def _callback(spec: Any, resolved: dict[str, Callable[..., Any]], default: Any) -> Any:
     if spec.kind == "none":
         return None
@@ -198,62 +126,82 @@ def _callback(spec: Any, resolved: dict[str, Callable[..., Any]], default: Any) 
     return resolved[spec.target]
 
 
-def wrapper_name(rule: WrapRule) -> str:
-    """The builtin name under which a wrap rule's wrapper (its trampoline) is found."""
-    site = "+site" if rule.pass_site else ""
-    return f"__callweave_wrap_{_short_hash(rule.wrapper + site)}__"
+@dataclass(frozen=True)
+class ModulePlan:
+    """The rules that apply to one module, resolved once when the finder matches its name.
+
+    Attributes:
+        fullname: The module's name.
+        rules: Per transform, in the registry's order (the engine's rule order: earlier
+            transforms' rules are innermost), the module's rules in configuration order.
+        rules_hash: The hash of those rules (part of the cache key).
+    """
+
+    fullname: str
+    rules: tuple[tuple[Transform, tuple[RuleBase, ...]], ...]
+    rules_hash: str
+
+    @classmethod
+    def resolve(cls, config: Config, fullname: str) -> ModulePlan | None:
+        """The plan of module ``fullname``, or None when no rule applies to it."""
+        rules = tuple(
+            (t, tuple(r for r in config.rules(t.table) if r.matches_module(fullname)))
+            for t in REGISTRY
+        )
+        if not any(selected for _, selected in rules):
+            return None
+        return cls(fullname, rules, rules_hash({t.table: selected for t, selected in rules}))
+
+    def of(self, table: str) -> tuple[RuleBase, ...]:
+        """The module's rules of the transform configured by ``[[tool.callweave.<table>]]``."""
+        for transform, selected in self.rules:
+            if transform.table == table:
+                return selected
+        return ()
+
+    @property
+    def profile(self) -> tuple[ProfileRule, ...]:
+        """The module's profile rules."""
+        return cast(tuple[ProfileRule, ...], self.of("profile"))
+
+    @property
+    def wrap(self) -> tuple[WrapRule, ...]:
+        """The module's wrap rules."""
+        return cast(tuple[WrapRule, ...], self.of("wrap"))
+
+    def rule_indices(self, table: str) -> range:
+        """The engine's indices of one transform's rules (see :func:`native_rules`)."""
+        start = 0
+        for transform, selected in self.rules:
+            if transform.table == table:
+                return range(start, start + len(selected))
+            start += len(selected)
+        return range(start, start)
 
 
-def _list(values: tuple[str, ...] | None) -> list[str] | None:
-    return None if values is None else list(values)
-
-
-def native_rules(config: Config, fullname: str, enter: str, sites: str) -> list[_native.Rule]:
-    """The engine rules for one module: its wrap rules (innermost), then its profile rules.
+def native_rules(plan: ModulePlan, enter: str, sites: str) -> list[_native.Rule]:
+    """The engine rules for one module, transform by transform in the registry's order.
 
     Args:
-        config: The configuration.
-        fullname: The module's name.
+        plan: The module's plan.
         enter: The name of the module's profiler entry function.
         sites: The name of the module's site table (for wrappers given the call site).
     """
-    profiles, wraps = config.rules_for_module(fullname)
-    rules = [
-        _native.Rule(
-            "wrap",
-            {"wrapper": wrapper_name(w), "sites": sites if w.pass_site else None},
-            functions=_list(w.functions),
-            ignore_builtins=w.ignore_builtins,
-            blacklist=_list(w.blacklist),
-            whitelist=_list(w.whitelist),
-        )
-        for w in wraps
+    names = RuntimeNames(enter=enter, sites=sites)
+    return [
+        transform.native_rule(rule, names)
+        for transform, selected in plan.rules
+        for rule in selected
     ]
-    rules += [
-        _native.Rule(
-            "profile",
-            {
-                "enter": enter,
-                "exit": EXIT_NAME,
-                "timer": TIMER_NAME,
-                "atimer": ATIMER_NAME,
-                "record": RECORD_NAME,
-            },
-            functions=_list(p.functions),
-            ignore_builtins=p.ignore_builtins,
-            blacklist=_list(p.blacklist),
-            whitelist=_list(p.whitelist),
-        )
-        for p in profiles
-    ]
-    return rules
 
 
 #: importlib's ``exec_module`` (``_LoaderBasics``'s, which CallweaveLoader inherits: the loader
 #: adds no frame of its own while the module runs). When it calls ``get_code``, its local
 #: ``module`` is the module about to execute the code.
-_EXEC_MODULE_CODE = importlib._bootstrap_external._LoaderBasics.exec_module.__code__
-_MODULE_DICT = ModuleType.__dict__["__dict__"]
+_EXEC_MODULE_CODE: CodeType = (
+    importlib._bootstrap_external._LoaderBasics.exec_module.__code__  # type: ignore[attr-defined]
+)
+_MODULE_DICT = vars(ModuleType)["__dict__"]
 
 
 def _version_names(key_hash: str) -> tuple[str, str]:
@@ -263,7 +211,8 @@ def _version_names(key_hash: str) -> tuple[str, str]:
 
 def _module_dict(module: ModuleType) -> dict[str, Any]:
     # The member descriptor: a module subclass's __getattribute__ is never consulted.
-    return _MODULE_DICT.__get__(module, type(module))
+    namespace: dict[str, Any] = _MODULE_DICT.__get__(module, type(module))
+    return namespace
 
 
 @dataclass(frozen=True)
@@ -296,7 +245,7 @@ class _FunctionRef:
         self._module = weakref.ref(module)
         self._qualname = qualname
         self._code = weakref.ref(code)
-        self._func: weakref.ref | None = None
+        self._func: weakref.ref[Any] | None = None
 
     def alive(self) -> bool:
         """Whether the function's code (and so possibly the function) still exists."""
@@ -321,104 +270,29 @@ def _alive(ref: object) -> bool:
 class CallweaveLoader(importlib.machinery.SourceFileLoader):
     """Loads a matched module from its rewritten source (or callweave's cache)."""
 
-    def __init__(self, fullname: str, path: str, finder: CallweaveFinder, pytest_hook: Any = None):
+    def __init__(
+        self,
+        fullname: str,
+        path: str,
+        finder: CallweaveFinder,
+        pytest_hook: Any = None,
+        plan: ModulePlan | None = None,
+    ):
+        """A loader for one matched module.
+
+        Args:
+            fullname: The module's name.
+            path: Its source file.
+            finder: The finder that matched it.
+            pytest_hook: pytest's assertion-rewriting hook, when it claimed the module too.
+            plan: The module's rules (resolved by the finder when not given).
+        """
         super().__init__(fullname, path)
         self._finder = finder
         self._pytest_hook = pytest_hook
-
-    # -- cache ---------------------------------------------------------------------------
-
-    def _cache_path(self, source_path: str) -> str | None:
-        try:
-            base = importlib.util.cache_from_source(source_path)
-        except NotImplementedError:
-            return None
-        return base[: -len(".pyc")] + _CACHE_SUFFIX
-
-    def _key(self, fullname: str, data: bytes) -> bytes:
-        parts = [
-            fullname,
-            _native.__version__,
-            _BUILD_ID,
-            str(_FORMAT),
-            self._finder.rules_hash(fullname),
-            str(sys.flags.optimize),
-            importlib.util.MAGIC_NUMBER.hex(),
-            "pytest" if self._pytest_hook is not None else "",
-        ]
-        return data + b"\0callweave\0" + "\0".join(parts).encode()
-
-    def _read_cache(
-        self, fullname: str, cache: str | None, digest: bytes
-    ) -> tuple[CodeType, Any] | None:
-        """The cached (code, meta) for this digest, or None: any bad entry is a miss.
-
-        A header that matches says nothing about the payload (a dev build that changed the
-        layout, a disk error): whatever fails to load or validate is rewritten and replaced.
-        """
-        if cache is None:
-            return None
-        try:
-            with open(cache, "rb") as f:
-                blob = f.read()
-        except OSError:
-            return None
-        expected = importlib.util.MAGIC_NUMBER + (3).to_bytes(4, "little")
-        if len(blob) < 16 or blob[:8] != expected:
-            return None
-        if blob[8:16] != digest:
-            return None
-        try:
-            entry = marshal.loads(blob[16:])
-        except Exception:  # marshal raises EOFError, ValueError, TypeError... on bad data
-            return None
-        if not (type(entry) is tuple and len(entry) == 2 and type(entry[0]) is CodeType):
-            return None
-        profiles, wraps = self._finder.config.rules_for_module(fullname)
-        if not _valid_meta(entry[1], range(len(wraps), len(wraps) + len(profiles))):
-            return None
-        return entry[0], entry[1]
-
-    def _write_cache(
-        self, cache: str | None, source_path: str, digest: bytes, code: CodeType, meta: Any
-    ) -> None:
-        """Writes the entry atomically, as importlib writes ordinary bytecode.
-
-        The mode follows the source file's (importlib's ``_calc_mode``: the source's mode,
-        owner-writable, under the umask) and the temporary file is created with
-        ``O_EXCL | O_CREAT``: a file or symlink already at its name is never followed.
-        """
-        if cache is None or sys.dont_write_bytecode:
-            return
-        header = importlib.util.MAGIC_NUMBER + (3).to_bytes(4, "little")
-        blob = header + digest + marshal.dumps((code, meta))
-        try:
-            mode = os.stat(source_path).st_mode
-        except OSError:
-            mode = 0o666
-        mode = (mode | 0o200) & 0o666
-        tmp = f"{cache}.{os.getpid()}.{threading.get_ident()}.tmp"
-        try:
-            os.makedirs(os.path.dirname(cache), exist_ok=True)
-            fd = os.open(tmp, os.O_EXCL | os.O_CREAT | os.O_WRONLY, mode)
-        except OSError:
-            # Read-only directory, a file where __pycache__ should be, something already at
-            # the temporary name: the module still imports; it is rewritten again next time.
-            return
-        try:
-            with open(fd, "wb") as f:
-                f.write(blob)
-            os.replace(tmp, cache)
-        except OSError:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        self._plan = plan if plan is not None else finder.plan(fullname)
 
     # -- rewriting -----------------------------------------------------------------------
-
-    def _rules(self, fullname: str, key_hash: str) -> list[_native.Rule]:
-        return native_rules(self._finder.config, fullname, *_version_names(key_hash))
 
     def _rewrite(
         self, fullname: str, path: str, data: bytes, key_hash: str
@@ -426,7 +300,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         # Undecodable bytes CPython accepts (in comments) are decoded position for position;
         # what CPython rejects raises its own SyntaxError, with the file and line.
         source = decode_source(data, path)
-        rules = self._rules(fullname, key_hash)
+        rules = native_rules(self._require_plan(fullname), *_version_names(key_hash))
         tree_hook = None
         if self._pytest_hook is not None:
             from _pytest.assertion.rewrite import rewrite_asserts
@@ -458,6 +332,11 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         )
         return code, meta
 
+    def _require_plan(self, fullname: str) -> ModulePlan:
+        if self._plan is None or self._plan.fullname != fullname:
+            raise ImportError(f"callweave: no rule applies to {fullname!r}", name=fullname)
+        return self._plan
+
     # -- importlib API -------------------------------------------------------------------
 
     def get_code(self, fullname: str) -> CodeType:
@@ -471,19 +350,24 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         # gets them as builtins.
         caller = sys._getframe(1)
         module = caller.f_locals.get("module") if caller.f_code is _EXEC_MODULE_CODE else None
+        plan = self._require_plan(fullname)
         path = self.get_filename(fullname)
         data = self.get_data(path)
-        key = self._key(fullname, data)
+        key = data + _pycache.key_suffix(
+            fullname, plan.rules_hash, pytest=self._pytest_hook is not None
+        )
         # One hash of source + key: the checked-hash pyc's hash and the suffix of the names
         # injected for this module version.
         digest = importlib.util.source_hash(key)
         key_hash = digest.hex()
-        cache = self._cache_path(path)
-        entry = self._read_cache(fullname, cache, digest)
+        cache = _pycache.cache_path(path)
+        entry = _pycache.read_entry(cache, digest)
+        if entry is not None and not _pycache.valid_meta(entry[1], plan.rule_indices("profile")):
+            entry = None
         if entry is not None:
             _counters["cache_hits"] += 1
             # As for ordinary bytecode: a tree moved with its __pycache__ names its new path.
-            _imp._fix_co_filename(entry[0], path)
+            _imp._fix_co_filename(entry[0], path)  # type: ignore[attr-defined]
         else:
             try:
                 entry = self._rewrite(fullname, path, data, key_hash)
@@ -505,11 +389,12 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
                     RuntimeWarning,
                     stacklevel=2,
                 )
-                return super().get_code(fullname)
+                # SourceLoader.get_code returns None only for a loader without source.
+                return cast(CodeType, super().get_code(fullname))
             _counters["rewritten"] += 1
-            self._write_cache(cache, path, digest, *entry)
+            _pycache.write_entry(cache, path, digest, *entry)
         code, meta = entry
-        version = self._finder.version(fullname, path, key_hash, meta)
+        version = self._finder.version(plan, path, key_hash, meta)
         if isinstance(module, ModuleType):
             self._finder.bind_module(module, fullname, version, code)
         else:
@@ -524,21 +409,24 @@ class CallweaveFinder:
         self.config = config
         self.strict = config.strict if strict is None else strict
         self.resolved = config.resolve()
-        #: The object behind each wrap rule's injected name: a trampoline around the wrapper.
-        self.wrappers: dict[str, Any] = {
-            wrapper_name(rule): make_trampoline(
-                self.resolved[rule.wrapper], pass_site=rule.pass_site
-            )
-            for rule in config.wrap
-        }
+        #: Per rule, the objects behind the names it injects (a wrap rule's trampoline around
+        #: its wrapper), made once: rules injecting the same name share its object.
+        self._static: dict[RuleBase, dict[str, Any]] = {}
+        made: dict[str, Any] = {}
+        for transform in REGISTRY:
+            for rule in config.rules(transform.table):
+                objects = transform.static_names(rule, self.resolved)
+                self._static[rule] = {n: made.setdefault(n, v) for n, v in objects.items()}
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
-        self._matches: dict[str, bool] = {}
-        self._hashes: dict[str, str] = {}
+        #: Per module name asked for: its plan, or None when no rule applies (or excluded).
+        self._plans: dict[str, ModulePlan | None] = {}
         #: The latest version of each module (an unchanged reload reuses it).
         self._versions: dict[str, _Version] = {}
         #: Per module: the module objects holding a version's names, those names, and weak
         #: references to the code objects that use them (see ``bind_module``).
-        self._placed: dict[str, list[tuple[weakref.ref, tuple[str, ...], list[weakref.ref]]]] = {}
+        self._placed: dict[
+            str, list[tuple[weakref.ref[ModuleType], tuple[str, ...], list[weakref.ref[CodeType]]]]
+        ] = {}
         #: Per module: its keys in the profiler's FUNCTION_FINDERS.
         self._function_keys: dict[str, set[tuple[str, str, int]]] = {}
         #: Per module: the version names it last put into builtins.
@@ -573,18 +461,19 @@ class CallweaveFinder:
         self._profiles[key] = profile
         return profile
 
-    def version(self, fullname: str, path: str, key_hash: str, meta: Any) -> _Version:
+    def version(self, plan: ModulePlan, path: str, key_hash: str, meta: Any) -> _Version:
         """The objects one version of a module calls: its profile table and site table.
 
         Built once per version: an unchanged reload gets the same objects; profiles are
         shared across versions for functions that did not move.
         """
+        fullname = plan.fullname
         current = self._versions.get(fullname)
         if current is not None and current.key_hash == key_hash:
             return current
         functions, rows = meta
         sites = [_native.Site(*row) for row in rows]
-        profiles, wraps = self.config.rules_for_module(fullname)
+        profiles, wraps = plan.profile, plan.wrap
         enter_name, sites_name = _version_names(key_hash)
         names: dict[str, Any] = {}
         site_objects: dict[_native.Site, Any] = {}
@@ -602,14 +491,17 @@ class CallweaveFinder:
             if profile is None:
                 continue
             _index, rule_index, site_ids = profile
-            rule = profiles[rule_index - len(wraps)]
+            rule = profiles[rule_index - plan.rule_indices("profile").start]
             own = [sites[i] for i in site_ids]
             table.append(self.register(rule, fullname, qualname, path, first_line, own))
             bound.append((qualname, first_line))
         if table:
             names[enter_name] = _native.ProfileTable(table).enter_function()
+        # The shared runtime (bind_call serves every transform's star calls), then each rule's.
         static = dict(RUNTIME_NAMES)
-        static.update((wrapper_name(w), self.wrappers[wrapper_name(w)]) for w in wraps)
+        for _transform, selected in plan.rules:
+            for selected_rule in selected:
+                static.update(self._static[selected_rule])
         version = _Version(key_hash, path, static, names, bound, site_objects)
         self._versions[fullname] = version
         return version
@@ -676,27 +568,26 @@ class CallweaveFinder:
         namespace.update(version.names)
         self._in_builtins[fullname] = tuple(version.names)
 
-    def matches(self, fullname: str) -> bool:
-        """Whether the rules select the module (cached: imports ask for many names)."""
-        hit = self._matches.get(fullname)
-        if hit is None:
-            hit = self._matches[fullname] = not _excluded(fullname) and (
-                self.config.matches_module(fullname)
-            )
-        return hit
+    def plan(self, fullname: str) -> ModulePlan | None:
+        """The rules that apply to the module, or None (cached: imports ask for many names)."""
+        try:
+            return self._plans[fullname]
+        except KeyError:
+            pass
+        plan = None if _excluded(fullname) else ModulePlan.resolve(self.config, fullname)
+        self._plans[fullname] = plan
+        return plan
 
-    def rules_hash(self, fullname: str) -> str:
-        """The hash of the rules that apply to the module (cached)."""
-        digest = self._hashes.get(fullname)
-        if digest is None:
-            digest = self._hashes[fullname] = self.config.rules_hash(fullname)
-        return digest
+    def matches(self, fullname: str) -> bool:
+        """Whether the rules select the module."""
+        return self.plan(fullname) is not None
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         """The spec of a matched module with callweave's loader, else None."""
         if sys.meta_path[0] is not self:
             self._stay_ahead_of_pytest()
-        if not self.matches(fullname):
+        plan = self.plan(fullname)
+        if plan is None:
             return None
         for finder in sys.meta_path:
             if finder is self or isinstance(finder, CallweaveFinder):
@@ -717,7 +608,7 @@ class CallweaveFinder:
             return spec
         if not spec.origin or not spec.origin.endswith(".py"):
             return spec
-        spec.loader = CallweaveLoader(fullname, spec.origin, self, pytest_hook)
+        spec.loader = CallweaveLoader(fullname, spec.origin, self, pytest_hook, plan)
         return spec
 
     def _stay_ahead_of_pytest(self) -> None:

@@ -28,21 +28,22 @@ import timeit
 from collections.abc import Callable
 from operator import call
 from time import perf_counter_ns
+from typing import Any
 
 from callweave import flat_profile, wrap_calls
 
 CALLS = 10
 
 
-def simple_wrapper(call, /, *args, **kwargs):  # noqa: D103
+def simple_wrapper(call: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:  # noqa: D103
     return call(*args, **kwargs)
 
 
-def other(val1, val2):  # noqa: D103
+def other(val1: int, val2: int) -> int:  # noqa: D103
     return val1 + val2
 
 
-def unwrapped():  # noqa: D103
+def unwrapped() -> None:  # noqa: D103
     other(0, val2=1)
     other(0, val2=1)
     other(0, val2=1)
@@ -56,7 +57,7 @@ def unwrapped():  # noqa: D103
 
 
 @wrap_calls(wrapper=simple_wrapper)
-def wrapped_simple():  # noqa: D103
+def wrapped_simple() -> None:  # noqa: D103
     other(0, val2=1)
     other(0, val2=1)
     other(0, val2=1)
@@ -70,7 +71,7 @@ def wrapped_simple():  # noqa: D103
 
 
 @flat_profile(time_limit=100, below_callback=None)
-def wrapped_profiler():  # noqa: D103
+def wrapped_profiler() -> None:  # noqa: D103
     other(0, val2=1)
     other(0, val2=1)
     other(0, val2=1)
@@ -84,7 +85,7 @@ def wrapped_profiler():  # noqa: D103
 
 
 @flat_profile(time_limit=100)  # the default below callback runs every time
-def wrapped_profiler_below():  # noqa: D103
+def wrapped_profiler_below() -> None:  # noqa: D103
     other(0, val2=1)
     other(0, val2=1)
     other(0, val2=1)
@@ -98,7 +99,7 @@ def wrapped_profiler_below():  # noqa: D103
 
 
 @flat_profile(time_limit=0)  # the default above callback runs every time
-def wrapped_profiler_above():  # noqa: D103
+def wrapped_profiler_above() -> None:  # noqa: D103
     other(0, val2=1)
     other(0, val2=1)
     other(0, val2=1)
@@ -112,11 +113,11 @@ def wrapped_profiler_above():  # noqa: D103
 
 
 @flat_profile(time_limit=100, below_callback=None)
-def empty_profiled():  # noqa: D103
+def empty_profiled() -> None:  # noqa: D103
     pass
 
 
-def empty_plain():  # noqa: D103
+def empty_plain() -> None:  # noqa: D103
     pass
 
 
@@ -131,32 +132,32 @@ VARIANTS = {
 }
 
 
-def target(x):  # noqa: D103
+def target(x: object) -> object:  # noqa: D103
     return x
 
 
-def loop_plain(n, x):  # noqa: D103
+def loop_plain(n: int, x: object) -> None:  # noqa: D103
     for _ in range(n):
         target(x)
 
 
-def loop_operator_call(n, x):  # noqa: D103
+def loop_operator_call(n: int, x: object) -> None:  # noqa: D103
     for _ in range(n):
         call(target, x)
 
 
 @flat_profile(time_limit=100, below_callback=None)
-def loop_timed(n, x):  # noqa: D103
+def loop_timed(n: int, x: object) -> None:  # noqa: D103
     for _ in range(n):
         target(x)
 
 
-def loop_empty_plain(n, x):  # noqa: D103
+def loop_empty_plain(n: int, x: object) -> None:  # noqa: D103
     for _ in range(n):
         empty_plain()
 
 
-def loop_empty_profiled(n, x):  # noqa: D103
+def loop_empty_profiled(n: int, x: object) -> None:  # noqa: D103
     for _ in range(n):
         empty_profiled()
 

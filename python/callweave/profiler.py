@@ -91,7 +91,9 @@ MAX_CALLS = 1 << 20
 class ProfilerCallback(Protocol):
     """``callback(total, limit, times, func)``, run when a profiled invocation ends."""
 
-    def __call__(self, total: float, limit: float, times: CallTimes, func: Callable) -> None:
+    def __call__(
+        self, total: float, limit: float, times: CallTimes, func: Callable[..., Any]
+    ) -> None:
         """Receives the total and limit (seconds), the call times and the function."""
         ...
 
@@ -213,13 +215,17 @@ def _format_above(total: float, limit: float, qualname: str, sites: list[SiteTim
     return "\n".join(lines)
 
 
-def default_below_log(total: float, limit: float, times: CallTimes, func: Callable) -> None:
+def default_below_log(
+    total: float, limit: float, times: CallTimes, func: Callable[..., Any]
+) -> None:
     """INFO ``"<qualname> finished in <t>s, below limit of <limit>s"``."""
     if log.isEnabledFor(logging.INFO):
         log.info("%s finished in %gs, below limit of %gs", func.__qualname__, total, limit)
 
 
-def default_above_log(total: float, limit: float, times: CallTimes, func: Callable) -> None:
+def default_above_log(
+    total: float, limit: float, times: CallTimes, func: Callable[..., Any]
+) -> None:
     """WARNING with the total and one line per call site, longest total first."""
     if not log.isEnabledFor(logging.WARNING):
         return

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from callweave import _native
+from callweave import _native
 
 __all__ = ["CallSite"]
 
@@ -43,7 +41,7 @@ class CallSite:
         return f"{self.filename}:{self.lineno}:{self.col_offset}: {self.source}"
 
 
-def make_sites(module: str, filename: str, table: Sequence[_native.Site]) -> tuple[CallSite, ...]:
+def make_sites(module: str, filename: str, table: Iterable[_native.Site]) -> tuple[CallSite, ...]:
     """Builds CallSite objects from (part of) a rewrite's site table."""
     return tuple(
         CallSite(
