@@ -211,7 +211,8 @@ def _own_spool_token() -> None:
     token = f"{os.getpid()}-{os.urandom(6).hex()}"
     _state["spool"] = token
     try:
-        multiprocessing.current_process()._config[_SPOOL_KEY] = token
+        process: Any = multiprocessing.current_process()
+        process._config[_SPOOL_KEY] = token
     except (AttributeError, TypeError):  # not the multiprocessing we know: no spool
         pass
 
@@ -381,7 +382,8 @@ def _pool_worker(*args: Any, **kwargs: Any) -> Any:
     """
     import multiprocessing.pool
 
-    worker = _state["pool_worker"] or multiprocessing.pool.worker
+    pool: Any = multiprocessing.pool  # `worker` is private: not in typeshed
+    worker = _state["pool_worker"] or pool.worker
     if threading.current_thread() is not threading.main_thread():
         return worker(*args, **kwargs)  # a ThreadPool: this process's own report has it all
     # A fork or forkserver child learnt it in _register_mp_finalizer, a spawned one learns it
@@ -408,9 +410,10 @@ def _patch_spawned_pool_worker() -> None:
         return
     import multiprocessing.pool
 
-    if multiprocessing.pool.worker is not _pool_worker:
-        _state["pool_worker"] = multiprocessing.pool.worker
-        multiprocessing.pool.worker = _pool_worker  # type: ignore[assignment]
+    pool: Any = multiprocessing.pool  # `worker` is private: not in typeshed
+    if pool.worker is not _pool_worker:
+        _state["pool_worker"] = pool.worker
+        pool.worker = _pool_worker
 
 
 def _take_spool() -> tuple[list[Any], list[Path]]:
@@ -540,7 +543,8 @@ def _register_mp_finalizer(_token: object) -> None:
     target = getattr(process, "_target", None)
     pool = sys.modules.get("multiprocessing.pool")
     if pool is not None and target is not None and target is pool.worker:
-        process._target = _pool_worker
+        target_holder: Any = process
+        target_holder._target = _pool_worker
 
 
 def arm(report: Report | None, *, child: bool) -> None:
