@@ -140,14 +140,6 @@ impl Transform for AsConstants {
         REGISTERED.name
     }
 
-    fn injected_names(&self) -> Vec<&str> {
-        Vec::new()
-    }
-
-    fn includes_nested(&self) -> bool {
-        true
-    }
-
     fn visits_body(&self) -> bool {
         !self.names.is_empty()
     }

@@ -75,14 +75,6 @@ impl Transform for Displays {
         REGISTERED.name
     }
 
-    fn injected_names(&self) -> Vec<&str> {
-        Vec::new()
-    }
-
-    fn includes_nested(&self) -> bool {
-        true
-    }
-
     fn visits_body(&self) -> bool {
         true
     }

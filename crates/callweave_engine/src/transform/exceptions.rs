@@ -58,10 +58,6 @@ impl Transform for PatternMatchedExceptions {
         vec![self.matcher.as_str()]
     }
 
-    fn includes_nested(&self) -> bool {
-        true
-    }
-
     fn visits_body(&self) -> bool {
         true
     }

@@ -71,10 +71,6 @@ impl Transform for InterpolatedStrings {
         vec![self.locals.as_str()]
     }
 
-    fn includes_nested(&self) -> bool {
-        true
-    }
-
     fn visits_body(&self) -> bool {
         self.bytes || self.str
     }

@@ -88,14 +88,6 @@ impl Transform for Literals {
         REGISTERED.name
     }
 
-    fn injected_names(&self) -> Vec<&str> {
-        Vec::new()
-    }
-
-    fn includes_nested(&self) -> bool {
-        true
-    }
-
     fn visits_body(&self) -> bool {
         true
     }

@@ -269,12 +269,17 @@ pub(crate) trait Transform: fmt::Debug + Send + Sync + std::panic::RefUnwindSafe
     fn name(&self) -> &'static str;
 
     /// The names the transform injects into the new source (each must start and end with
-    /// `__`, see [`crate::Plan::validate`]).
-    fn injected_names(&self) -> Vec<&str>;
+    /// `__`, see [`crate::Plan::validate`]). Constant slots are not listed here.
+    fn injected_names(&self) -> Vec<&str> {
+        Vec::new()
+    }
 
     /// Whether bodies of `def` and `class` statements nested in a selected function belong
     /// to it (for call routing and for the body walk). Lambdas and comprehensions always do.
-    fn includes_nested(&self) -> bool;
+    /// By default they do, as codetransformer's transformers reached nested code objects.
+    fn includes_nested(&self) -> bool {
+        true
+    }
 
     /// Whether selected functions are numbered (in source order, across the rules of the
     /// rewrite that number functions): the number goes to [`Transform::function_edits`] and

@@ -27,14 +27,6 @@ impl Transform for PrecomputedSlices {
         REGISTERED.name
     }
 
-    fn injected_names(&self) -> Vec<&str> {
-        Vec::new()
-    }
-
-    fn includes_nested(&self) -> bool {
-        true
-    }
-
     fn visits_body(&self) -> bool {
         true
     }

@@ -56,10 +56,6 @@ impl Transform for Wrap {
         v
     }
 
-    fn includes_nested(&self) -> bool {
-        true
-    }
-
     fn routes_calls(&self) -> bool {
         true
     }
