@@ -33,6 +33,7 @@ __all__ = [
     "make_trampoline",
     "now_ns",
     "pause_record",
+    "profile_counts",
     "reset_stats",
     "resume_record",
     "rewrite",
@@ -344,6 +345,12 @@ def strip_locals(obj: Any, /) -> Any:
 def all_profiles() -> list[FunctionProfile]: ...
 def _profile_at(index: int, module: str, qualname: str, line: int) -> FunctionProfile:
     """The registered profile at ``index``, if it is the function named (unpickling)."""
+
+def profile_counts() -> tuple[int, list[int]]:
+    """The reset epoch and each registered profile's invocation count, in registration order.
+
+    The same answer twice means no profile recorded anything in between.
+    """
 
 def reset_stats() -> None: ...
 def set_dispatcher(dispatcher: Callable[[Any, float, Record], None]) -> None: ...

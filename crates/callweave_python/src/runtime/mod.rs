@@ -58,6 +58,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<record::Record>()?;
     m.add_class::<awaits::AwaitTimer>()?;
     m.add_function(wrap_pyfunction!(stats::all_profiles, m)?)?;
+    m.add_function(wrap_pyfunction!(stats::profile_counts, m)?)?;
     m.add_function(wrap_pyfunction!(stats::_profile_at, m)?)?;
     m.add_function(wrap_pyfunction!(stats::reset_stats, m)?)?;
     m.add_function(wrap_pyfunction!(stats::set_dispatcher, m)?)?;

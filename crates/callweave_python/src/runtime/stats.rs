@@ -152,6 +152,8 @@ impl FunctionState {
     }
 
     fn reset(&self) {
+        // Before the aggregates change: a reader that saw the old epoch reads again.
+        RESETS.fetch_add(1, Ordering::Relaxed);
         self.count.store(0, Ordering::Relaxed);
         self.total_ns.store(0, Ordering::Relaxed);
         self.min_ns.store(u64::MAX, Ordering::Relaxed);
@@ -165,6 +167,10 @@ impl FunctionState {
         }
     }
 }
+
+/// How many times a function's aggregates were cleared in this process: with the functions'
+/// counts, it tells whether anything changed since it was last read (`profile_counts`).
+static RESETS: AtomicU64 = AtomicU64::new(0);
 
 /// Every function profiled in this process, for `stats()` and reports.
 static REGISTRY: Mutex<Vec<Arc<FunctionState>>> = Mutex::new(Vec::new());
@@ -407,6 +413,25 @@ pub(crate) fn all_profiles() -> Vec<FunctionProfile> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The reset epoch and each registered profile's invocation count, in registry order.
+///
+/// A profile's aggregates change only with an invocation's end (its count grows) or a reset
+/// (the epoch grows): the same answer twice means nothing was recorded in between. Costs one
+/// lock and an atomic load per function, nothing on the recording path.
+#[pyfunction]
+pub(crate) fn profile_counts() -> (u64, Vec<u64>) {
+    let resets = RESETS.load(Ordering::Relaxed);
+    let counts = REGISTRY
+        .lock()
+        .map(|all| {
+            all.iter()
+                .map(|s| s.count.load(Ordering::Relaxed))
+                .collect()
+        })
+        .unwrap_or_default();
+    (resets, counts)
 }
 
 /// Clears the aggregates of every profiled function.
