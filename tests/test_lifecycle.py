@@ -361,3 +361,52 @@ def test_sigterm_while_the_exit_report_is_written_waits_for_it(project):
     )
     assert r.returncode == -signal.SIGTERM, r.stderr
     assert marker.read_text() == "finished 1"
+
+
+SLOTS = """
+import os, sys, wmod
+from pathlib import Path
+from callweave import lifecycle
+from callweave.profiler import stats
+
+spool = Path(sys.argv[1])
+spooler = lifecycle._Spooler(spool)
+slot = [spool / f"{os.getpid()}.{i}.spool" for i in (0, 1)]
+
+def mine():
+    return [s for s in stats() if s.count]
+
+spooler.flush()                          # nothing recorded yet: nothing written
+print("idle", spooler.sequence, [p.exists() for p in slot])
+wmod.work(1)
+spooler.flush()                          # slot 0
+first = mine()
+print("saved", spooler.sequence, lifecycle._read_slot(slot[0]) == (0, first))
+spooler.flush()                          # nothing recorded since: skipped
+print("unchanged", spooler.sequence)
+wmod.work(2)
+spooler.flush()                          # slot 1
+print("saved", spooler.sequence, lifecycle._read_slot(slot[1]) == (1, mine()))
+from callweave.profiler import reset_stats
+reset_stats()
+wmod.work(3)                             # the same count as after the first save, new numbers
+spooler.flush()                          # slot 0 again
+print("after reset", spooler.sequence, lifecycle._read_slot(slot[0]) == (2, mine()))
+data = slot[0].read_bytes()
+slot[0].write_bytes(data[:-3])           # a write cut short: the older slot still holds
+print("torn", lifecycle._read_slot(slot[0]), lifecycle._read_slot(slot[1])[0])
+"""
+
+
+def test_a_pool_workers_save_is_skipped_when_unchanged_and_a_torn_slot_is_refused(project):
+    (project / "slots.py").write_text(SLOTS)
+    r = callweave(project, "run", "--profile", "wmod:work", "slots.py", str(project / "spool"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "idle 0 [False, False]",
+        "saved 1 True",
+        "unchanged 1",
+        "saved 2 True",
+        "after reset 3 True",
+        "torn None 1",
+    ], r.stderr

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import marshal
 import os
-import pickle
 import signal
 import struct
 import sys
@@ -243,19 +243,36 @@ class _Spooler:
     """A pool worker's files in its parent's spool directory.
 
     The profile goes to two slot files in turn, each write one ``pwrite`` of a header
-    (sequence number, length, CRC-32) and the pickled statistics: a write cut short by the
-    worker's death leaves the other slot, one task older, intact, and the parent takes the
-    newest slot whose checksum holds. (Replacing a file by rename costs milliseconds on
-    ext4, which flushes the new file's data to disk when it replaces another.)
+    (sequence number, length, CRC-32) and the payload: a write cut short by the worker's
+    death leaves the other slot, one task older, intact, and the parent takes the newest slot
+    whose checksum holds. (Replacing a file by rename costs milliseconds on ext4, which
+    flushes the new file's data to disk when it replaces another.)
+
+    A save costs little: nothing is written when no profile recorded anything since the last
+    save (the native reset epoch and invocation counts are the same), and a function is
+    serialised again only when its count changed. The payload is one chunk per function that
+    recorded something: its static part, marshalled once (:func:`_static`), and its native
+    aggregates (``FunctionProfile.stats()``), marshalled; the parent makes the statistics
+    (:func:`_read_slot`).
     """
 
     def __init__(self, directory: Path) -> None:
+        from callweave import _native
+
         self.directory = directory
         self.pid = os.getpid()
         self.failed = False
         self.sequence = 0
         self.fds: list[int] = []
         self.busy_fd: int | None = None
+        self._native = _native
+        # What the last save held: the native reset epoch and counts, and per function (in
+        # registration order) its profile, its static part (_static) and its chunk (b""
+        # while it has recorded nothing).
+        self.saved: tuple[int, list[int]] | None = None
+        self.profiles: list[_native.FunctionProfile] = []
+        self.statics: list[bytes] = []
+        self.chunks: list[bytes] = []
         try:
             self.busy_fd = _open_in(directory, f"{self.pid}.busy")
             _write_all(self.busy_fd, b"0")
@@ -283,18 +300,32 @@ class _Spooler:
                 self._failed(exc)
 
     def flush(self) -> None:
-        """Writes this process's profile to the older slot (never raises)."""
+        """Writes this process's profile to the older slot, if it changed (never raises)."""
         if self.failed:
             return
         try:
-            from callweave.profiler import stats
-
+            counts = self._native.profile_counts()
+            saved = self.saved
+            if counts == saved or (saved is None and not any(counts[1])):
+                return  # nothing recorded since the last save: the newest slot holds it all
+            resets, now = counts
+            if len(now) > len(self.profiles):  # functions registered since
+                self.profiles = self._native.all_profiles()
+                new = self.profiles[len(self.statics) :]
+                self.statics.extend(_static(p) for p in new)
+                self.chunks.extend(b"" for _ in new)
+            before = saved[1] if saved is not None and saved[0] == resets else []
+            chunks = self.chunks
+            for i, count in enumerate(now):
+                if i >= len(before) or before[i] != count:
+                    chunks[i] = _chunk(self.statics[i], self.profiles[i]) if count else b""
             if not self.fds:
                 self.fds = [_open_in(self.directory, f"{self.pid}.{i}.spool") for i in (0, 1)]
-            payload = pickle.dumps([s for s in stats() if s.count], pickle.HIGHEST_PROTOCOL)
+            payload = b"".join(chunks)
             header = _SLOT_HEADER.pack(self.sequence, len(payload), zlib.crc32(payload))
             _write_all(self.fds[self.sequence % 2], header + payload)
             self.sequence += 1
+            self.saved = counts
         except Exception as exc:
             self._failed(exc)
 
@@ -308,6 +339,76 @@ class _Spooler:
 
 
 _SLOT_HEADER = struct.Struct("<QQI")  # sequence, payload length, CRC-32 of the payload
+_CHUNK_HEADER = struct.Struct("<II")  # the lengths of one function's two marshalled parts
+
+
+def _static(profile: Any) -> bytes:
+    """What never changes of a profiled function, marshalled (made once per function).
+
+    ``(module, qualname, filename, line, time_limit, sites)``, ``sites`` a tuple of
+    ``(text, callee, line)``.
+    """
+    sites = tuple((text, callee, line) for text, callee, line, *_ in profile.sites)
+    return marshal.dumps(
+        (
+            profile.module,
+            profile.qualname,
+            profile.filename,
+            profile.line,
+            profile.time_limit,
+            sites,
+        )
+    )
+
+
+def _chunk(static: bytes, profile: Any) -> bytes:
+    """One function's part of a slot: two lengths, its :func:`_static` and its aggregates.
+
+    The aggregates are ``profile.stats()`` marshalled as they are; empty if the function has
+    recorded nothing (read after the counts the caller compared: a newer count is seen as a
+    change by the next save).
+    """
+    raw = profile.stats()
+    if not raw["count"]:
+        return b""
+    data = marshal.dumps(raw)
+    return _CHUNK_HEADER.pack(len(static), len(data)) + static + data
+
+
+def _stats_of(static: tuple[Any, ...], raw: dict[str, Any]) -> Any:
+    """The ``FunctionStats`` of a chunk (what ``profiler.stats()`` gives for the function)."""
+    from callweave.profiler import FunctionStats, SiteStats
+
+    module, qualname, filename, line, limit, sites = static
+    count, total = raw["count"], raw["total"]
+    return FunctionStats(
+        module=module,
+        qualname=qualname,
+        filename=filename,
+        line=line,
+        time_limit=limit,
+        count=count,
+        errors=raw["errors"],
+        total=total,
+        mean=total / count if count else 0.0,
+        min=raw["min"],
+        max=raw["max"],
+        p50=raw["p50"],
+        p95=raw["p95"],
+        p99=raw["p99"],
+        sites=[
+            SiteStats(
+                text,
+                callee,
+                at,
+                s["count"],
+                s["total"],
+                s["total"] / s["count"] if s["count"] else 0.0,
+                s["max"],
+            )
+            for (text, callee, at), s in zip(sites, raw["sites"], strict=True)
+        ],
+    )
 
 
 def _read_slot(path: Path) -> tuple[int, list[Any]] | None:
@@ -319,8 +420,17 @@ def _read_slot(path: Path) -> tuple[int, list[Any]] | None:
     payload = data[_SLOT_HEADER.size : _SLOT_HEADER.size + length]
     if len(payload) != length or zlib.crc32(payload) != crc:
         return None
-    # Our own file, in our own 0700 directory, written by our own worker.
-    return sequence, pickle.loads(payload)
+    # Our own file, in our own 0700 directory, written by our own worker (same interpreter:
+    # marshal's format is the same).
+    functions = []
+    at = 0
+    while at < length:
+        static, size = _CHUNK_HEADER.unpack_from(payload, at)
+        at += _CHUNK_HEADER.size
+        data = marshal.loads(payload[at + static : at + static + size])
+        functions.append(_stats_of(marshal.loads(payload[at : at + static]), data))
+        at += static + size
+    return sequence, functions
 
 
 class _SpooledQueue:
