@@ -4,11 +4,16 @@ callweave makes each ``multiprocessing.Pool`` worker save its profile before it 
 task's result (so that ``Pool.terminate()`` loses nothing a worker finished). This runs
 ``pool.map`` of a tiny profiled function, one item per task (``chunksize=1``, the worst case),
 in pools whose workers save (the default) and in pools whose workers do not (their
-initializer turns the save into a no-op), alternating round by round, and prints the time
-per task of each and their ratio.
+initializer turns the save, and the marks in and out of a task, into no-ops), alternating
+round by round, and prints the time per task of each and their ratio.
 
-Usage: ``python benchmarks/pool_flush.py [--tasks N] [--rounds N] [--method fork|spawn|...]``
-(run it with the Python callweave is installed in; it instruments itself).
+With ``--task idle`` each task runs an unprofiled function instead: a worker skips the save
+when nothing was recorded since its last one, so this measures what remains (marking the
+worker inside a task and out of it).
+
+Usage: ``python benchmarks/pool_flush.py [--tasks N] [--rounds N] [--method fork|spawn|...]
+[--task tiny|idle]`` (run it with the Python callweave is installed in; it instruments
+itself).
 """
 
 from __future__ import annotations
@@ -23,32 +28,38 @@ import tempfile
 import time
 from pathlib import Path
 
-TINY = "def tiny(i):\n    return abs(i) + len(str(i))\n"
+TINY = "def tiny(i):\n    return abs(i) + len(str(i))\n\n\ndef idle(i):\n    return i\n"
 
 
 def no_save() -> None:
-    """Pool initializer: the worker skips the per-task save (the baseline)."""
+    """Pool initializer: the worker skips the per-task save and busy marks (the baseline)."""
     from callweave import lifecycle
 
     lifecycle._Spooler.flush = lambda self: None  # type: ignore[method-assign]
+    lifecycle._Spooler.busy = lambda self, busy: None  # type: ignore[method-assign]
 
 
-def measure(method: str, tasks: int, save: bool) -> float:
+def measure(method: str, tasks: int, save: bool, task: str) -> float:
     """Seconds per task of ``pool.map`` (pool start-up excluded)."""
     import benchtiny
 
     ctx = mp.get_context(method)
+    run = getattr(benchtiny, task)
     with ctx.Pool(2, initializer=None if save else no_save) as pool:
         pool.map(benchtiny.tiny, range(20), chunksize=1)  # workers up and warm
         start = time.perf_counter()
-        pool.map(benchtiny.tiny, range(tasks), chunksize=1)
+        pool.map(run, range(tasks), chunksize=1)
         return (time.perf_counter() - start) / tasks
 
 
 def child(args: argparse.Namespace) -> None:
     for _ in range(args.rounds):
         for save in (True, False):
-            print("save" if save else "none", measure(args.method, args.tasks, save), flush=True)
+            print(
+                "save" if save else "none",
+                measure(args.method, args.tasks, save, args.task),
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -56,6 +67,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--method", default="fork", choices=mp.get_all_start_methods())
+    parser.add_argument("--task", default="tiny", choices=["tiny", "idle"])
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -83,6 +95,8 @@ def main() -> None:
                 str(args.rounds),
                 "--method",
                 args.method,
+                "--task",
+                args.task,
             ],
             env=env,
             capture_output=True,
@@ -96,7 +110,7 @@ def main() -> None:
         times[kind].append(float(value))
     save, none = statistics.median(times["save"]), statistics.median(times["none"])
     print(
-        f"pool.map, {args.method}, 2 workers, chunksize=1, "
+        f"pool.map of {args.task}, {args.method}, 2 workers, chunksize=1, "
         f"{args.tasks} tasks x {args.rounds} rounds"
     )
     print(f"  without the per-task save: {none * 1e6:8.1f} us per task")

@@ -263,6 +263,13 @@ class FunctionProfile:
     def function(self) -> Any: ...
     def set_function(self, func: Any) -> None: ...
     def stats(self) -> dict[str, Any]: ...
+    def aggregates(
+        self,
+    ) -> tuple[int, int, float, float, float, float, float, float, list[tuple[int, float, float]]]:
+        """``stats()`` as one tuple: count, errors, total, min, max, p50, p95, p99, sites.
+
+        ``sites``: ``(count, total, max)`` per site; times in seconds.
+        """
     def reset(self) -> None: ...
 
 @final

@@ -187,6 +187,11 @@ def _install_sigterm_handler() -> None:
 # one byte that says whether it is inside a task, so that the parent can say, in one line,
 # that a worker died in the middle of one (whose profile is lost).
 #
+# A save is cheap: none when nothing was recorded since the last one (``_native.
+# profile_counts()``, the reset epoch and each function's count, is unchanged), and only the
+# functions whose count changed are serialised again (their native aggregates as a tuple of
+# numbers, marshalled); the statistics objects are made by the parent, from the slot.
+#
 # Files in a spool directory (mode 0700, a random name under the temporary directory):
 # ``PID.0.spool`` and ``PID.1.spool``, the worker's profile after its last task and the one
 # before (see _Spooler), and ``PID.busy`` (``1`` inside a task).
@@ -252,8 +257,8 @@ class _Spooler:
     save (the native reset epoch and invocation counts are the same), and a function is
     serialised again only when its count changed. The payload is one chunk per function that
     recorded something: its static part, marshalled once (:func:`_static`), and its native
-    aggregates (``FunctionProfile.stats()``), marshalled; the parent makes the statistics
-    (:func:`_read_slot`).
+    aggregates (``FunctionProfile.aggregates()``, a tuple of numbers), marshalled; the parent
+    makes the statistics (:func:`_read_slot`).
     """
 
     def __init__(self, directory: Path) -> None:
@@ -364,23 +369,23 @@ def _static(profile: Any) -> bytes:
 def _chunk(static: bytes, profile: Any) -> bytes:
     """One function's part of a slot: two lengths, its :func:`_static` and its aggregates.
 
-    The aggregates are ``profile.stats()`` marshalled as they are; empty if the function has
-    recorded nothing (read after the counts the caller compared: a newer count is seen as a
-    change by the next save).
+    The aggregates are ``profile.aggregates()`` (a tuple of numbers) marshalled; empty if the
+    function has recorded nothing (read after the counts the caller compared: a newer count
+    is seen as a change by the next save).
     """
-    raw = profile.stats()
-    if not raw["count"]:
+    raw = profile.aggregates()
+    if not raw[0]:
         return b""
     data = marshal.dumps(raw)
     return _CHUNK_HEADER.pack(len(static), len(data)) + static + data
 
 
-def _stats_of(static: tuple[Any, ...], raw: dict[str, Any]) -> Any:
+def _stats_of(static: tuple[Any, ...], raw: tuple[Any, ...]) -> Any:
     """The ``FunctionStats`` of a chunk (what ``profiler.stats()`` gives for the function)."""
     from callweave.profiler import FunctionStats, SiteStats
 
     module, qualname, filename, line, limit, sites = static
-    count, total = raw["count"], raw["total"]
+    count, errors, total, low, high, p50, p95, p99, aggregates = raw
     return FunctionStats(
         module=module,
         qualname=qualname,
@@ -388,25 +393,17 @@ def _stats_of(static: tuple[Any, ...], raw: dict[str, Any]) -> Any:
         line=line,
         time_limit=limit,
         count=count,
-        errors=raw["errors"],
+        errors=errors,
         total=total,
         mean=total / count if count else 0.0,
-        min=raw["min"],
-        max=raw["max"],
-        p50=raw["p50"],
-        p95=raw["p95"],
-        p99=raw["p99"],
+        min=low,
+        max=high,
+        p50=p50,
+        p95=p95,
+        p99=p99,
         sites=[
-            SiteStats(
-                text,
-                callee,
-                at,
-                s["count"],
-                s["total"],
-                s["total"] / s["count"] if s["count"] else 0.0,
-                s["max"],
-            )
-            for (text, callee, at), s in zip(sites, raw["sites"], strict=True)
+            SiteStats(text, callee, at, n, spent, spent / n if n else 0.0, most)
+            for (text, callee, at), (n, spent, most) in zip(sites, aggregates, strict=True)
         ],
     )
 
