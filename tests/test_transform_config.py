@@ -328,3 +328,54 @@ def test_show_prints_a_transform_rules_result(project: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "-        return 0.1 + 0.2" in r.stdout
     assert "+        return __callweave_k_0__ + __callweave_k_1__" in r.stdout
+
+
+def test_a_transformer_building_a_broken_tree_imports_the_module_unmodified(
+    project: Path,
+) -> None:
+    (project / "broken.py").write_text(
+        "import ast\n"
+        "class Broken(ast.NodeTransformer):\n"
+        "    def visit_Return(self, node):\n"
+        "        return ast.copy_location(ast.Return(value=ast.Name(id='x')), node)\n"
+    )
+    (project / "pyproject.toml").write_text(
+        '[tool.callweave]\n[[tool.callweave.transform]]\nmodules = ["billing.greetings"]\n'
+        'use = "broken:Broken"\n'
+    )
+    code = (
+        "import json, warnings, callweave\ncallweave.install()\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from billing.greetings import greet\n"
+        "print('@@CW ' + json.dumps({'greet': greet(), 'w': [str(x.message) for x in w]}))\n"
+    )
+    data = result(python(project, code))
+    assert data["greet"] == "hello"
+    assert len(data["w"]) == 1, data["w"]
+    assert "importing 'billing.greetings' unmodified" in data["w"][0]
+    assert "does not compile" in data["w"][0]
+
+
+def test_a_transformer_that_raises_imports_the_module_unmodified(project: Path) -> None:
+    (project / "raising.py").write_text(
+        "import ast\n"
+        "class Raising(ast.NodeTransformer):\n"
+        "    def visit_Return(self, node):\n"
+        "        raise RuntimeError('nope')\n"
+    )
+    (project / "pyproject.toml").write_text(
+        '[tool.callweave]\n[[tool.callweave.transform]]\nmodules = ["billing.greetings"]\n'
+        'use = "raising:Raising"\n'
+    )
+    code = (
+        "import json, warnings, callweave\ncallweave.install()\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from billing.greetings import greet\n"
+        "print('@@CW ' + json.dumps({'greet': greet(), 'w': [str(x.message) for x in w]}))\n"
+    )
+    data = result(python(project, code))
+    assert data["greet"] == "hello"
+    assert len(data["w"]) == 1, data["w"]
+    assert "transformer raising:Raising failed on 'greet': RuntimeError: nope" in data["w"][0]
