@@ -254,7 +254,7 @@ ERRORS = [
     (
         'use = "decimal_literal"',
         'tool.callweave.transform[0].use = "decimal_literal": unknown transform; the built-in '
-        "transforms are: bytearray_literals, decimal_literals,",
+        "transforms are: asconstants, bytearray_literals, decimal_literals,",
     ),
     (
         'use = "overloaded_floats"',
@@ -379,3 +379,74 @@ def test_a_transformer_that_raises_imports_the_module_unmodified(project: Path) 
     assert data["greet"] == "hello"
     assert len(data["w"]) == 1, data["w"]
     assert "transformer raising:Raising failed on 'greet': RuntimeError: nope" in data["w"][0]
+
+
+def test_asconstants_and_pattern_matched_exceptions_by_configuration(project: Path) -> None:
+    write(
+        project,
+        {
+            "frozen/__init__.py": "",
+            "frozen/code.py": """\
+                def size(x):
+                    return len(x)
+
+                def which():
+                    try:
+                        raise ValueError("bar")
+                    except ValueError("buzz"):
+                        return "buzz"
+                    except ValueError("bar"):
+                        return "bar"
+            """,
+        },
+    )
+    (project / "pyproject.toml").write_text(
+        '[tool.callweave]\n[[tool.callweave.transform]]\nmodules = ["frozen.code"]\n'
+        'functions = ["size"]\nuse = "asconstants"\nargs = ["builtins:len"]\n'
+        '[[tool.callweave.transform]]\nmodules = ["frozen.code"]\n'
+        'use = "pattern_matched_exceptions"\n'
+    )
+    code = (
+        "import json, callweave\ncallweave.install()\n"
+        "import frozen.code as m\n"
+        "m.len = lambda x: -1\n"
+        "print('@@CW ' + json.dumps({'size': m.size([1, 2]), 'which': m.which(),\n"
+        "    'consts': len in m.size.__code__.co_consts}))\n"
+    )
+    for _ in range(2):  # rewritten, then from the cache
+        data = result(python(project, code, write_bytecode=True))
+        assert data == {"size": 2, "which": "bar", "consts": True}
+
+
+def test_asconstants_assignment_is_the_users_syntax_error_with_file_and_line(
+    project: Path,
+) -> None:
+    write(
+        project,
+        {
+            "frozen/__init__.py": "",
+            "frozen/bad.py": """\
+                def f(x):
+                    y = 1
+                    len = 2
+                    return len
+            """,
+        },
+    )
+    (project / "pyproject.toml").write_text(
+        '[tool.callweave]\n[[tool.callweave.transform]]\nmodules = ["frozen.bad"]\n'
+        'use = "asconstants"\nargs = ["builtins:len"]\n'
+    )
+    code = (
+        "import json, callweave\ncallweave.install()\n"
+        "try:\n    import frozen.bad\n"
+        "except SyntaxError as e:\n"
+        "    print('@@CW ' + json.dumps({'msg': e.msg, 'file': e.filename, 'line': e.lineno,\n"
+        "        'offset': e.offset, 'text': e.text, 'context': e.__context__ is None}))\n"
+    )
+    data = result(python(project, code))
+    assert data["file"] == str(project / "frozen" / "bad.py")
+    assert data["line"] == 3
+    assert data["offset"] == 5
+    assert data["text"].strip() == "len = 2"
+    assert "len" in data["msg"]

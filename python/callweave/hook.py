@@ -360,11 +360,12 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
 
     def _load_constants(self, plan: ModulePlan, code: CodeType, meta: Any) -> CodeType:
         """``code`` with its constant slots loaded as the values their transforms give."""
-        rows = meta[2]
-        if not rows:
-            return code
-        values = configured.slot_values(rows, self._finder.rule_appliers(plan))
-        return configured.patch(code, values)
+        appliers = self._finder.rule_appliers(plan)
+        values = configured.slot_values(meta[2], appliers)
+        for applier in appliers:
+            if applier is not None:
+                values.update(applier.names)
+        return configured.patch(code, values) if values else code
 
     def _require_plan(self, fullname: str) -> ModulePlan:
         if self._plan is None or self._plan.fullname != fullname:

@@ -23,8 +23,10 @@ configuration).
 from __future__ import annotations
 
 import ast
+import builtins
 import hashlib
 import inspect
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import CodeType
@@ -71,9 +73,75 @@ def _builtins() -> dict[str, EngineTransform | type[EngineTransform]]:
     return dict(sorted(found.items()))
 
 
-#: ``use = "<name>"``: the built-in transforms by name (an instance takes no ``args``; a
-#: class is a factory called with them).
+#: ``use = "<name>"``: the built-in transforms with constant slots, by name (an instance takes
+#: no ``args``; a class is a factory called with them).
 BUILTINS: Mapping[str, EngineTransform | type[EngineTransform]] = _builtins()
+
+
+@dataclass(frozen=True)
+class Layered:
+    """A built-in decorator that injects names (loaded as constants once compiled).
+
+    Attributes:
+        transform: The engine transform's name.
+        options: The engine rule's options.
+        names: Injected name -> the value its loads become.
+        constant: The value of one constant slot, for transforms that take slots.
+    """
+
+    transform: str
+    options: Mapping[str, _native.OptionValue]
+    names: Mapping[str, Any]
+    constant: Callable[[Any], Any] | None = None
+
+
+def _injected(rule: TransformRule, kind: str) -> str:
+    """A name for what ``rule`` injects, the same in every process (it is in cached code)."""
+    h = hashlib.sha256(json.dumps(rule.to_table(), sort_keys=True).encode()).hexdigest()
+    return f"__callweave_{kind}_{h[:16]}__"
+
+
+def _asconstants(rule: TransformRule, args: Sequence[Any]) -> Layered:
+    from callweave.transforms.constants import _all_builtins
+
+    if rule.args:
+        names = [spec.rpartition(":")[2].rpartition(".")[2] for spec in rule.args]
+        values = dict(zip(names, args, strict=True))
+    else:
+        values = _all_builtins()
+    return Layered("asconstants", {"names": sorted(values)}, values)
+
+
+def _pattern_matched_exceptions(rule: TransformRule, args: Sequence[Any]) -> Layered:
+    from callweave.transforms.exceptions import _custom_clause, _default_clause
+
+    name = _injected(rule, "match")
+    clause = _custom_clause(args[0]) if args else _default_clause
+    return Layered("pattern_matched_exceptions", {"matcher": name}, {name: clause})
+
+
+def _interpolated_strings(rule: TransformRule, args: Sequence[Any]) -> Layered:
+    from callweave.transforms.strings import literal_value
+
+    name = _injected(rule, "locals")
+    options: dict[str, _native.OptionValue] = {"bytes": True, "str": False, "locals": name}
+    return Layered(
+        "interpolated_strings",
+        options,
+        {name: builtins.locals},
+        lambda slot: literal_value(slot.text),
+    )
+
+
+#: ``use = "<name>"``: the built-in decorators that inject names, by name, with how many
+#: ``args`` they take: ``asconstants`` freezes each ``"pkg.mod:attr"`` as ``attr`` (none:
+#: every builtin), ``pattern_matched_exceptions`` takes an optional matcher, and
+#: ``interpolated_strings`` formats bytes literals from the locals.
+LAYERED: Mapping[str, tuple[int, int, Callable[[TransformRule, Sequence[Any]], Layered]]] = {
+    "asconstants": (0, 1 << 16, _asconstants),
+    "interpolated_strings": (0, 0, _interpolated_strings),
+    "pattern_matched_exceptions": (0, 1, _pattern_matched_exceptions),
+}
 
 
 def _arity(factory: type[EngineTransform]) -> tuple[int, int]:
@@ -87,7 +155,7 @@ def _arity(factory: type[EngineTransform]) -> tuple[int, int]:
 
 
 def _names() -> str:
-    return ", ".join(BUILTINS)
+    return ", ".join(sorted([*BUILTINS, *LAYERED]))
 
 
 def parse(value: object, where: Where) -> TransformRule:
@@ -117,6 +185,12 @@ def parse(value: object, where: Where) -> TransformRule:
             _split_callable_spec(use)
         except ValueError as exc:
             raise where.child("use").error(str(exc), use) from None
+    elif use in LAYERED:
+        least, most, _build = LAYERED[use]
+        if not least <= len(args) <= most:
+            if most == 0:
+                raise where.child("args").error(f"{use} takes no args", args)
+            raise where.child("args").error(f"{use} takes at most {most} callable(s)", args)
     else:
         builtin = BUILTINS.get(use)
         if builtin is None:
@@ -157,6 +231,9 @@ def _engine_transform(
     With ``resolved`` None the factory gets placeholder callables: a rule's engine options
     depend on the transform's kind, never on its callables.
     """
+    if rule.use in LAYERED:
+        args = [_placeholder if resolved is None else resolved[a] for a in rule.args]
+        return LAYERED[rule.use][2](rule, args)
     builtin = BUILTINS[rule.use]
     if isinstance(builtin, EngineTransform):
         return builtin
@@ -174,6 +251,12 @@ def native_rule(rule: TransformRule, names: RuntimeNames) -> _native.Rule:
     if ":" in rule.use:
         return _native.Rule("precomputed_slices", {}, functions=_NOWHERE)
     transform = _engine_transform(rule, None)
+    if isinstance(transform, Layered):
+        return _native.Rule(
+            transform.transform,
+            dict(transform.options),
+            functions=None if rule.functions is None else list(rule.functions),
+        )
     return _native.Rule(
         transform.transform,
         dict(transform.options()),
@@ -225,6 +308,7 @@ class Applier:
     Attributes:
         rule: The rule.
         engine: The built-in's transform object (its ``constant`` gives slot values), or None.
+        names: The values of the names the built-in injects (loaded as constants).
         transformer: The user's ``NodeTransformer`` class, or None.
         args: The resolved args (the transformer class is called with them).
         source_hash: For a user transformer, the hash of its module's source (part of the
@@ -232,10 +316,11 @@ class Applier:
     """
 
     rule: TransformRule
-    engine: EngineTransform | None
+    engine: EngineTransform | Layered | None
     transformer: type[ast.NodeTransformer] | None
     args: tuple[Any, ...]
     source_hash: str
+    names: Mapping[str, Any]
 
 
 def _module_source_hash(obj: Any) -> str:
@@ -268,13 +353,14 @@ def prepare(
                     f"transforms are: {_names()}",
                     rule.use,
                 )
-            appliers[rule] = Applier(rule, None, cls, args, _module_source_hash(cls))
+            appliers[rule] = Applier(rule, None, cls, args, _module_source_hash(cls), {})
             continue
         try:
             engine = _engine_transform(rule, resolved)
         except (TypeError, ValueError) as exc:
             raise at.child("args").error(str(exc), list(rule.args)) from None
-        appliers[rule] = Applier(rule, engine, None, args, "")
+        names = engine.names if isinstance(engine, Layered) else {}
+        appliers[rule] = Applier(rule, engine, None, args, "", names)
     return appliers
 
 
@@ -419,10 +505,11 @@ def slot_values(rows: Sequence[SlotRow], rules: Sequence[Applier | None]) -> dic
     for row in rows:
         slot = CachedSlot(*row)
         applier = rules[slot.rule] if 0 <= slot.rule < len(rules) else None
-        if applier is None or applier.engine is None:
+        constant = None if applier is None or applier.engine is None else applier.engine.constant
+        if applier is None or constant is None:
             raise RewriteError(f"constant slot {slot.name} of rule {slot.rule} has no value")
         try:
-            values[slot.name] = applier.engine.constant(slot)  # type: ignore[arg-type]
+            values[slot.name] = constant(slot)  # type: ignore[arg-type]  # CachedSlot: same fields
         except Exception as exc:
             raise RewriteError(
                 f"{applier.rule.use} cannot compute the value of {slot.text!r} "
