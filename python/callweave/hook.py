@@ -13,6 +13,12 @@ whose hash covers the source, callweave's version, the rules that apply, the opt
 level and the magic number. The report at exit and in child processes is
 :mod:`callweave.lifecycle`'s.
 
+``[[tool.callweave.transform]]`` rules (:mod:`callweave.transforms.configured`) add values
+that are not marshallable (``Decimal``, the user's objects): the cache holds the code before
+they are loaded, with the table of their constant slots, and every load computes them and
+loads them as constants (:mod:`callweave._slots`). A user's ``NodeTransformer`` runs on the
+rewritten tree; its module's source is part of the key.
+
 Rewritten code finds what it calls (the profiler's runtime, wrappers, the module version's
 profile-table entry and site table) in its module's globals: ``get_code``, when importlib's
 ``exec_module`` calls it for an import or a reload, puts the names into the module about to
