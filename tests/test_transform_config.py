@@ -337,7 +337,7 @@ def test_a_transformer_building_a_broken_tree_imports_the_module_unmodified(
         "import ast\n"
         "class Broken(ast.NodeTransformer):\n"
         "    def visit_Return(self, node):\n"
-        "        return ast.copy_location(ast.Return(value=ast.Name(id='x')), node)\n"
+        "        return ast.copy_location(ast.Return(value=ast.Constant(object())), node)\n"
     )
     (project / "pyproject.toml").write_text(
         '[tool.callweave]\n[[tool.callweave.transform]]\nmodules = ["billing.greetings"]\n'
