@@ -162,19 +162,6 @@ class Code:
                 if item.entry is current:
                     current = None
             elif isinstance(item, _bc.Instr):
-                if (
-                    item.name == "LOAD_FAST"
-                    and item.arg in co.co_freevars
-                    and item.arg not in co.co_varnames
-                ):
-                    # 3.13 compiles LOAD_CLOSURE of a free variable (a class body passing a
-                    # closure on) as LOAD_FAST of its slot; bytecode 0.19 reads it as a new
-                    # local, and the rebuilt code would load NULL and crash the interpreter.
-                    raise BytecodeError(
-                        f"{co.co_qualname}: passes free variable {item.arg!r} on to a closure "
-                        "as LOAD_FAST, which the bytecode package cannot represent on this "
-                        "Python"
-                    )
                 instr = Instruction._from_bc(item)
                 for label in pending_labels:
                     labels.setdefault(label, []).append(instr)

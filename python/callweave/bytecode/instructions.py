@@ -1,7 +1,9 @@
 """One class per opcode of the running Python, with arguments as Python objects.
 
 An :class:`Instruction`'s ``arg`` is what the opcode means, not its number: a name for the
-name, local, cell and free variable opcodes, the constant for ``LOAD_CONST``, the target
+name, local, cell and free variable opcodes (a ``LOAD_FAST`` of a cell or free
+variable's slot, as 3.13 compiles ``LOAD_CLOSURE``, has a :class:`bytecode.CellVar` or
+:class:`bytecode.FreeVar`), the constant for ``LOAD_CONST``, the target
 :class:`Instruction` for a jump, a :class:`bytecode.BinaryOp` for ``BINARY_OP`` (a symbol
 such as ``"+"`` is accepted), ``None`` for opcodes without an argument, and whatever the
 `bytecode <https://bytecode.readthedocs.io>`_ package uses for the rest (an ``int`` for
@@ -232,8 +234,10 @@ class Instruction(metaclass=_InstructionMeta):
                 push_null, arg = arg
             elif klass.opname == "LOAD_ATTR" and _HAS_METHOD_BIT:
                 method, arg = arg
-            elif isinstance(arg, (_bc.CellVar, _bc.FreeVar)):
+            elif isinstance(arg, (_bc.CellVar, _bc.FreeVar)) and klass.opcode in _DEREFS:
                 arg = arg.name
+            # Elsewhere (3.13 compiles LOAD_CLOSURE as LOAD_FAST of the cell's slot) the
+            # CellVar/FreeVar stays: a plain name would make a new local that loads NULL.
             new = klass.__new__(klass)
             Instruction.__init__(new, None if klass.is_jump else arg)
             if klass.is_jump:
