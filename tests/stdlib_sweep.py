@@ -32,7 +32,7 @@ from callweave import _native
 from callweave._compile import BUILTIN_NAMES, remap_code
 
 WRAPPER = "__callweave_wrap__"
-RULES = [_native.Rule.wrap(wrapper=WRAPPER)]
+RULES = [_native.Rule("wrap", {"wrapper": WRAPPER})]
 #: Every name the rewrite injects: the wrapper and the call binder (calls with `*`, `**`).
 INJECTED = frozenset({WRAPPER, _native.BIND_NAME})
 

@@ -2,9 +2,9 @@
 
 With ``--wrap``, every call in every function of the named modules goes through a pass-through
 wrapper that counts calls: each module's source is rewritten with
-``compile_rewritten(source, filename, [Rule.wrap(wrapper="__callweave_wrap__")])`` and executed
-in a fresh module whose namespace holds the wrapper (and the native call binder, which calls
-with ``*`` or ``**`` arguments go through). The rewriting is done by a finder placed
+``compile_rewritten(source, filename, [Rule("wrap", {"wrapper": "__callweave_wrap__"})])`` and
+executed in a fresh module whose namespace holds the wrapper (and the native call binder, which
+calls with ``*`` or ``**`` arguments go through). The rewriting is done by a finder placed
 first on ``sys.meta_path``, so the modules are rewritten whenever they are imported, including
 the fresh copies that ``test.support.import_helper.import_fresh_module`` makes (``test.test_json``
 imports ``json`` twice more that way, with and without ``_json``). The named modules are
@@ -36,7 +36,7 @@ from callweave._compile import compile_rewritten
 
 RESULT_MARKER = "CALLWEAVE-STDLIB-RESULT "
 WRAPPER_NAME = "__callweave_wrap__"
-RULES = [_native.Rule.wrap(wrapper=WRAPPER_NAME)]
+RULES = [_native.Rule("wrap", {"wrapper": WRAPPER_NAME})]
 
 _calls = 0
 _loads: dict[str, int] = {}

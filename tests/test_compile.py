@@ -16,7 +16,7 @@ import pytest
 from callweave import _native
 from callweave._compile import BUILTIN_NAMES, compile_rewritten
 
-WRAP = [_native.Rule.wrap(wrapper="__w__")]
+WRAP = [_native.Rule("wrap", {"wrapper": "__w__"})]
 
 
 def load(source, wrapped):
@@ -148,7 +148,10 @@ def test_bytes_cpython_rejects_raise_its_own_syntax_error(data):
 import warnings  # noqa: E402
 
 PROFILE = [
-    _native.Rule.profile(enter="__e__", exit="__x__", timer="__t__", atimer="__a__", record="__r__")
+    _native.Rule(
+        "profile",
+        {"enter": "__e__", "exit": "__x__", "timer": "__t__", "atimer": "__a__", "record": "__r__"},
+    )
 ]
 WARNING_SOURCE = """\
 import re
@@ -290,9 +293,9 @@ def test_ignore_builtins_wraps_names_rebound_by_star_import_or_global(tmp_path, 
         seen.append(call.__name__)
         return call(*args, **kwargs)
 
-    rule = _native.Rule.wrap(wrapper="__w__", ignore_builtins=True)
+    rule = _native.Rule("wrap", {"wrapper": "__w__"}, ignore_builtins=True)
     code, result = compile_rewritten(source, "bmod.py", [rule])
-    assert {s[7] for s in result.sites} == {"open", "sorted", "len", "abs"}
+    assert {s.callee for s in result.sites} == {"open", "sorted", "len", "abs"}
     ns = {"__w__": w}
     exec(code, ns)
     ns["setup"]()
@@ -377,11 +380,11 @@ def test_long_call_chains_are_rewritten_under_the_bracket_limit(n, tmp_path):
 def test_unwrapped_for_depth_counts_the_calls_left_unwrapped(shape):
     n = 250
     source = chain_source(shape, n)
-    result = _native.rewrite(source, [_native.Rule.wrap(wrapper="__w__", functions=["g"])])
+    result = _native.rewrite(source, [_native.Rule("wrap", {"wrapper": "__w__"}, functions=["g"])])
     assert 0 < result.unwrapped_for_depth < n - 150
     assert len(result.sites) + result.unwrapped_for_depth == n
     compile(result.source, "m.py", "exec")  # no "too many nested parentheses"
-    short = _native.rewrite(chain_source(shape, 10), [_native.Rule.wrap(wrapper="__w__")])
+    short = _native.rewrite(chain_source(shape, 10), [_native.Rule("wrap", {"wrapper": "__w__"})])
     assert short.unwrapped_for_depth == 0
 
 
@@ -398,7 +401,7 @@ def test_nodes_a_tree_hook_adds_without_an_end_end_where_they_start():
         tree.body.insert(0, added)
         return tree
 
-    rule = _native.Rule.wrap(wrapper="__w__", functions=["f"])
+    rule = _native.Rule("wrap", {"wrapper": "__w__"}, functions=["f"])
     code, _ = compile_rewritten(source, "hooked.py", [rule], tree_hook=hook)
     ns = {"__w__": lambda call, /, *a, **k: call(*a, **k)}
     exec(code, ns)

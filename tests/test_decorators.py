@@ -269,7 +269,7 @@ def test_syntax_errors_are_the_users_own(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    return g(1\n\nx = 1\n")
     with pytest.raises(SyntaxError) as info:
-        compile_rewritten(bad.read_text(), str(bad), [_native.Rule.wrap(wrapper="__w__")])
+        compile_rewritten(bad.read_text(), str(bad), [_native.Rule("wrap", {"wrapper": "__w__"})])
     assert info.value.filename == str(bad)
     assert info.value.lineno == 2
     with pytest.raises(SyntaxError) as plain:

@@ -16,6 +16,9 @@ from stdlib_sweep import code_objects, fused_positions, positions
 
 from callweave import _native
 from callweave._compile import BUILTIN_NAMES, remap_code
+from callweave._slots import patch_code
+from callweave.transforms.literals import literal_value
+from callweave.transforms.slices import precomputed_slices
 
 FIXTURES = (
     Path(__file__).resolve().parent.parent / "crates" / "callweave_engine" / "tests" / "fixtures"
@@ -58,13 +61,16 @@ def return_ranges(text):
     return out
 
 
-def run_both(path, rules, names, allowed_losses=frozenset()):
+def run_both(path, rules, names, allowed_losses=frozenset(), constant=None):
     text = importlib.util.decode_source(path.read_bytes())
     original_code = compile(text, str(path), "exec", dont_inherit=True)
     plain = load(path, "fixture_plain", original_code, {})
     result = _native.rewrite(text, rules, BUILTIN_NAMES, bind=BIND)
     assert result.changed
     code = remap_code(result, compile(result.source, str(path), "exec", dont_inherit=True))
+    if constant is not None:
+        assert result.constants, "no constant slot was taken"
+        code = patch_code(code, {slot.name: constant(slot) for slot in result.constants})
     rewritten = load(path, "fixture_rewritten", code, {BIND: _native.bind_call, **names})
     # A position the rewritten code keeps on a NOP only still has its line: a stub body `...`
     # is the implicit return's location in the original, a NOP inside `try:` once rewritten.
@@ -86,7 +92,7 @@ def test_wrap_fixture_runs_the_same(path):
         seen.append(call)
         return call(*args, **kwargs)
 
-    rule = _native.Rule.wrap(wrapper="__w__")
+    rule = _native.Rule("wrap", {"wrapper": "__w__"})
     before, after, result = run_both(path, [rule], {"__w__": passthrough})
     assert after == before
     assert seen, "no call went through the wrapper"
@@ -136,15 +142,18 @@ def profile_stand_ins():
             namespace.remove("__r__")
         return namespace
 
-    rule = _native.Rule.profile(
-        enter="__e__",
-        exit="__x__",
-        timer="__t__",
-        atimer="__at__",
-        record="__r__",
-        pause="__p__",
-        resume="__rs__",
-        strip="__s__",
+    rule = _native.Rule(
+        "profile",
+        {
+            "enter": "__e__",
+            "exit": "__x__",
+            "timer": "__t__",
+            "atimer": "__at__",
+            "record": "__r__",
+            "pause": "__p__",
+            "resume": "__rs__",
+            "strip": "__s__",
+        },
     )
     names = {
         "__e__": enter,
@@ -168,7 +177,7 @@ def test_profile_fixture_runs_the_same(path):
     before, after, result = run_both(path, [rule], names, frozenset(return_ranges(text)))
     assert after == before
     assert entered, "no profiled function was entered"
-    assert len({f[4][0] for f in result.functions}) == len(result.functions)
+    assert len({f.profile.index for f in result.functions}) == len(result.functions)
 
 
 @pytest.mark.parametrize("path", BOTH, ids=lambda p: p.stem)
@@ -181,14 +190,91 @@ def test_both_fixture_runs_the_same(path):
         seen.append(site)
         return call(*args, **kwargs)
 
-    wrap = _native.Rule.wrap(wrapper="__w__", sites="__ss__")
+    wrap = _native.Rule("wrap", {"wrapper": "__w__", "sites": "__ss__"})
     names = {**names, "__w__": passthrough, "__ss__": range(1 << 20)}
     text = importlib.util.decode_source(path.read_bytes())
     before, after, result = run_both(path, [wrap, profile], names, frozenset(return_ranges(text)))
     assert after == before
     assert entered, "no profiled function was entered"
     assert seen, "no call went through the wrapper"
-    assert set(seen) <= {s[0] for s in result.sites}
+    assert set(seen) <= {s.id for s in result.sites}
+
+
+#: Folders of transforms that take constant slots: their fixtures run with stand-in values
+#: that keep what ``main()`` returns (identity ``xform``/``astype``, slicing for ``islice``).
+SLOT_FOLDERS = ("literals", "displays", "islice", "precomputed_slices")
+SLOT_FIXTURES = sorted(p for folder in SLOT_FOLDERS for p in (FIXTURES / folder).glob("*.py"))
+
+
+def fixture_rules(path):
+    """The rules of a fixture, as ``golden.rs`` reads them: ``# rules:`` header lines, else
+    the folder's ``rules`` file."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("# rules:"):
+            break
+        lines.append(line.removeprefix("# rules:"))
+    if not lines:
+        lines = [
+            line
+            for line in (path.parent / "rules").read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+    rules = []
+    for line in lines:
+        name, *words = line.split()
+        options = {}
+        for word in words:
+            key, value = word.split("=", 1)
+            options[key] = {"true": True, "false": False}.get(value, value)
+        rules.append((name, options))
+    return rules
+
+
+def stand_in(transform, options):
+    """A slot's value that leaves the fixture's results unchanged."""
+    if transform == "literals":
+        if options.get("fresh"):
+            return lambda slot: lambda value: value
+        return lambda slot: literal_value(slot.text)
+    if transform == "displays":
+        if options["kind"] == "slice":
+            return lambda slot: lambda *bounds: slice(*bounds)
+        return lambda slot: lambda built: built
+    if transform == "islice":
+        return lambda slot: lambda m, lo, hi, st: m[lo:hi:st]
+    return precomputed_slices().constant
+
+
+def slice_part_ranges(text):
+    """Positions of slices and of their constant bounds: a precomputed slice or an islice call
+    keeps one instruction where the original had one per bound."""
+    import ast
+
+    out = set()
+    for n in ast.walk(ast.parse(text)):
+        if isinstance(n, ast.Slice):
+            for part in (n, n.lower, n.upper, n.step):
+                if part is not None:
+                    out.add((part.lineno, part.end_lineno, part.col_offset, part.end_col_offset))
+    return out
+
+
+@pytest.mark.parametrize("path", SLOT_FIXTURES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_constant_slot_fixture_runs_the_same(path):
+    specs = fixture_rules(path)
+    rules = [_native.Rule(name, options) for name, options in specs]
+    values = [stand_in(name, options) for name, options in specs]
+    text = importlib.util.decode_source(path.read_bytes())
+    before, after, result = run_both(
+        path,
+        rules,
+        {},
+        frozenset(slice_part_ranges(text)),
+        constant=lambda slot: values[slot.rule](slot),
+    )
+    assert after == before
+    assert {slot.transform for slot in result.constants} <= {name for name, _ in specs}
 
 
 def test_crlf_bom_and_tabs_fixtures_are_bytes_as_named():

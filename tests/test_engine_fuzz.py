@@ -80,9 +80,16 @@ RUNNER = textwrap.dedent(
 
     names = json.loads(sys.argv[1])
     RULES = [
-        _native.Rule.wrap(wrapper="__w__"),
-        _native.Rule.profile(
-            enter="__e__", exit="__x__", timer="__t__", atimer="__at__", record="__r__"
+        _native.Rule("wrap", {"wrapper": "__w__"}),
+        _native.Rule(
+            "profile",
+            {
+                "enter": "__e__",
+                "exit": "__x__",
+                "timer": "__t__",
+                "atimer": "__at__",
+                "record": "__r__",
+            },
         ),
     ]
 

@@ -93,15 +93,18 @@ def stand_ins(records: list[Record]) -> dict[str, Callable[..., Any]]:
     }
 
 
-RULE = _native.Rule.profile(
-    enter="__e__",
-    exit="__x__",
-    timer="__t__",
-    atimer="__at__",
-    record=RECORD,
-    pause="__p__",
-    resume="__rs__",
-    strip="__s__",
+RULE = _native.Rule(
+    "profile",
+    {
+        "enter": "__e__",
+        "exit": "__x__",
+        "timer": "__t__",
+        "atimer": "__at__",
+        "record": RECORD,
+        "pause": "__p__",
+        "resume": "__rs__",
+        "strip": "__s__",
+    },
 )
 
 

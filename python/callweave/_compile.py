@@ -222,7 +222,8 @@ def compile_rewritten(
         The module's code object and the native rewrite result.
 
     Raises:
-        SyntaxError: The source has a syntax error (the running Python's own).
+        SyntaxError: The source has a syntax error (the running Python's own), or breaks a
+            transform's rule (the engine's message, at the offending node: file, line, column).
         RewriteError: The engine cannot rewrite this source.
     """
     try:
@@ -230,6 +231,19 @@ def compile_rewritten(
     except ParseError as exc:
         raise_users_syntax_error(source, filename)
         raise RewriteError(f"{filename}: {exc}") from None
+    except SyntaxError as exc:
+        # Code that breaks a transform's rule (e.g. assigning a name frozen as a constant):
+        # the engine gives the message and position, the file and line text are filled here.
+        exc.filename = filename
+        lines = source.splitlines()
+        if exc.lineno and 0 < exc.lineno <= len(lines):
+            line = lines[exc.lineno - 1]
+            exc.text = line + "\n"
+            if exc.offset:
+                # The engine's column counts UTF-8 bytes; CPython's offsets count characters.
+                head = line.encode("utf-8")[: exc.offset - 1]
+                exc.offset = len(head.decode("utf-8", "replace")) + 1
+        raise
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -22,6 +22,7 @@ from typing import Any
 
 from callweave import _native
 from callweave._compile import compile_rewritten, find_code
+from callweave._slots import SlotError, patch_code
 from callweave.errors import RewriteError, SourceUnavailableError
 
 __all__ = ["Layer", "rewrite_with_layers"]
@@ -46,6 +47,14 @@ class Layer:
         names: Globals the rewritten code needs (injected name → object).
         bind: Called after compiling with the new function and the native rewrite result;
             returns the function to hand back (the same one, or a wrapper around it).
+        transformers: Python ``ast`` transformers applied to the function's rewritten tree.
+        constant: For transforms that take constant slots: the value of one slot of this
+            layer's rule, computed once; the compiled code loads it as a constant (see
+            ``callweave._slots``).
+        patch: Called after the constant slots are loaded, with the function's code object
+            and the slots this layer's rule took; returns the code to use (e.g. with more
+            names loaded as constants by ``callweave._slots.patch_code``: injected names,
+            names frozen by ``asconstants``). Layers patch in order, innermost first.
     """
 
     name: str
@@ -53,6 +62,8 @@ class Layer:
     names: dict[str, Any] = field(default_factory=dict)
     bind: Callable[[types.FunctionType, _native.Rewritten, Sequence[Layer]], Any] | None = None
     transformers: Sequence[ast.NodeTransformer] = ()
+    constant: Callable[[_native.ConstantSlot], Any] | None = None
+    patch: Callable[[types.CodeType, list[_native.ConstantSlot]], types.CodeType] | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,25 @@ def _find_def(tree: ast.Module, qualname: str, def_line: int, result: _native.Re
     return found[0] if found else None
 
 
+def _patch_constants(
+    code: types.CodeType, result: _native.Rewritten, layers: Sequence[Layer]
+) -> types.CodeType:
+    """``code`` with the constant slots of ``result`` loaded as the values their layers give."""
+    slots = result.constants
+    if not slots:
+        return code
+    values: dict[str, Any] = {}
+    for slot in slots:
+        layer = layers[slot.rule]
+        if layer.constant is None:
+            raise RewriteError(f"{layer.name} took constant slot {slot.name} without a value")
+        values[slot.name] = layer.constant(slot)
+    try:
+        return patch_code(code, values)
+    except SlotError as exc:
+        raise RewriteError(f"cannot load constants into {code.co_qualname!r}: {exc}") from None
+
+
 def rewrite_with_layers(
     target: Any, layer: Layer, rewrite_details: dict[str, object] | None = None
 ) -> Any:
@@ -155,8 +185,8 @@ def rewrite_with_layers(
     transformers = [t for layer in layers for t in layer.transformers]
 
     def tree_hook(tree: ast.Module, result: _native.Rewritten) -> ast.Module:
-        functions = [f for f in result.functions if (f[0], f[1]) == at]
-        def_line = functions[0][2] if functions else code.co_firstlineno
+        functions = [f for f in result.functions if (f.qualname, f.first_line) == at]
+        def_line = functions[0].def_line if functions else code.co_firstlineno
         found = _find_def(tree, code.co_qualname, def_line, result)
         if found is None:
             raise RewriteError(f"cannot find {code.co_qualname!r} in the rewritten source")
@@ -194,6 +224,10 @@ def rewrite_with_layers(
             f"cannot rewrite {code.co_qualname!r}: its free variables changed "
             f"({code.co_freevars} → {new_code.co_freevars})"
         )
+    new_code = _patch_constants(new_code, result, layers)
+    for index, lay in enumerate(layers):
+        if lay.patch is not None:
+            new_code = lay.patch(new_code, [c for c in result.constants if c.rule == index])
     for lay in layers:
         original.__globals__.update(lay.names)
 
@@ -212,8 +246,8 @@ def rewrite_with_layers(
     new.__module__ = original.__module__
     if hasattr(original, "__type_params__"):
         new.__type_params__ = original.__type_params__
-    info = [f for f in result.functions if (f[0], f[1]) == at]
-    new_source = info[0][6] if info and len(info[0]) > 6 else ""
+    info = [f for f in result.functions if (f.qualname, f.first_line) == at]
+    new_source = info[0].new_text if info else ""
     new.__callweave__ = Rewritten(
         original=original,
         layers=layers,

@@ -10,34 +10,27 @@ class CallweaveError(Exception): ...
 class RewriteError(CallweaveError): ...
 class ParseError(RewriteError): ...
 
-class Rule:
-    """A rewrite rule: which functions, how their calls are routed, which calls."""
+#: Registered transforms: name -> one-line summary.
+TRANSFORMS: dict[str, str]
 
-    @staticmethod
-    def wrap(
+OptionValue = str | bool | list[str] | None
+
+class Rule:
+    """A rewrite rule: which functions, which transform (with its options), which calls."""
+
+    def __init__(
+        self,
+        transform: str,
+        options: dict[str, OptionValue] | None = None,
         *,
-        wrapper: str,
-        sites: str | None = None,
         functions: list[str] | None = None,
         at: tuple[str, int] | None = None,
         ignore_builtins: bool = False,
         blacklist: list[str] | None = None,
         whitelist: list[str] | None = None,
-    ) -> Rule: ...
-    @staticmethod
-    def profile(
-        *,
-        enter: str,
-        exit: str,
-        timer: str,
-        atimer: str,
-        record: str,
-        functions: list[str] | None = None,
-        at: tuple[str, int] | None = None,
-        ignore_builtins: bool = False,
-        blacklist: list[str] | None = None,
-        whitelist: list[str] | None = None,
-    ) -> Rule: ...
+    ) -> None: ...
+    @property
+    def transform(self) -> str: ...
     def selects(self, qualname: str) -> bool: ...
 
 class DottedGlobs:
@@ -48,8 +41,94 @@ class DottedGlobs:
     @property
     def patterns(self) -> list[str]: ...
 
+#: ``Site.row()``: the import hook's cache format of a site.
 SiteRow = tuple[int, str, int, int, int, int, str, str | None, bool]
-FunctionRow = tuple[str, int, int, list[int], tuple[int, int, list[int]] | None, str, str]
+
+class Site:
+    """One routed call of a rewrite, in original coordinates (1-based lines, byte columns)."""
+
+    def __init__(
+        self,
+        id: int,
+        function: str,
+        line: int,
+        end_line: int,
+        col: int,
+        end_col: int,
+        text: str,
+        callee: str | None,
+        awaited: bool,
+    ) -> None: ...
+    @property
+    def id(self) -> int: ...
+    @property
+    def function(self) -> str: ...
+    @property
+    def line(self) -> int: ...
+    @property
+    def end_line(self) -> int: ...
+    @property
+    def col(self) -> int: ...
+    @property
+    def end_col(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def callee(self) -> str | None: ...
+    @property
+    def awaited(self) -> bool: ...
+    def row(self) -> SiteRow: ...
+    def __hash__(self) -> int: ...
+
+class Profiled:
+    """A numbered (profiled) function: its index, rule and site ids."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def rule(self) -> int: ...
+    @property
+    def sites(self) -> list[int]: ...
+
+class RewrittenFunction:
+    """A function some rule selected, with its text before and after the rewrite."""
+
+    @property
+    def qualname(self) -> str: ...
+    @property
+    def first_line(self) -> int: ...
+    @property
+    def def_line(self) -> int: ...
+    @property
+    def rules(self) -> list[int]: ...
+    @property
+    def profile(self) -> Profiled | None: ...
+    @property
+    def original_text(self) -> str: ...
+    @property
+    def new_text(self) -> str: ...
+
+class ConstantSlot:
+    """A name the rewrite put in place of a node, whose value the caller substitutes."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def transform(self) -> str: ...
+    @property
+    def rule(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def line(self) -> int: ...
+    @property
+    def col(self) -> int: ...
+    @property
+    def end_line(self) -> int: ...
+    @property
+    def end_col(self) -> int: ...
+    @property
+    def function(self) -> str: ...
 
 class Rewritten:
     """The result of a rewrite."""
@@ -59,9 +138,11 @@ class Rewritten:
     @property
     def changed(self) -> bool: ...
     @property
-    def sites(self) -> list[SiteRow]: ...
+    def sites(self) -> list[Site]: ...
     @property
-    def functions(self) -> list[FunctionRow]: ...
+    def functions(self) -> list[RewrittenFunction]: ...
+    @property
+    def constants(self) -> list[ConstantSlot]: ...
     @property
     def unwrapped_for_depth(self) -> int: ...
     def original_line(self, line: int) -> int: ...
@@ -85,6 +166,7 @@ def rewrite(
     builtins: frozenset[str] | set[str] | None = None,
     *,
     bind: str = "__callweave_bind__",
+    constants: str = "__callweave_k_",
 ) -> Rewritten: ...
 def decode_source(bytes: bytes) -> str: ...
 def make_trampoline(

@@ -192,10 +192,10 @@ def _show(args: argparse.Namespace) -> int:
             raise CallweaveError(f"{module}: {_syntax_error_text(exc)}") from None
         raise
     if qualname:
-        rows = [f for f in result.functions if f[0] == qualname]
+        rows = [f for f in result.functions if f.qualname == qualname]
         if not rows:
             raise CallweaveError(f"{module}: no selected function {qualname!r}")
-        old, new = rows[0][5], rows[0][6]
+        old, new = rows[0].original_text, rows[0].new_text
     else:
         old, new = source, result.source
     if args.diff:
@@ -288,7 +288,7 @@ def _check(args: argparse.Namespace) -> int:
         except CallweaveError as exc:
             print(f"{module}: cannot be rewritten, would import unmodified: {exc}")
             continue
-        names = [f[0] for f in result.functions]
+        names = [f.qualname for f in result.functions]
         found += 1
         print(f"{module} ({path}): {len(names)} function(s), {len(result.sites)} call site(s)")
         for name in names:

@@ -777,8 +777,9 @@ def _call_lists(
     for key, names in (("blacklist", blacklist), ("whitelist", whitelist)):
         for i, name in enumerate(names or ()):
             try:
-                _native.Rule.wrap(
-                    wrapper="__x__",
+                _native.Rule(
+                    "wrap",
+                    {"wrapper": "__x__"},
                     functions=["x"],
                     blacklist=[name] if key == "blacklist" else None,
                     whitelist=[name] if key == "whitelist" else None,
@@ -791,8 +792,8 @@ def _call_lists(
             whitelist,
         )
     try:
-        _native.Rule.wrap(
-            wrapper="__x__", functions=["x"], blacklist=blacklist, whitelist=whitelist
+        _native.Rule(
+            "wrap", {"wrapper": "__x__"}, functions=["x"], blacklist=blacklist, whitelist=whitelist
         )
     except ValueError as exc:  # pragma: no cover - each entry was checked above
         raise where.error(str(exc)) from None

@@ -166,8 +166,9 @@ def call_lists(
     """
     black = _names(blacklist, "blacklist")
     white = _names(whitelist, "whitelist")
-    _native.Rule.wrap(
-        wrapper="__callweave_check__",
+    _native.Rule(
+        "wrap",
+        {"wrapper": "__callweave_check__"},
         functions=["x"],
         ignore_builtins=ignore_builtins,
         blacklist=black,
@@ -226,9 +227,9 @@ def wrap_calls(
         }
 
         def make_rule(at: tuple[str, int]) -> _native.Rule:
-            return _native.Rule.wrap(
-                wrapper=wrapper_name,
-                sites=sites_name,
+            return _native.Rule(
+                "wrap",
+                {"wrapper": wrapper_name, "sites": sites_name},
                 at=at,
                 ignore_builtins=ignore_builtins,
                 blacklist=black,
@@ -277,8 +278,8 @@ def rewrite_function(
 
     def make_rule(at: tuple[str, int]) -> _native.Rule:
         # Selects the function without routing any call: the whitelist matches nothing.
-        return _native.Rule.wrap(
-            wrapper="__callweave_unused__", at=at, whitelist=["__callweave_no_call__"]
+        return _native.Rule(
+            "wrap", {"wrapper": "__callweave_unused__"}, at=at, whitelist=["__callweave_no_call__"]
         )
 
     layer = Layer("rewrite_function", make_rule, {}, None, transformers)

@@ -219,9 +219,9 @@ def native_rules(config: Config, fullname: str, enter: str, sites: str) -> list[
     """
     profiles, wraps = config.rules_for_module(fullname)
     rules = [
-        _native.Rule.wrap(
-            wrapper=wrapper_name(w),
-            sites=sites if w.pass_site else None,
+        _native.Rule(
+            "wrap",
+            {"wrapper": wrapper_name(w), "sites": sites if w.pass_site else None},
             functions=_list(w.functions),
             ignore_builtins=w.ignore_builtins,
             blacklist=_list(w.blacklist),
@@ -230,12 +230,15 @@ def native_rules(config: Config, fullname: str, enter: str, sites: str) -> list[
         for w in wraps
     ]
     rules += [
-        _native.Rule.profile(
-            enter=enter,
-            exit=EXIT_NAME,
-            timer=TIMER_NAME,
-            atimer=ATIMER_NAME,
-            record=RECORD_NAME,
+        _native.Rule(
+            "profile",
+            {
+                "enter": enter,
+                "exit": EXIT_NAME,
+                "timer": TIMER_NAME,
+                "atimer": ATIMER_NAME,
+                "record": RECORD_NAME,
+            },
             functions=_list(p.functions),
             ignore_builtins=p.ignore_builtins,
             blacklist=_list(p.blacklist),
@@ -273,7 +276,7 @@ class _Version:
         static: Names shared by every version: the profiler's runtime and the wrappers.
         names: The version's own names: its profile table's entry, its site table.
         bound: (qualname, first line) of each profiled function.
-        site_objects: The CallSite object of each site row (when a wrapper takes sites).
+        site_objects: The CallSite object of each site (when a wrapper takes sites).
     """
 
     key_hash: str
@@ -281,7 +284,7 @@ class _Version:
     static: dict[str, Any]
     names: dict[str, Any]
     bound: list[tuple[str, int]]
-    site_objects: dict[tuple, Any]
+    site_objects: dict[_native.Site, Any]
 
 
 class _FunctionRef:
@@ -437,13 +440,21 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         code, result = compile_rewritten(
             source, path, rules, optimize=sys.flags.optimize, tree_hook=tree_hook
         )
-        # Plain data only: it is marshalled into the cache with the code.
+        # Plain data only (tuples, the cache format): it is marshalled into the cache with
+        # the code.
         meta = (
             [
-                (f[0], f[1], f[3], None if f[4] is None else (f[4][0], f[4][1], list(f[4][2])))
+                (
+                    f.qualname,
+                    f.first_line,
+                    f.rules,
+                    None
+                    if f.profile is None
+                    else (f.profile.index, f.profile.rule, f.profile.sites),
+                )
                 for f in result.functions
             ],
-            [tuple(s) for s in result.sites],
+            [s.row() for s in result.sites],
         )
         return code, meta
 
@@ -540,12 +551,12 @@ class CallweaveFinder:
         qualname: str,
         path: str,
         line: int,
-        site_rows: list[tuple],
+        sites: list[_native.Site],
     ) -> _native.FunctionProfile:
         """A native profile for a function of a loaded module (reused across reloads)."""
         key = (module, qualname, line)
         existing = self._profiles.get(key)
-        if existing is not None and len(existing.sites) == len(site_rows):
+        if existing is not None and len(existing.sites) == len(sites):
             return existing
         above = _callback(rule.above, self.resolved, default_above_log)
         below = _callback(rule.below, self.resolved, default_below_log)
@@ -554,7 +565,7 @@ class CallweaveFinder:
             qualname=qualname,
             filename=path,
             line=line,
-            site_rows=site_rows,
+            sites=sites,
             time_limit=rule.time_limit,
             above=above,
             below=below,
@@ -571,19 +582,20 @@ class CallweaveFinder:
         current = self._versions.get(fullname)
         if current is not None and current.key_hash == key_hash:
             return current
-        functions, sites = meta
+        functions, rows = meta
+        sites = [_native.Site(*row) for row in rows]
         profiles, wraps = self.config.rules_for_module(fullname)
         enter_name, sites_name = _version_names(key_hash)
         names: dict[str, Any] = {}
-        site_objects: dict[tuple, Any] = {}
+        site_objects: dict[_native.Site, Any] = {}
         if any(w.pass_site for w in wraps):
             # Sites that did not change since the previous version share its CallSite objects:
             # stale code of an older version that is still alive costs a tuple, not a table.
             reuse = current.site_objects if current is not None and current.path == path else {}
-            new_rows = [row for row in sites if row not in reuse]
-            site_objects = dict(zip(new_rows, make_sites(fullname, path, new_rows), strict=True))
-            site_objects.update((row, reuse[row]) for row in sites if row in reuse)
-            names[sites_name] = tuple(site_objects[row] for row in sites)
+            new_sites = [s for s in sites if s not in reuse]
+            site_objects = dict(zip(new_sites, make_sites(fullname, path, new_sites), strict=True))
+            site_objects.update((s, reuse[s]) for s in sites if s in reuse)
+            names[sites_name] = tuple(site_objects[s] for s in sites)
         table: list[_native.FunctionProfile] = []
         bound: list[tuple[str, int]] = []
         for qualname, first_line, _rules, profile in functions:
@@ -591,8 +603,8 @@ class CallweaveFinder:
                 continue
             _index, rule_index, site_ids = profile
             rule = profiles[rule_index - len(wraps)]
-            site_rows = [sites[i] for i in site_ids]
-            table.append(self.register(rule, fullname, qualname, path, first_line, site_rows))
+            own = [sites[i] for i in site_ids]
+            table.append(self.register(rule, fullname, qualname, path, first_line, own))
             bound.append((qualname, first_line))
         if table:
             names[enter_name] = _native.ProfileTable(table).enter_function()

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copyreg
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -262,7 +262,7 @@ def register_profile(
     qualname: str,
     filename: str,
     line: int,
-    site_rows: list[tuple],
+    sites: Sequence[_native.Site],
     time_limit: float,
     above: Any,
     below: Any,
@@ -274,7 +274,7 @@ def register_profile(
         qualname: Its qualname.
         filename: Its file.
         line: Its first line.
-        site_rows: Its sites, as rows of the native site table, in local-index order.
+        sites: Its sites (from the rewrite's site table), in local-index order.
         time_limit: Seconds.
         above: Callback at or over the limit, or None.
         below: Callback under the limit, or None.
@@ -282,16 +282,12 @@ def register_profile(
     Returns:
         The native profile.
     """
-    sites = [
-        (text, callee, ln, eln, col, ecol)
-        for (_i, _f, ln, eln, col, ecol, text, callee, _a) in site_rows
-    ]
     return _native.FunctionProfile(
         module=module,
         qualname=qualname,
         filename=filename,
         line=line,
-        sites=sites,
+        sites=[(s.text, s.callee, s.line, s.end_line, s.col, s.end_col) for s in sites],
         time_limit=time_limit,
         above=above,
         below=below,
@@ -342,12 +338,15 @@ def flat_profile(
         enter_name = f"__callweave_enter_{unique_suffix()}__"
 
         def make_rule(at: tuple[str, int]) -> _native.Rule:
-            return _native.Rule.profile(
-                enter=enter_name,
-                exit=EXIT_NAME,
-                timer=TIMER_NAME,
-                atimer=ATIMER_NAME,
-                record=RECORD_NAME,
+            return _native.Rule(
+                "profile",
+                {
+                    "enter": enter_name,
+                    "exit": EXIT_NAME,
+                    "timer": TIMER_NAME,
+                    "atimer": ATIMER_NAME,
+                    "record": RECORD_NAME,
+                },
                 at=at,
                 ignore_builtins=ignore_builtins,
                 blacklist=black,
@@ -365,14 +364,14 @@ def flat_profile(
                 new.__callweave_profile__ = registered[0]
                 return
             code = new.__code__
-            (row,) = [f for f in result.functions if f[4] is not None]
-            site_rows = [result.sites[i] for i in row[4][2]]
+            (profiled,) = [f.profile for f in result.functions if f.profile is not None]
+            sites = [result.sites[i] for i in profiled.sites]
             profile = register_profile(
                 module=new.__module__,
                 qualname=new.__qualname__,
                 filename=code.co_filename,
                 line=code.co_firstlineno,
-                site_rows=site_rows,
+                sites=sites,
                 time_limit=limit,
                 above=above_callback,
                 below=below_callback,

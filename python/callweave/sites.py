@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from callweave import _native
 
 __all__ = ["CallSite"]
 
@@ -38,9 +43,11 @@ class CallSite:
         return f"{self.filename}:{self.lineno}:{self.col_offset}: {self.source}"
 
 
-def make_sites(module: str, filename: str, table: list[tuple]) -> tuple[CallSite, ...]:
-    """Builds CallSite objects from the native site table."""
+def make_sites(module: str, filename: str, table: Sequence[_native.Site]) -> tuple[CallSite, ...]:
+    """Builds CallSite objects from (part of) a rewrite's site table."""
     return tuple(
-        CallSite(module, function, filename, line, end_line, col, end_col, text, callee)
-        for (_id, function, line, end_line, col, end_col, text, callee, _awaited) in table
+        CallSite(
+            module, s.function, filename, s.line, s.end_line, s.col, s.end_col, s.text, s.callee
+        )
+        for s in table
     )

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use callweave_engine::{
-    rewrite, source, CallFilter, FunctionSelector, Layer, Plan, QualnameGlobs, Rule,
+    rewrite, source, CallFilter, FunctionSelector, OptionValue, Options, Plan, QualnameGlobs, Rule,
 };
 
 fn python_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -43,14 +43,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let bytes: usize = texts.iter().map(String::len).sum();
     let plan = Plan {
-        rules: vec![Rule {
-            functions: FunctionSelector::Globs(QualnameGlobs::new::<&str>(&[])?),
-            layer: Layer::Wrap {
-                wrapper: "__callweave_wrap__".into(),
-                sites: None,
-            },
-            filter: CallFilter::default(),
-        }],
+        rules: vec![Rule::new(
+            "wrap",
+            &Options::from([(
+                "wrapper".to_owned(),
+                OptionValue::Str("__callweave_wrap__".into()),
+            )]),
+            FunctionSelector::Globs(QualnameGlobs::new::<&str>(&[])?),
+            CallFilter::default(),
+        )?],
         ..Plan::default()
     };
     let (mut parse_best, mut rewrite_best) = (f64::MAX, f64::MAX);

@@ -154,7 +154,7 @@ impl<'a, 'p> Collector<'a, 'p> {
                         self.plan
                             .rules
                             .get(rule)
-                            .is_some_and(|r| r.layer.includes_nested())
+                            .is_some_and(|r| r.transform().includes_nested())
                     })
                     .collect()
             })
@@ -197,7 +197,14 @@ impl<'a, 'p> Collector<'a, 'p> {
             .collect();
         if !rules.is_empty() {
             let idx = self.functions.len();
-            for &r in &rules {
+            // Only rules whose transform routes calls gather calls.
+            let routing = rules.iter().copied().filter(|&r| {
+                self.plan
+                    .rules
+                    .get(r)
+                    .is_some_and(|r| r.transform().routes_calls())
+            });
+            for r in routing {
                 if !active.iter().any(|&(ar, _)| ar == r) {
                     active.push((r, idx));
                 }

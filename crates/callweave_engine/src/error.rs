@@ -53,6 +53,32 @@ pub enum EngineError {
         /// The name as given.
         name: String,
     },
+    /// A rule names a transform the registry does not have.
+    UnknownTransform {
+        /// The name as given.
+        name: String,
+        /// The registered names, comma-separated.
+        known: String,
+    },
+    /// A rule's option is unknown to its transform, missing, or of the wrong type.
+    BadOption {
+        /// The transform's name.
+        transform: String,
+        /// The option's name.
+        option: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The selected code breaks a transform's rule (e.g. it assigns a name frozen as a
+    /// constant): the user's error, raised as a `SyntaxError` at the position.
+    Code {
+        /// The message (as CPython would word it, e.g. "can't assign to constant name 'a'").
+        message: String,
+        /// 1-based line.
+        line: usize,
+        /// 0-based UTF-8 byte column.
+        column: usize,
+    },
     /// A construct the engine cannot rewrite safely; the caller keeps the original code.
     Unsupported {
         /// What could not be rewritten.
@@ -111,6 +137,19 @@ impl fmt::Display for EngineError {
                 f,
                 "injected name {name:?} must be an identifier that starts and ends with '__'"
             ),
+            Self::UnknownTransform { name, known } => {
+                write!(f, "unknown transform {name:?} (registered: {known})")
+            }
+            Self::BadOption {
+                transform,
+                option,
+                reason,
+            } => write!(f, "transform {transform:?}: option {option:?}: {reason}"),
+            Self::Code {
+                message,
+                line,
+                column,
+            } => write!(f, "{message} (line {line}, column {column})"),
             Self::Unsupported { what, reason } => write!(f, "cannot rewrite {what}: {reason}"),
             Self::TooDeep { what, line } => {
                 write!(f, "cannot rewrite line {line}: {what}")

@@ -1,10 +1,12 @@
-//! What to rewrite: rules that select functions and say which layer wraps their calls.
+//! What to rewrite: rules that select functions and say which transform rewrites them.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::callname::CallName;
+use crate::transform::{self, Options, Transform};
 use crate::EngineError;
 
 /// Which functions of a module a rule applies to.
@@ -91,74 +93,6 @@ pub fn dotted_glob(pattern: &str) -> Result<globset::Glob, EngineError> {
         .map_err(|e| bad(e.kind().to_string()))
 }
 
-/// How a selected function's calls are routed. Names are the identifiers injected into the
-/// rewritten code; they must start and end with `__` so that class bodies do not mangle them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Layer {
-    /// `f(a)` → `WRAPPER(f, a)`, or `WRAPPER(f, SITES[i], a)` when `sites` is given.
-    Wrap {
-        /// Global name of the wrapper.
-        wrapper: String,
-        /// Global name of a sequence of site objects, indexed by site id, passed after the callee.
-        sites: Option<String>,
-    },
-    /// Entry/exit around the body (`RECORD = ENTER(i)`, `try`, `EXIT(RECORD)` in `finally`) and
-    /// `TIMER(RECORD, j, f, a)` per call, `j` being the call's index among the function's
-    /// sites; `await f(a)` becomes `await ATIMER(RECORD, j, f, a)` so that the whole await is
-    /// timed.
-    ///
-    /// In the function's own body, `yield v` becomes `RESUME(RECORD, (yield PAUSE(RECORD, v)))`
-    /// (`v` is `None` for a bare `yield`) so that the time the frame sits suspended is not
-    /// counted; `yield from` stays timed in full. `locals()`, `vars()` and `dir()` without
-    /// arguments become `STRIP(locals())` (and so on), which removes the record from the result.
-    Profile {
-        /// Global name of the entry callable, called with the function's index in the rewrite.
-        enter: String,
-        /// Global name of the exit callable: `EXIT(RECORD)` in a `finally`.
-        exit: String,
-        /// Global name of the call timer.
-        timer: String,
-        /// Global name of the awaited-call timer.
-        atimer: String,
-        /// Local name of the per-invocation record.
-        record: String,
-        /// Global name of `PAUSE(RECORD, value) -> value`, called before each `yield`.
-        pause: String,
-        /// Global name of `RESUME(RECORD, sent) -> sent`, called with what the `yield` returned.
-        resume: String,
-        /// Global name of `STRIP(namespace) -> namespace`, which removes the record from the
-        /// result of `locals()`, `vars()` (a dict) or `dir()` (a list) and returns it.
-        strip: String,
-    },
-}
-
-impl Layer {
-    /// Whether bodies of nested `def` and `class` statements belong to the selected function.
-    pub fn includes_nested(&self) -> bool {
-        matches!(self, Self::Wrap { .. })
-    }
-
-    fn names(&self) -> Vec<&str> {
-        match self {
-            Self::Wrap { wrapper, sites } => {
-                let mut v = vec![wrapper.as_str()];
-                v.extend(sites.as_deref());
-                v
-            }
-            Self::Profile {
-                enter,
-                exit,
-                timer,
-                atimer,
-                record,
-                pause,
-                resume,
-                strip,
-            } => vec![enter, exit, timer, atimer, record, pause, resume, strip],
-        }
-    }
-}
-
 /// Which calls a rule wraps.
 #[derive(Debug, Clone, Default)]
 pub struct CallFilter {
@@ -200,19 +134,61 @@ impl CallFilter {
     }
 }
 
-/// One rule: which functions, which layer, which calls.
+/// One rule: which functions, which transform (with its options), which calls.
 #[derive(Debug, Clone)]
 pub struct Rule {
     /// The functions it selects.
     pub functions: FunctionSelector,
-    /// How their calls are routed.
-    pub layer: Layer,
-    /// Which of their calls.
+    /// What it does to them, built from its options.
+    transform: Arc<dyn Transform>,
+    /// Which of their calls (for transforms that route calls).
     pub filter: CallFilter,
+}
+
+impl Rule {
+    /// A rule applying the registered transform `transform` (see [`crate::transform_names`]) with
+    /// `options`; an unknown transform or option is an error naming it.
+    pub fn new(
+        transform: &str,
+        options: &Options,
+        functions: FunctionSelector,
+        filter: CallFilter,
+    ) -> Result<Self, EngineError> {
+        Ok(Self {
+            functions,
+            transform: transform::build(transform, options)?,
+            filter,
+        })
+    }
+
+    /// The registry name of the rule's transform.
+    pub fn transform_name(&self) -> &'static str {
+        self.transform.name()
+    }
+
+    pub(crate) fn transform(&self) -> &dyn Transform {
+        self.transform.as_ref()
+    }
+
+    /// A rule with a transform that is not registered (tests of the pipeline).
+    #[cfg(test)]
+    pub(crate) fn with_transform(
+        functions: FunctionSelector,
+        transform: Arc<dyn Transform>,
+    ) -> Self {
+        Self {
+            functions,
+            transform,
+            filter: CallFilter::default(),
+        }
+    }
 }
 
 /// The default global name of the call binder (see [`Plan::bind`]).
 pub const DEFAULT_BIND: &str = "__callweave_bind__";
+
+/// The default prefix of constant slot names (see [`Plan::constants`]).
+pub const DEFAULT_CONSTANTS: &str = "__callweave_k_";
 
 /// Everything a rewrite needs besides the source.
 #[derive(Debug, Clone)]
@@ -230,6 +206,9 @@ pub struct Plan {
     /// the arguments (`f() got multiple values for keyword argument 'a'`, `f() argument after
     /// * must be an iterable`) name `f`, not `OUTER`.
     pub bind: String,
+    /// Prefix of constant slot names (see [`crate::ConstantSlot`]): slot `n` of a rewrite is
+    /// named `{constants}{n}__`. It must start with `__` and hold identifier characters only.
+    pub constants: String,
 }
 
 impl Default for Plan {
@@ -238,6 +217,7 @@ impl Default for Plan {
             rules: Vec::new(),
             builtins: HashSet::new(),
             bind: DEFAULT_BIND.to_owned(),
+            constants: DEFAULT_CONSTANTS.to_owned(),
         }
     }
 }
@@ -252,15 +232,21 @@ fn valid_injected_name(name: &str) -> bool {
 }
 
 impl Plan {
-    /// Checks the injected names of every rule and the binder's name.
+    /// Checks the injected names of every rule, the binder's name and the constant slots'
+    /// prefix.
     pub fn validate(&self) -> Result<(), EngineError> {
-        let names = self.rules.iter().flat_map(|r| r.layer.names());
+        let names = self.rules.iter().flat_map(|r| r.transform.injected_names());
         for name in names.chain(std::iter::once(self.bind.as_str())) {
             if !valid_injected_name(name) {
                 return Err(EngineError::BadInjectedName {
                     name: name.to_owned(),
                 });
             }
+        }
+        if !valid_injected_name(&format!("{}0__", self.constants)) {
+            return Err(EngineError::BadInjectedName {
+                name: self.constants.clone(),
+            });
         }
         Ok(())
     }

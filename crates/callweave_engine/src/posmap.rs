@@ -131,14 +131,42 @@ pub struct PositionMap {
     orig_lines: LineIndex,
 }
 
+/// Where an edit goes among the edits starting at its offset `p`, as `(class, rank)`; the sort
+/// is stable, so equal keys keep their planned order.
+///
+/// Fragments from different transforms meet at one offset when their constructs start or end
+/// together (`f(x)[1:2]`: a call and a subscript; `return [1]` ending a profiled body). The
+/// text is right only if constructs nest:
+///
+/// 0. insertions closing a construct that ends at `p` (anchor `start < p == end`), innermost
+///    (latest start) first;
+/// 1. other insertions (statements, fragments anchored around `p`), in planned order;
+/// 2. insertions opening a construct that starts at `p` (anchor `start == p < end`),
+///    outermost (latest end) first;
+/// 3. replacements, which always follow what is inserted at their start.
+fn seam_order(e: &Edit<'_>) -> (u8, std::cmp::Reverse<usize>) {
+    let p = e.start;
+    let a = e.anchor;
+    if e.end > e.start {
+        (3, std::cmp::Reverse(0))
+    } else if a.end == p && a.start < p {
+        (0, std::cmp::Reverse(a.start))
+    } else if a.start == p && a.end > p {
+        (2, std::cmp::Reverse(a.end))
+    } else {
+        (1, std::cmp::Reverse(0))
+    }
+}
+
 /// Applies `edits` to `original`. Edits are applied in order of start offset; edits with the
-/// same start keep their planned order (an outer call's prefix before an inner one's).
+/// same start are ordered by [`seam_order`] (closers, others, openers outermost first,
+/// replacements), keeping their planned order where that says nothing.
 pub(crate) fn apply(
     original: &str,
     orig_lines: LineIndex,
     mut edits: Vec<Edit<'_>>,
 ) -> Result<(String, PositionMap), EngineError> {
-    edits.sort_by_key(|e| e.start);
+    edits.sort_by_key(|e| (e.start, seam_order(e)));
     let mut out = String::with_capacity(original.len() + edits.len() * 24);
     let mut chunks = Vec::with_capacity(edits.len() * 2 + 1);
     let mut cursor = 0usize;
@@ -478,6 +506,35 @@ mod tests {
             map.map_location(loc(1, 9, 1, 10), false),
             Some(loc(1, 6, 1, 7))
         );
+    }
+
+    #[test]
+    fn fragments_meeting_at_one_offset_nest() {
+        // "f(x)[1:2]": an inner call routed by one transform and an outer subscript rewritten
+        // by another, planned inner first; the literal `1` replaced before an insertion at
+        // its start is planned.
+        let src = "f(x)[1:2]\n";
+        let edits = vec![
+            Edit::insert(0, "W(", anchor(0, 4)),
+            Edit::replace(1, 2, ", ", anchor(1, 2)),
+            Edit::replace(5, 6, "K", anchor(5, 6)),
+            Edit::insert(0, "I(", anchor(0, 9)),
+            Edit::replace(4, 5, ", ", anchor(0, 9)),
+            Edit::insert(5, "S(", anchor(5, 8)),
+            Edit::replace(6, 7, ", ", anchor(5, 8)),
+            Edit::insert(8, ")", anchor(5, 8)),
+            Edit::replace(8, 9, ")", anchor(0, 9)),
+        ];
+        let (new, _) = apply(src, LineIndex::new(src), edits).expect("applies");
+        assert_eq!(new, "I(W(f, x), S(K, 2))\n");
+        // Closers at one offset: the inner construct's first, whatever the planned order.
+        let src = "[[1]]\n";
+        let edits = vec![
+            Edit::insert(5, "]", anchor(0, 5)),
+            Edit::insert(5, ")", anchor(2, 5)),
+        ];
+        let (new, _) = apply(src, LineIndex::new(src), edits).expect("applies");
+        assert_eq!(new, "[[1]])]\n");
     }
 
     #[test]

@@ -10,13 +10,11 @@ use crate::bindings;
 use crate::callname::callee_name;
 use crate::collect::{Collector, RoutedCall};
 use crate::depth::{self, Nesting};
-use crate::plan::{FunctionSelector, Layer, Plan};
+use crate::plan::{FunctionSelector, Plan};
 use crate::posmap::{self, PositionMap};
 use crate::source::LineIndex;
-use crate::transform::profile::{self, Layout};
-use crate::transform::wrap::{
-    call_edits, call_location_start, has_unpacking, simple_wrap_edits, LayerTokens,
-};
+use crate::transform::wrap::{call_edits, call_location_start, has_unpacking, simple_wrap_edits};
+use crate::transform::{self, BodyOutput, CallSite, ConstantSlot, Context, Layout};
 use crate::EngineError;
 
 /// One routed call, in original coordinates (1-based lines, 0-based UTF-8 byte columns).
@@ -42,7 +40,8 @@ pub struct Site {
     pub awaited: bool,
 }
 
-/// A profiled function's entry in the rewrite.
+/// A numbered function's entry in the rewrite (see `Transform::numbers_functions`: flat
+/// profiling's functions).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profiled {
     /// The index passed to the entry callable.
@@ -64,7 +63,7 @@ pub struct Function {
     pub def_line: u32,
     /// Indexes of the plan rules that selected it.
     pub rules: Vec<usize>,
-    /// Present when a profile rule selected it.
+    /// Present when a rule whose transform numbers functions (`profile`) selected it.
     pub profile: Option<Profiled>,
     /// The function's original text, first decorator to end of body.
     pub original_text: String,
@@ -83,6 +82,8 @@ pub struct Rewrite {
     pub sites: Vec<Site>,
     /// Every selected function.
     pub functions: Vec<Function>,
+    /// Constant slots taken by the transforms, in the order of their numbers.
+    pub constants: Vec<ConstantSlot>,
     /// Calls in scope left unwrapped because wrapping them would nest the new source's brackets
     /// deeper than CPython accepts (see [`crate::depth`]); they run, untimed and unwrapped.
     pub unwrapped_for_depth: usize,
@@ -188,10 +189,11 @@ fn rewrite_parsed(
         })
         .collect();
 
-    // Entry/exit edits first: at equal offsets, indentation goes before a call's prefix; and
-    // inner functions' edits before outer ones' (a nested def ending the outer body puts both
-    // footers at one offset, the inner one first).
-    let cx = profile::Context {
+    // Function-level edits first: at equal offsets, indentation goes before a call's prefix;
+    // and inner functions' edits before outer ones' (a nested def ending the outer body puts
+    // both footers at one offset, the inner one first). Per transform, the first of its rules
+    // selecting a function applies.
+    let cx = Context {
         source,
         lines: &lines,
         tokens: parsed.tokens(),
@@ -200,60 +202,75 @@ fn rewrite_parsed(
     let mut per_function: Vec<Vec<posmap::Edit<'_>>> = Vec::new();
     let mut next_index = 0u32;
     let mut reindented: Vec<(usize, usize)> = Vec::new();
-    // Applied after the call wrappers' edits at equal offsets (see `profile::FunctionEdits`).
+    // Applied after the call routing's edits at equal offsets (see `FunctionEdits`).
     let mut after_calls = Vec::new();
     for (fidx, f) in collector.functions.iter().enumerate() {
-        let profile_rule = f.rules.iter().copied().find(|&r| {
-            plan.rules
-                .get(r)
-                .is_some_and(|r| matches!(r.layer, Layer::Profile { .. }))
-        });
-        let Some(rule) = profile_rule else { continue };
-        let Some(names) = plan
-            .rules
-            .get(rule)
-            .and_then(|r| profile::Names::of(&r.layer))
-        else {
-            continue;
-        };
-        let range = f.def.range();
-        let (start, end) = (range.start().to_usize(), range.end().to_usize());
-        if reindented.iter().any(|&(s, e)| s < start && end <= e) {
-            return Err(EngineError::Unsupported {
-                what: format!("function {:?}", f.qualname),
-                reason: "a profiled function nested in a profiled function whose body had to be re-indented".to_owned(),
-            });
+        let mut seen: Vec<&str> = Vec::new();
+        let mut fn_edits_all = Vec::new();
+        for &rule in &f.rules {
+            let Some(t) = plan.rules.get(rule).map(|r| r.transform()) else {
+                continue;
+            };
+            if seen.contains(&t.name()) {
+                continue;
+            }
+            seen.push(t.name());
+            let numbered = t.numbers_functions()
+                && functions
+                    .get(fidx)
+                    .is_some_and(|func| func.profile.is_none());
+            let index = next_index;
+            let Some(fn_edits) = t.function_edits(&cx, f.def, index)? else {
+                if numbered {
+                    return Err(EngineError::Internal {
+                        reason: format!(
+                            "transform {:?} numbers functions without function edits",
+                            t.name()
+                        ),
+                    });
+                }
+                continue;
+            };
+            let range = f.def.range();
+            let (start, end) = (range.start().to_usize(), range.end().to_usize());
+            if reindented.iter().any(|&(s, e)| s < start && end <= e) {
+                return Err(EngineError::Unsupported {
+                    what: format!("function {:?}", f.qualname),
+                    reason: format!(
+                        "a {} function nested in a function whose body had to be re-indented",
+                        t.name()
+                    ),
+                });
+            }
+            if fn_edits.layout == Layout::Reindented {
+                reindented.push((start, end));
+            }
+            fn_edits_all.extend(fn_edits.edits);
+            after_calls.extend(fn_edits.after_calls);
+            if numbered {
+                if let Some(func) = functions.get_mut(fidx) {
+                    func.profile = Some(Profiled {
+                        index,
+                        rule,
+                        sites: Vec::new(),
+                    });
+                }
+                next_index += 1;
+            }
         }
-        let fn_edits = profile::function_edits(&cx, f.def, &names, next_index as usize)?;
-        if fn_edits.layout == Layout::Reindented {
-            reindented.push((start, end));
+        if !fn_edits_all.is_empty() {
+            per_function.push(fn_edits_all);
         }
-        per_function.push(fn_edits.edits);
-        after_calls.extend(fn_edits.after_calls);
-        if let Some(func) = functions.get_mut(fidx) {
-            func.profile = Some(Profiled {
-                index: next_index,
-                rule,
-                sites: Vec::new(),
-            });
-        }
-        next_index += 1;
     }
     for fn_edits in per_function.into_iter().rev() {
         edits.extend(fn_edits);
     }
 
-    // `W(` for each rule that wraps without passing sites: shared by all its calls.
+    // `W(` for each rule whose calls all get the same prefix: shared by all its calls.
     let simple_prefix: Vec<Option<String>> = plan
         .rules
         .iter()
-        .map(|r| match &r.layer {
-            Layer::Wrap {
-                wrapper,
-                sites: None,
-            } => Some(format!("{wrapper}(")),
-            _ => None,
-        })
+        .map(|r| r.transform().simple_call_prefix())
         .collect();
     let module_imports = if collector.calls.is_empty() {
         Default::default()
@@ -274,17 +291,21 @@ fn rewrite_parsed(
         }
         let mut tokens = Vec::with_capacity(routed.layers.len());
         for &(rule, fidx) in &routed.layers {
-            let Some(layer) = plan.rules.get(rule).map(|r| &r.layer) else {
+            let Some(t) = plan.rules.get(rule).map(|r| r.transform()) else {
                 continue;
             };
             let mut local = 0;
-            if matches!(layer, Layer::Profile { .. }) {
+            if t.numbers_functions() {
                 if let Some(p) = functions.get_mut(fidx).and_then(|f| f.profile.as_mut()) {
                     local = u32::try_from(p.sites.len()).unwrap_or(u32::MAX);
                     p.sites.push(id);
                 }
             }
-            tokens.push(LayerTokens::new(layer, id, local, routed.awaited));
+            tokens.push(t.call_layer(CallSite {
+                id,
+                local,
+                awaited: routed.awaited,
+            }));
         }
         let bind = unpacking.then_some(plan.bind.as_str());
         edits.extend(call_edits(routed.call, &tokens, location_start, bind));
@@ -292,6 +313,47 @@ fn rewrite_parsed(
     }
 
     edits.extend(after_calls);
+
+    // Statement- and expression-level edits, rule by rule. A transform that includes nested
+    // bodies walks a selected function only when no enclosing function is selected by the
+    // same rule (the enclosing walk covers it).
+    let mut body = BodyOutput {
+        edits: Vec::new(),
+        slots: Vec::new(),
+    };
+    for (rule, r) in plan.rules.iter().enumerate() {
+        let t = r.transform();
+        if !t.visits_body() {
+            continue;
+        }
+        let mine: Vec<_> = collector
+            .functions
+            .iter()
+            .filter(|f| f.rules.contains(&rule))
+            .collect();
+        for f in &mine {
+            let range = f.def.range();
+            let covered = t.includes_nested()
+                && mine.iter().any(|o| {
+                    let or = o.def.range();
+                    or.start() < range.start() && range.end() <= or.end()
+                });
+            if covered {
+                continue;
+            }
+            transform::walk_body(
+                &cx,
+                t,
+                rule,
+                f.def,
+                Arc::from(f.qualname.as_str()),
+                &plan.constants,
+                &mut body,
+            )?;
+        }
+    }
+    edits.extend(body.edits);
+    let constants = body.slots;
 
     let selected_defs: Vec<_> = collector.functions.iter().map(|f| f.def).collect();
     let unwrapped_for_depth = collector.unwrapped_for_depth;
@@ -302,6 +364,7 @@ fn rewrite_parsed(
             map: PositionMap::identity(source),
             sites,
             functions,
+            constants,
             unwrapped_for_depth,
         });
     }
@@ -316,6 +379,7 @@ fn rewrite_parsed(
         map,
         sites,
         functions,
+        constants,
         unwrapped_for_depth,
     })
 }

@@ -2,20 +2,23 @@
 //! position remapping.
 
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 
 use callweave_engine::exits::{self, FlowOps};
 use callweave_engine::linetable;
 use callweave_engine::{
-    rewrite, CallFilter, EngineError, FunctionSelector, Layer, Plan, PositionMap, QualnameGlobs,
-    Rewrite, Rule as EngineRule, DEFAULT_BIND,
+    rewrite, CallFilter, ConstantSlot as EngineSlot, EngineError, Function as EngineFunction,
+    FunctionSelector, OptionValue, Options, Plan, PositionMap, Profiled as EngineProfiled,
+    QualnameGlobs, Rewrite, Rule as EngineRule, Site as EngineSite, DEFAULT_BIND,
+    DEFAULT_CONSTANTS,
 };
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyTuple};
 
 use crate::errors::{to_py, RewriteError};
 
-/// A rule: which functions of a module, how their calls are routed, and which calls.
+/// A rule: which functions of a module, which transform (with its options), and which calls.
 #[pyclass(module = "callweave._native", frozen)]
 pub(crate) struct Rule {
     inner: EngineRule,
@@ -49,68 +52,69 @@ fn filter(
     .map_err(to_py)
 }
 
+/// Converts a Python options dict: values are `str`, `bool` or a list of `str`; `None`
+/// leaves the option out (its default applies).
+fn options(transform: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
+    let mut out = Options::new();
+    let Some(options) = options else {
+        return Ok(out);
+    };
+    for (k, v) in options.iter() {
+        let key: String = k.extract().map_err(|_| {
+            PyTypeError::new_err(format!("transform {transform:?}: option names must be str"))
+        })?;
+        let value = if v.is_none() {
+            continue;
+        } else if let Ok(b) = v.cast::<PyBool>() {
+            OptionValue::Bool(b.is_true())
+        } else if let Ok(s) = v.extract::<String>() {
+            OptionValue::Str(s)
+        } else if let Ok(l) = v.extract::<Vec<String>>() {
+            OptionValue::List(l)
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "transform {transform:?}: option {key:?} must be a str, a bool or a list of str, not {}",
+                v.get_type().name()?
+            )));
+        };
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
 #[pymethods]
 impl Rule {
-    /// A call-wrapping rule: `f(a)` → `wrapper(f, a)` (or `wrapper(f, sites[i], a)`).
-    #[staticmethod]
-    #[pyo3(signature = (*, wrapper, sites=None, functions=None, at=None, ignore_builtins=false, blacklist=None, whitelist=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn wrap(
-        wrapper: String,
-        sites: Option<String>,
+    /// A rule applying the registered transform `transform` (see `TRANSFORMS`) with
+    /// `options` to the functions selected by `functions` (qualname globs; all when omitted)
+    /// or `at` (`(qualname, co_firstlineno)`); for transforms that route calls, the call
+    /// filter says which calls. An unknown transform or option is a `ValueError` naming it.
+    #[new]
+    #[pyo3(signature = (transform, options=None, *, functions=None, at=None, ignore_builtins=false, blacklist=None, whitelist=None))]
+    fn new(
+        transform: &str,
+        options: Option<&Bound<'_, PyDict>>,
         functions: Option<Vec<String>>,
         at: Option<(String, u32)>,
         ignore_builtins: bool,
         blacklist: Option<Vec<String>>,
         whitelist: Option<Vec<String>>,
     ) -> PyResult<Self> {
+        let opts = self::options(transform, options)?;
         Ok(Self {
-            inner: EngineRule {
-                functions: selector(functions, at)?,
-                layer: Layer::Wrap { wrapper, sites },
-                filter: filter(ignore_builtins, blacklist, whitelist)?,
-            },
+            inner: EngineRule::new(
+                transform,
+                &opts,
+                selector(functions, at)?,
+                filter(ignore_builtins, blacklist, whitelist)?,
+            )
+            .map_err(to_py)?,
         })
     }
 
-    /// A flat-profiling rule: the body runs between `record = enter(i)` and `exit(record)` and
-    /// each call is `timer(record, site, f, a)` (`atimer` for awaited calls). In the function's
-    /// own body `yield v` becomes `resume(record, (yield pause(record, v)))`, and `locals()`,
-    /// `vars()`, `dir()` without arguments become `strip(locals())` and so on.
-    #[staticmethod]
-    #[pyo3(signature = (*, enter, exit, timer, atimer, record, pause="__callweave_pause__".to_owned(), resume="__callweave_resume__".to_owned(), strip="__callweave_strip__".to_owned(), functions=None, at=None, ignore_builtins=false, blacklist=None, whitelist=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn profile(
-        enter: String,
-        exit: String,
-        timer: String,
-        atimer: String,
-        record: String,
-        pause: String,
-        resume: String,
-        strip: String,
-        functions: Option<Vec<String>>,
-        at: Option<(String, u32)>,
-        ignore_builtins: bool,
-        blacklist: Option<Vec<String>>,
-        whitelist: Option<Vec<String>>,
-    ) -> PyResult<Self> {
-        Ok(Self {
-            inner: EngineRule {
-                functions: selector(functions, at)?,
-                layer: Layer::Profile {
-                    enter,
-                    exit,
-                    timer,
-                    atimer,
-                    record,
-                    pause,
-                    resume,
-                    strip,
-                },
-                filter: filter(ignore_builtins, blacklist, whitelist)?,
-            },
-        })
+    /// The registry name of the rule's transform.
+    #[getter]
+    fn transform(&self) -> &'static str {
+        self.inner.transform_name()
     }
 
     /// Whether the rule selects a function with this qualname (glob rules only).
@@ -160,6 +164,318 @@ impl DottedGlobs {
     }
 }
 
+/// One routed call of a rewrite, in original coordinates.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct Site {
+    inner: EngineSite,
+}
+
+#[pymethods]
+impl Site {
+    /// A site from its fields (as `row()` gives them): for sites kept in a cache.
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        id: u32,
+        function: &str,
+        line: u32,
+        end_line: u32,
+        col: u32,
+        end_col: u32,
+        text: String,
+        callee: Option<String>,
+        awaited: bool,
+    ) -> Self {
+        Self {
+            inner: EngineSite {
+                id,
+                function: function.into(),
+                line,
+                end_line,
+                col,
+                end_col,
+                text,
+                callee,
+                awaited,
+            },
+        }
+    }
+
+    /// Index in the site table (what `SITES[i]` refers to).
+    #[getter]
+    fn id(&self) -> u32 {
+        self.inner.id
+    }
+
+    /// Qualname of the innermost function or class holding the call.
+    #[getter]
+    fn function(&self) -> &str {
+        &self.inner.function
+    }
+
+    /// Line of the call's start (1-based).
+    #[getter]
+    fn line(&self) -> u32 {
+        self.inner.line
+    }
+
+    /// Line of the call's end.
+    #[getter]
+    fn end_line(&self) -> u32 {
+        self.inner.end_line
+    }
+
+    /// Column of the call's start (0-based, UTF-8 bytes).
+    #[getter]
+    fn col(&self) -> u32 {
+        self.inner.col
+    }
+
+    /// Column of the call's end.
+    #[getter]
+    fn end_col(&self) -> u32 {
+        self.inner.end_col
+    }
+
+    /// The call's exact original text.
+    #[getter]
+    fn text(&self) -> &str {
+        &self.inner.text
+    }
+
+    /// The callee's dotted call name, if it has one.
+    #[getter]
+    fn callee(&self) -> Option<&str> {
+        self.inner.callee.as_deref()
+    }
+
+    /// Whether the call is the operand of `await`.
+    #[getter]
+    fn awaited(&self) -> bool {
+        self.inner.awaited
+    }
+
+    /// The fields as a tuple `(id, function, line, end_line, col, end_col, text, callee,
+    /// awaited)`: the import hook's cache format, and what `Site(*row)` takes back.
+    fn row<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let s = &self.inner;
+        (
+            s.id,
+            &*s.function,
+            s.line,
+            s.end_line,
+            s.col,
+            s.end_col,
+            s.text.as_str(),
+            s.callee.as_deref(),
+            s.awaited,
+        )
+            .into_pyobject(py)
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<Self>()
+            .is_ok_and(|o| o.get().inner == self.inner)
+    }
+
+    fn __hash__(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let s = &self.inner;
+        (
+            s.id,
+            &*s.function,
+            s.line,
+            s.end_line,
+            s.col,
+            s.end_col,
+            &s.text,
+            &s.callee,
+            s.awaited,
+        )
+            .hash(&mut h);
+        h.finish()
+    }
+
+    fn __repr__(&self) -> String {
+        let s = &self.inner;
+        format!(
+            "Site(id={}, function={:?}, line={}, end_line={}, col={}, end_col={}, text={:?}, callee={:?}, awaited={})",
+            s.id, &*s.function, s.line, s.end_line, s.col, s.end_col, s.text, s.callee, s.awaited
+        )
+    }
+}
+
+/// A numbered function's entry (flat profiling): its index, the rule that numbered it and the
+/// site ids of its routed calls in the order of their local index.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct Profiled {
+    inner: EngineProfiled,
+}
+
+#[pymethods]
+impl Profiled {
+    /// The index passed to the entry callable.
+    #[getter]
+    fn index(&self) -> u32 {
+        self.inner.index
+    }
+
+    /// Index of the rule that numbered it.
+    #[getter]
+    fn rule(&self) -> usize {
+        self.inner.rule
+    }
+
+    /// Site ids of its timed calls, in the order of their local index.
+    #[getter]
+    fn sites(&self) -> Vec<u32> {
+        self.inner.sites.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        let p = &self.inner;
+        format!(
+            "Profiled(index={}, rule={}, sites={:?})",
+            p.index, p.rule, p.sites
+        )
+    }
+}
+
+/// A function some rule selected, with its text before and after the rewrite.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct RewrittenFunction {
+    inner: EngineFunction,
+}
+
+#[pymethods]
+impl RewrittenFunction {
+    /// `__qualname__`.
+    #[getter]
+    fn qualname(&self) -> &str {
+        &self.inner.qualname
+    }
+
+    /// `co_firstlineno`: the first decorator's line, else the `def` line.
+    #[getter]
+    fn first_line(&self) -> u32 {
+        self.inner.first_line
+    }
+
+    /// The `def` line.
+    #[getter]
+    fn def_line(&self) -> u32 {
+        self.inner.def_line
+    }
+
+    /// Indexes of the rules that selected it.
+    #[getter]
+    fn rules(&self) -> Vec<usize> {
+        self.inner.rules.clone()
+    }
+
+    /// Present when a rule that numbers functions (`profile`) selected it.
+    #[getter]
+    fn profile(&self) -> Option<Profiled> {
+        self.inner
+            .profile
+            .as_ref()
+            .map(|p| Profiled { inner: p.clone() })
+    }
+
+    /// The function's original text, first decorator to end of body.
+    #[getter]
+    fn original_text(&self) -> &str {
+        &self.inner.original_text
+    }
+
+    /// The same function in the new source.
+    #[getter]
+    fn new_text(&self) -> &str {
+        &self.inner.new_text
+    }
+
+    fn __repr__(&self) -> String {
+        let f = &self.inner;
+        format!(
+            "RewrittenFunction(qualname={:?}, first_line={}, def_line={}, rules={:?}, profile={:?})",
+            f.qualname, f.first_line, f.def_line, f.rules, f.profile
+        )
+    }
+}
+
+/// A constant slot: a name the rewrite put in place of a node of the original source, whose
+/// value the caller computes and substitutes for the name's loads after compiling.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct ConstantSlot {
+    inner: EngineSlot,
+}
+
+#[pymethods]
+impl ConstantSlot {
+    /// The injected name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The registry name of the transform that took it.
+    #[getter]
+    fn transform(&self) -> &'static str {
+        self.inner.transform
+    }
+
+    /// Index of the rule (in the list passed to `rewrite`) that took it.
+    #[getter]
+    fn rule(&self) -> usize {
+        self.inner.rule
+    }
+
+    /// The node's exact original text.
+    #[getter]
+    fn text(&self) -> &str {
+        &self.inner.text
+    }
+
+    /// Line of the node's start (1-based).
+    #[getter]
+    fn line(&self) -> u32 {
+        self.inner.line
+    }
+
+    /// Column of the node's start (0-based, UTF-8 bytes).
+    #[getter]
+    fn col(&self) -> u32 {
+        self.inner.col
+    }
+
+    /// Line of the node's end.
+    #[getter]
+    fn end_line(&self) -> u32 {
+        self.inner.end_line
+    }
+
+    /// Column of the node's end.
+    #[getter]
+    fn end_col(&self) -> u32 {
+        self.inner.end_col
+    }
+
+    /// Qualname of the selected function whose body holds the node.
+    #[getter]
+    fn function(&self) -> &str {
+        &self.inner.function
+    }
+
+    fn __repr__(&self) -> String {
+        let c = &self.inner;
+        format!(
+            "ConstantSlot(name={:?}, transform={:?}, rule={}, text={:?}, line={}, col={}, end_line={}, end_col={}, function={:?})",
+            c.name, c.transform, c.rule, c.text, c.line, c.col, c.end_line, c.end_col, &*c.function
+        )
+    }
+}
+
 /// The result of a rewrite.
 #[pyclass(module = "callweave._native", frozen)]
 pub(crate) struct Rewritten {
@@ -180,52 +496,33 @@ impl Rewritten {
         self.inner.changed()
     }
 
-    /// Site table: tuples `(id, function, line, end_line, col, end_col, text, callee, awaited)`.
+    /// The site table: every routed call, indexed by site id.
     #[getter]
-    fn sites<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+    fn sites(&self) -> Vec<Site> {
         self.inner
             .sites
             .iter()
-            .map(|s| {
-                (
-                    s.id,
-                    &*s.function,
-                    s.line,
-                    s.end_line,
-                    s.col,
-                    s.end_col,
-                    s.text.as_str(),
-                    s.callee.as_deref(),
-                    s.awaited,
-                )
-                    .into_pyobject(py)
-            })
+            .map(|s| Site { inner: s.clone() })
             .collect()
     }
 
-    /// Selected functions: tuples `(qualname, first_line, def_line, rules, profile,
-    /// original_text, new_text)` where `profile` is `None` or `(index, rule, site_ids)`.
+    /// Every selected function, in source order.
     #[getter]
-    fn functions<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+    fn functions(&self) -> Vec<RewrittenFunction> {
         self.inner
             .functions
             .iter()
-            .map(|f| {
-                let profile = f
-                    .profile
-                    .as_ref()
-                    .map(|p| (p.index, p.rule, p.sites.clone()));
-                (
-                    f.qualname.as_str(),
-                    f.first_line,
-                    f.def_line,
-                    f.rules.clone(),
-                    profile,
-                    f.original_text.as_str(),
-                    f.new_text.as_str(),
-                )
-                    .into_pyobject(py)
-            })
+            .map(|f| RewrittenFunction { inner: f.clone() })
+            .collect()
+    }
+
+    /// Constant slots the transforms took, in the order of their numbers.
+    #[getter]
+    fn constants(&self) -> Vec<ConstantSlot> {
+        self.inner
+            .constants
+            .iter()
+            .map(|c| ConstantSlot { inner: c.clone() })
             .collect()
     }
 
@@ -388,20 +685,23 @@ fn remap_code_object<'py>(
 
 /// Rewrites `source` with `rules` (first rule innermost); `builtins` are the names that count
 /// as builtins for `ignore_builtins`; `bind` is the global name of the call binder
-/// (`bind_call`) that calls with `*` or `**` arguments use.
+/// (`bind_call`) that calls with `*` or `**` arguments use; constant slots are named
+/// `{constants}{n}__`.
 #[pyfunction]
-#[pyo3(name = "rewrite", signature = (source, rules, builtins=None, *, bind=DEFAULT_BIND.to_owned()))]
+#[pyo3(name = "rewrite", signature = (source, rules, builtins=None, *, bind=DEFAULT_BIND.to_owned(), constants=DEFAULT_CONSTANTS.to_owned()))]
 pub(crate) fn py_rewrite(
     py: Python<'_>,
     source: &str,
     rules: Vec<PyRef<'_, Rule>>,
     builtins: Option<HashSet<String>>,
     bind: String,
+    constants: String,
 ) -> PyResult<Rewritten> {
     let plan = Plan {
         rules: rules.iter().map(|r| r.inner.clone()).collect(),
         builtins: builtins.unwrap_or_default(),
         bind,
+        constants,
     };
     // The engine is pure Rust and owns nothing of Python's: it runs without the GIL. It bounds
     // its own stack use (any thread's stack will do); a panic would be a bug in it, reported

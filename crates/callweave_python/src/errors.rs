@@ -2,7 +2,7 @@
 
 use callweave_engine::EngineError;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::exceptions::{PyException, PySyntaxError, PyValueError};
 use pyo3::PyErr;
 
 create_exception!(
@@ -25,13 +25,23 @@ create_exception!(
 );
 
 /// Converts an engine error: bad user input (globs, call names, list combinations) is a
-/// `ValueError` naming the entry; a source the engine cannot handle is a `RewriteError`.
+/// `ValueError` naming the entry; code breaking a transform's rule is a `SyntaxError`; a
+/// source the engine cannot handle is a `RewriteError`.
 pub(crate) fn to_py(err: EngineError) -> PyErr {
     match err {
         EngineError::BadGlob { .. }
         | EngineError::BadCallName { .. }
         | EngineError::BlacklistAndWhitelist
-        | EngineError::BadInjectedName { .. } => PyValueError::new_err(err.to_string()),
+        | EngineError::BadInjectedName { .. }
+        | EngineError::UnknownTransform { .. }
+        | EngineError::BadOption { .. } => PyValueError::new_err(err.to_string()),
+        // The user's code breaks a transform's rule: a `SyntaxError` at the position, whose
+        // filename (None here) the caller fills in. `offset` is 1-based.
+        EngineError::Code {
+            message,
+            line,
+            column,
+        } => PySyntaxError::new_err((message, (None::<&str>, line, column + 1, None::<&str>))),
         // Too deep: compiling the original gives CPython's own error, as for a parse error.
         EngineError::Parse { .. } | EngineError::TooDeep { .. } => {
             ParseError::new_err(err.to_string())

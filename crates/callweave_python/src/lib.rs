@@ -20,6 +20,16 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::Rule>()?;
     m.add_class::<engine::DottedGlobs>()?;
     m.add_class::<engine::Rewritten>()?;
+    m.add_class::<engine::ConstantSlot>()?;
+    m.add_class::<engine::Site>()?;
+    m.add_class::<engine::Profiled>()?;
+    m.add_class::<engine::RewrittenFunction>()?;
+    m.add(
+        "TRANSFORMS",
+        callweave_engine::transforms()
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )?;
     m.add_function(wrap_pyfunction!(engine::py_rewrite, m)?)?;
     m.add_function(wrap_pyfunction!(engine::decode_source, m)?)?;
     runtime::register(m)?;

@@ -40,16 +40,112 @@ use ruff_python_ast::visitor::source_order::{
 use ruff_python_ast::{AnyNodeRef, Expr, ExprCall, ExprYield, Stmt, StmtFunctionDef};
 use ruff_text_size::Ranged;
 
-use crate::plan::Layer;
 use crate::posmap::{Anchor, Edit};
 use crate::source::LineIndex;
+use crate::transform::{
+    is_docstring, CallSite, Context, FunctionEdits, LayerTokens, Layout, Registered, Transform,
+};
 use crate::EngineError;
 
-/// Inputs shared by every profiled function of one module.
-pub(crate) struct Context<'a> {
-    pub(crate) source: &'a str,
-    pub(crate) lines: &'a LineIndex,
-    pub(crate) tokens: &'a [Token],
+/// `profile`: entry/exit around the body (`RECORD = ENTER(i)`, `try`, `EXIT(RECORD)` in
+/// `finally`) and `TIMER(RECORD, j, f, a)` per call, `j` being the call's index among the
+/// function's sites; `await f(a)` becomes `await ATIMER(RECORD, j, f, a)` so that the whole
+/// await is timed. Nested `def` and `class` bodies are not in scope. See the module's
+/// documentation for yields and namespace calls.
+///
+/// Options (all injected names): `enter`, `exit`, `timer`, `atimer`, `record` (required);
+/// `pause`, `resume`, `strip` (default `__callweave_pause__`, `__callweave_resume__`,
+/// `__callweave_strip__`).
+#[derive(Debug)]
+pub(crate) struct Profile {
+    /// Global name of the entry callable, called with the function's index in the rewrite.
+    enter: String,
+    /// Global name of the exit callable: `EXIT(RECORD)` in a `finally`.
+    exit: String,
+    /// Global name of the call timer.
+    timer: String,
+    /// Global name of the awaited-call timer.
+    atimer: String,
+    /// Local name of the per-invocation record.
+    record: String,
+    /// Global name of `PAUSE(RECORD, value) -> value`, called before each `yield`.
+    pause: String,
+    /// Global name of `RESUME(RECORD, sent) -> sent`, called with what the `yield` returned.
+    resume: String,
+    /// Global name of `STRIP(namespace) -> namespace`, which removes the record from the
+    /// result of `locals()`, `vars()` (a dict) or `dir()` (a list) and returns it.
+    strip: String,
+}
+
+pub(crate) const REGISTERED: Registered = Registered {
+    name: "profile",
+    summary: "flat profiling: entry/exit around the body, each call timed",
+    build: |o| {
+        let or = |v: Option<String>, d: &str| v.unwrap_or_else(|| d.to_owned());
+        Ok(std::sync::Arc::new(Profile {
+            enter: o.required_str("enter")?,
+            exit: o.required_str("exit")?,
+            timer: o.required_str("timer")?,
+            atimer: o.required_str("atimer")?,
+            record: o.required_str("record")?,
+            pause: or(o.str("pause")?, "__callweave_pause__"),
+            resume: or(o.str("resume")?, "__callweave_resume__"),
+            strip: or(o.str("strip")?, "__callweave_strip__"),
+        }))
+    },
+};
+
+impl Transform for Profile {
+    fn name(&self) -> &'static str {
+        REGISTERED.name
+    }
+
+    fn injected_names(&self) -> Vec<&str> {
+        vec![
+            &self.enter,
+            &self.exit,
+            &self.timer,
+            &self.atimer,
+            &self.record,
+            &self.pause,
+            &self.resume,
+            &self.strip,
+        ]
+    }
+
+    fn includes_nested(&self) -> bool {
+        false
+    }
+
+    fn numbers_functions(&self) -> bool {
+        true
+    }
+
+    fn routes_calls(&self) -> bool {
+        true
+    }
+
+    fn call_layer(&self, call: CallSite) -> LayerTokens {
+        LayerTokens {
+            callable: if call.awaited {
+                &self.atimer
+            } else {
+                &self.timer
+            }
+            .clone(),
+            pre: vec![self.record.clone(), call.local.to_string()],
+            post: Vec::new(),
+        }
+    }
+
+    fn function_edits<'e>(
+        &self,
+        cx: &Context<'_>,
+        def: &StmtFunctionDef,
+        index: u32,
+    ) -> Result<Option<FunctionEdits<'e>>, EngineError> {
+        function_edits(cx, def, &Names::of(self), index as usize).map(Some)
+    }
 }
 
 /// The injected names of a profile layer.
@@ -64,54 +160,21 @@ pub(crate) struct Names<'n> {
 }
 
 impl<'n> Names<'n> {
-    /// The names of `layer` if it is a profile layer.
-    pub(crate) fn of(layer: &'n Layer) -> Option<Self> {
-        match layer {
-            Layer::Profile {
-                enter,
-                exit,
-                record,
-                pause,
-                resume,
-                strip,
-                ..
-            } => Some(Self {
-                enter,
-                exit,
-                record,
-                pause,
-                resume,
-                strip,
-            }),
-            Layer::Wrap { .. } => None,
+    fn of(p: &'n Profile) -> Self {
+        Self {
+            enter: &p.enter,
+            exit: &p.exit,
+            record: &p.record,
+            pause: &p.pause,
+            resume: &p.resume,
+            strip: &p.strip,
         }
     }
 }
 
-/// A profiled function's edits.
-pub(crate) struct FunctionEdits<'e> {
-    /// Entry, exit, re-indentation, `yield` and the end of `STRIP(…)`: applied before the call
-    /// wrappers' edits at equal offsets.
-    pub(crate) edits: Vec<Edit<'e>>,
-    /// `STRIP(` before `locals()`: applied after the call wrappers' edits at equal offsets, so
-    /// that in `locals().get(k)` it goes inside the wrapper of the `get` call.
-    pub(crate) after_calls: Vec<Edit<'e>>,
-    pub(crate) layout: Layout,
-}
-
-/// How the function's body was laid out, which decides whether nested profiled functions can
-/// still be given room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Layout {
-    /// Body lines untouched.
-    Kept,
-    /// Every body line got one more space.
-    Reindented,
-}
-
 /// Edits that run `def`'s body between `{record} = {enter}({index})` and `{exit}({record})`,
 /// with its yields and namespace calls routed (see the module's documentation).
-pub(crate) fn function_edits<'e>(
+fn function_edits<'e>(
     cx: &Context<'_>,
     def: &StmtFunctionDef,
     names: &Names<'_>,
@@ -454,10 +517,6 @@ impl<'a> SourceOrderVisitor<'a> for BodyEdits<'_, '_> {
             _ => walk_expr(self, expr),
         }
     }
-}
-
-fn is_docstring(stmt: &Stmt) -> bool {
-    matches!(stmt, Stmt::Expr(e) if matches!(e.value.as_ref(), Expr::StringLiteral(_)))
 }
 
 fn leading_ws(source: &str, line_start: usize) -> &str {

@@ -18,38 +18,66 @@ use std::collections::HashSet;
 use ruff_python_ast::{Expr, ExprCall};
 use ruff_text_size::Ranged;
 
-use crate::plan::Layer;
 use crate::posmap::{Anchor, Edit};
 use crate::source::LineIndex;
+use crate::transform::{CallSite, LayerTokens, Registered, Transform};
 
-/// The injected tokens of one layer for one call.
-pub(crate) struct LayerTokens {
-    pub(crate) callable: String,
-    pub(crate) pre: Vec<String>,
-    pub(crate) post: Vec<String>,
+/// `wrap`: every call in a selected function (nested `def` and `class` bodies included) is
+/// routed through a wrapper: `f(a)` → `WRAPPER(f, a)`, or `WRAPPER(f, SITES[i], a)` when
+/// `sites` is given.
+///
+/// Options: `wrapper` (global name of the wrapper, required), `sites` (global name of a
+/// sequence of site objects indexed by site id, passed after the callee).
+#[derive(Debug)]
+pub(crate) struct Wrap {
+    wrapper: String,
+    sites: Option<String>,
 }
 
-impl LayerTokens {
-    /// Tokens of `layer` for the call with site id `site` that is the `local`-th site of its
-    /// profiled function; `awaited` when the call is the operand of `await`.
-    pub(crate) fn new(layer: &Layer, site: u32, local: u32, awaited: bool) -> Self {
-        match layer {
-            Layer::Wrap { wrapper, sites } => Self {
-                callable: wrapper.clone(),
-                pre: Vec::new(),
-                post: sites.iter().map(|s| format!("{s}[{site}]")).collect(),
-            },
-            Layer::Profile {
-                timer,
-                atimer,
-                record,
-                ..
-            } => Self {
-                callable: if awaited { atimer } else { timer }.clone(),
-                pre: vec![record.clone(), local.to_string()],
-                post: Vec::new(),
-            },
+pub(crate) const REGISTERED: Registered = Registered {
+    name: "wrap",
+    summary: "route every call through a wrapper: f(a) -> WRAPPER(f, a)",
+    build: |o| {
+        Ok(std::sync::Arc::new(Wrap {
+            wrapper: o.required_str("wrapper")?,
+            sites: o.str("sites")?,
+        }))
+    },
+};
+
+impl Transform for Wrap {
+    fn name(&self) -> &'static str {
+        REGISTERED.name
+    }
+
+    fn injected_names(&self) -> Vec<&str> {
+        let mut v = vec![self.wrapper.as_str()];
+        v.extend(self.sites.as_deref());
+        v
+    }
+
+    fn includes_nested(&self) -> bool {
+        true
+    }
+
+    fn routes_calls(&self) -> bool {
+        true
+    }
+
+    fn call_layer(&self, call: CallSite) -> LayerTokens {
+        LayerTokens {
+            callable: self.wrapper.clone(),
+            pre: Vec::new(),
+            post: self
+                .sites
+                .iter()
+                .map(|s| format!("{s}[{}]", call.id))
+                .collect(),
         }
+    }
+
+    fn simple_call_prefix(&self) -> Option<String> {
+        self.sites.is_none().then(|| format!("{}(", self.wrapper))
     }
 }
 

@@ -22,7 +22,7 @@
 //! collectable); it dies right after its call.
 //!
 //! Every entry point is `extern "C-unwind"` and holds no value with a destructor across a call
-//! into Python (see the unwinding invariant in `timer.rs`).
+//! into Python (see the unwinding invariant in `entry.rs`).
 
 use std::ffi::{c_int, c_void, CStr};
 use std::sync::atomic::{AtomicPtr, Ordering};

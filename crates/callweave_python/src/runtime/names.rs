@@ -17,7 +17,7 @@
 //! (then it starts over); the name table holds each distinct name once, for the process's
 //! lifetime (names are as many as the distinct callables the profiled code calls).
 //!
-//! Unwinding invariant (see `timer.rs`): the functions here call into Python (attribute
+//! Unwinding invariant (see `entry.rs`): the functions here call into Python (attribute
 //! lookups, weak references, releasing references) only from stack frames that hold no value
 //! with a destructor, and never while a borrow of the cache is alive.
 

@@ -16,7 +16,7 @@ use pyo3::ffi;
 
 use super::clock::{ticks, ticks_to_ns};
 use super::names;
-use super::profile::{FunctionProfile, FunctionState, DISPATCHER};
+use super::stats::{FunctionProfile, FunctionState, DISPATCHER};
 use super::thread::{add_callback_ticks, callback_ticks};
 
 #[derive(Clone, Copy, Default)]
@@ -238,7 +238,7 @@ impl Record {
     /// subtract.
     ///
     /// Called from C entry points: it holds no value with a destructor while Python code
-    /// runs (see the unwinding invariant in `timer.rs`).
+    /// runs (see the unwinding invariant in `entry.rs`).
     ///
     /// # Safety
     /// The GIL must be held; `obj` must be the Python object of `self`, alive for the call.

@@ -1,7 +1,7 @@
 //! The runtime's per-thread state, in one thread-local so that the timer computes its address
 //! once per call (in a shared library each distinct thread-local costs a `__tls_get_addr`).
 //! Const-initialised and without a destructor: access is never a lazy initialisation and
-//! holds no guard with a destructor (see the unwinding invariant in `timer.rs`).
+//! holds no guard with a destructor (see the unwinding invariant in `entry.rs`).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -18,7 +18,7 @@
 //! The trampoline is an instance of a static type with its own vectorcall slot (no
 //! `Py_EnterRecursiveCall` unit of its own, as the timer). Every entry point is
 //! `extern "C-unwind"` and holds no value with a destructor across a call into Python (see the
-//! unwinding invariant in `timer.rs`): at exit CPython may end a daemon thread inside such a
+//! unwinding invariant in `entry.rs`): at exit CPython may end a daemon thread inside such a
 //! call with a forced unwind.
 
 use std::cell::UnsafeCell;

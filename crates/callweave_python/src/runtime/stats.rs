@@ -372,52 +372,6 @@ impl FunctionProfile {
     }
 }
 
-/// The profiled functions of one rewrite, indexed as the rewritten code's `ENTER(i)` calls.
-#[pyclass(module = "callweave._native", frozen)]
-pub(crate) struct ProfileTable {
-    pub(crate) functions: Vec<Arc<FunctionState>>,
-}
-
-#[pymethods]
-impl ProfileTable {
-    #[new]
-    fn new(functions: Vec<PyRef<'_, FunctionProfile>>) -> Self {
-        Self {
-            functions: functions.iter().map(|f| Arc::clone(&f.state)).collect(),
-        }
-    }
-
-    /// The entry callable for this table: `enter(i)` returns a new record for function `i`.
-    fn enter_function<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        super::timer::make_enter(slf)
-    }
-
-    /// The entry callable again (a pickled entry callable is `getattr(table, "enter")`).
-    #[getter]
-    fn enter<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        super::timer::make_enter(slf)
-    }
-
-    fn __len__(&self) -> usize {
-        self.functions.len()
-    }
-
-    /// Pickles as a table of the same profiles (by reference: see `FunctionProfile`).
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> (Bound<'py, pyo3::types::PyType>, (Vec<FunctionProfile>,)) {
-        let profiles = slf
-            .get()
-            .functions
-            .iter()
-            .map(|state| FunctionProfile {
-                state: Arc::clone(state),
-            })
-            .collect();
-        (slf.get_type(), (profiles,))
-    }
-}
-
 /// The registered profile at `index`, if it is the function named (a pickled reference).
 #[pyfunction]
 pub(crate) fn _profile_at(

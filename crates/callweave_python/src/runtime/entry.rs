@@ -38,7 +38,7 @@
 
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use pyo3::exceptions::{PyIndexError, PyTypeError};
 use pyo3::ffi;
@@ -49,9 +49,9 @@ use pyo3::PyTypeInfo;
 
 use super::awaits::start_await;
 use super::clock::ticks;
-use super::profile::ProfileTable;
 use super::record::Record;
 use super::stack;
+use super::stats::{FunctionProfile, FunctionState};
 use super::thread;
 
 extern "C" {
@@ -242,6 +242,52 @@ fn make_time_call(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         }
     }
     Ok(f)
+}
+
+/// The profiled functions of one rewrite, indexed as the rewritten code's `ENTER(i)` calls.
+#[pyclass(module = "callweave._native", frozen)]
+pub(crate) struct ProfileTable {
+    pub(crate) functions: Vec<Arc<FunctionState>>,
+}
+
+#[pymethods]
+impl ProfileTable {
+    #[new]
+    fn new(functions: Vec<PyRef<'_, FunctionProfile>>) -> Self {
+        Self {
+            functions: functions.iter().map(|f| Arc::clone(&f.state)).collect(),
+        }
+    }
+
+    /// The entry callable for this table: `enter(i)` returns a new record for function `i`.
+    fn enter_function<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        make_enter(slf)
+    }
+
+    /// The entry callable again (a pickled entry callable is `getattr(table, "enter")`).
+    #[getter]
+    fn enter<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        make_enter(slf)
+    }
+
+    fn __len__(&self) -> usize {
+        self.functions.len()
+    }
+
+    /// Pickles as a table of the same profiles (by reference: see `FunctionProfile`).
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> (Bound<'py, pyo3::types::PyType>, (Vec<FunctionProfile>,)) {
+        let profiles = slf
+            .get()
+            .functions
+            .iter()
+            .map(|state| FunctionProfile {
+                state: Arc::clone(state),
+            })
+            .collect();
+        (slf.get_type(), (profiles,))
+    }
 }
 
 /// The entry callable of a table: a C function whose `self` is the table.
