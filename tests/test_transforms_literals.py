@@ -316,3 +316,20 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module("readme_transforms")
     assert module.total() == Decimal("0.3")
+
+
+def test_transformed_literals_compile_to_the_plain_constants_bytecode():
+    """As fast as the plain literal: the same instructions, the value in ``co_consts``."""
+
+    @haskell_strs
+    def transformed(x):
+        return "abc", x in {"d"}
+
+    def plain(x):
+        return ("a", "b", "c"), x in {("d",)}
+
+    def ops(f):
+        return [(i.opname, i.argval) for i in dis.get_instructions(f)]
+
+    assert ops(transformed) == ops(plain)
+    assert transformed(("d",)) == plain(("d",)) == (("a", "b", "c"), True)

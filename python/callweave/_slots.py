@@ -18,7 +18,7 @@ patcher then redoes the folding CPython would have done had the values been lite
   by ``for`` → one tuple / frozenset constant (``x in {3.0}``);
 - other constant lists and sets of 3 or more items → ``BUILD_LIST 0`` + tuple constant +
   ``LIST_EXTEND`` (``BUILD_SET``/frozenset/``SET_UPDATE``), as CPython compiles them;
-- ``LOAD_CONST`` + ``RETURN_VALUE`` → ``RETURN_CONST`` (3.12, 3.13).
+- ``LOAD_CONST`` + ``RETURN_VALUE`` → ``RETURN_CONST`` at the constant's position (3.12, 3.13).
 
 Only instructions that involve a slot are changed. The patcher re-lays out the code itself
 rather than through a bytecode library: every other instruction, its argument, ``co_varnames``,
@@ -483,7 +483,8 @@ def _fold(instrs: list[_Instr], consts: _Consts) -> list[_Instr]:
             and out[-1].handler is ins.handler
         ):
             load = out.pop()
-            ret = _simple(_RETURN_CONST, load.arg, ins)
+            # CPython locates RETURN_CONST at the constant (the LOAD_CONST it replaces).
+            ret = _simple(_RETURN_CONST, load.arg, load)
             _steal(load, ret, all_instrs)
             out.append(ret)
             continue
