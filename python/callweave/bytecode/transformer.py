@@ -21,7 +21,7 @@ it stays in the same ``try`` block and line. Untouched instructions keep their p
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
@@ -110,6 +110,9 @@ class CodeTransformer:
         """The new local variable names (parameters first); unchanged by default."""
         return varnames
 
+    def prepare(self, instrs: Sequence[Instruction]) -> None:
+        """Called with the instructions (after the table hooks) before the patterns run."""
+
     # --- transforming ---
 
     def transform(
@@ -121,6 +124,7 @@ class CodeTransformer:
             self._apply_consts(instrs)
             renamed = self._apply_names(instrs)
             argnames = self._apply_varnames(instrs, code.argnames)
+            self.prepare(instrs)
             out = self._apply_patterns(instrs)
             fields: dict[str, Any] = {
                 "argnames": argnames,
