@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("bytecode")
 
-from callweave.bytecode import BytecodeError  # noqa: E402
-from callweave.errors import SourceUnavailableError  # noqa: E402
-from callweave.transforms import (  # noqa: E402
+from callweave.bytecode import BytecodeError
+from callweave.errors import SourceUnavailableError
+from callweave.transforms import (
     asconstants,
     bytearray_literals,
     decimal_literals,

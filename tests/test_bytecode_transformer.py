@@ -476,3 +476,14 @@ def test_free_variable_passed_through_a_class_body() -> None:
     # 3.13 passes ``out`` on with LOAD_FAST of its free slot (LOAD_CLOSURE is gone)
     assert CodeTransformer()(f)() == []
     assert Nops()(f)() == []
+
+
+def test_readme_example_runs() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "FoldNames" in b]
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["f"]() == 3
