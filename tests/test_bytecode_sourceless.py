@@ -102,3 +102,20 @@ def test_precomputed_slices_of_an_evald_lambda() -> None:
 def test_tuples_still_need_source() -> None:
     with pytest.raises(SourceUnavailableError):
         overloaded_tuples(list)(eval("lambda: (1, 2)"))
+
+
+def test_another_snippets_text_in_linecache_is_no_source() -> None:
+    import linecache
+
+    saved = linecache.cache.get("<string>")
+    text = "x = 1\n"
+    linecache.cache["<string>"] = (len(text), None, [text], "<string>")
+    try:
+        f = overloaded_dicts(OrderedDict)(eval("lambda: {'a': 1}"))
+        g = asconstants(a=2)(eval("lambda: a"))
+    finally:
+        if saved is None:
+            linecache.cache.pop("<string>", None)
+        else:
+            linecache.cache["<string>"] = saved
+    assert type(f()) is OrderedDict and g() == 2

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from types import FunctionType
 from typing import Any, TypeVar
 
 from callweave import _native
 from callweave._functions import Layer, rewrite_with_layers
-from callweave.errors import SourceUnavailableError
+from callweave.errors import RewriteError, SourceUnavailableError
 
-__all__ = ["EngineTransform", "bytecode_fallback"]
+__all__ = ["EngineTransform", "bytecode_fallback", "has_pseudo_file"]
 
 F = TypeVar("F")
 
@@ -56,6 +57,11 @@ class EngineTransform:
         except SourceUnavailableError:
             # No source (an eval'd lambda): codetransformer's way, on the bytecode.
             return bytecode_fallback(func, self.bytecode_transformer)
+        except RewriteError:
+            if not has_pseudo_file(func):
+                raise
+            # linecache held another "<string>"'s text: that is no source for this function.
+            return bytecode_fallback(func, self.bytecode_transformer)
         return result
 
     def bytecode_transformer(self) -> Any:
@@ -87,6 +93,23 @@ def bytecode_fallback(func: F, make: Callable[[], Any]) -> F:
             f"bytecode package (pip install callweave[bytecode]): {exc}"
         ) from exc
     if transformer is None:
-        raise
+        handled = sys.exc_info()[1]
+        if isinstance(handled, SourceUnavailableError):
+            raise
+        raise SourceUnavailableError(
+            f"{func.__qualname__} has no source: its file "
+            f"{func.__code__.co_filename} is a pseudo-file ({handled})"
+        ) from handled
     result: F = transformer(func)
     return result
+
+
+def has_pseudo_file(func: object) -> bool:
+    """Whether ``func``'s code comes from a pseudo-file (``<string>``, ``<stdin>``).
+
+    Several unrelated snippets share such a name, so a ``linecache`` entry under it (another
+    ``exec``, an interactive session) is not necessarily this function's source.
+    """
+    code = getattr(getattr(func, "__func__", func), "__code__", None)
+    filename = getattr(code, "co_filename", "")
+    return isinstance(filename, str) and filename.startswith("<") and filename.endswith(">")

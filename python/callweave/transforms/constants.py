@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 from callweave import _native
 from callweave._functions import Layer, rewrite_with_layers
 from callweave._slots import patch_code
-from callweave.errors import SourceUnavailableError
-from callweave.transforms._base import bytecode_fallback
+from callweave.errors import RewriteError, SourceUnavailableError
+from callweave.transforms._base import bytecode_fallback, has_pseudo_file
 
 __all__ = ["asconstants"]
 
@@ -136,6 +136,10 @@ def asconstants(*builtin_names: str, **values: Any) -> Callable[[F], F]:
         try:
             return rewrite_with_layers(target, layer)
         except SourceUnavailableError:
+            return bytecode_fallback(target, lambda: _frozen_names(constants))
+        except RewriteError:
+            if not has_pseudo_file(target):
+                raise
             return bytecode_fallback(target, lambda: _frozen_names(constants))
 
     return decorate
