@@ -94,8 +94,10 @@ def test_asconstants_of_an_evald_lambda() -> None:
 
 
 def test_precomputed_slices_of_an_evald_lambda() -> None:
-    f = precomputed_slices()(eval("lambda s: (s[1:3], s[::2], s[1:2:3])"))
-    assert f("abcdef") == ("bc", "ace", "b")
+    f = precomputed_slices()(eval("lambda s, x: (s[1:3], s[::2], s[1:2:3], s[x:1:2], s[x:2])"))
+    assert f("abcdef", 0) == ("bc", "ace", "b", "a", "ab")
+    g = precomputed_slices()(eval("lambda s: ('k', s[0:2:1])"))
+    assert g("abc") == ("k", "ab")
     assert slice(1, 3) in f.__code__.co_consts
 
 

@@ -146,12 +146,13 @@ class PrecomputedSlices(CodeTransformer):
 
     @pattern(_OP("LOAD_CONST")[2, 3], _OP("BUILD_SLICE"))
     def _build(self, *instrs: Instruction) -> Iterator[Instruction]:
-        *bounds, build = instrs
-        if len(bounds) != build.arg:  # the first LOAD_CONST is not a bound
-            yield from instrs[:-2] if len(bounds) == 3 else ()
-            bounds = bounds[-build.arg :]
-            yield _OP("LOAD_CONST")(slice(*(b.arg for b in bounds))).steal(bounds[0])
+        *consts, build = instrs
+        if len(consts) < build.arg:  # a bound is not a constant: s[x:1:2]
+            yield from instrs
             return
+        extra = len(consts) - build.arg  # a constant loaded before the bounds
+        yield from consts[:extra]
+        bounds = consts[extra:]
         yield _OP("LOAD_CONST")(slice(*(b.arg for b in bounds))).steal(bounds[0])
 
     if "BINARY_SLICE" in dis.opmap:  # 3.12+: x[a:b] is BINARY_SLICE / STORE_SLICE

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
-from callweave.bytecode.code import BytecodeError, Code, _const_key, copy_instrs
+from callweave.bytecode.code import _LOCALS, _NAMES, BytecodeError, Code, _const_key, copy_instrs
 from callweave.bytecode.instructions import Instruction
 from callweave.bytecode.patterns import DEFAULT_STARTCODE, pattern
 
@@ -122,7 +122,7 @@ class CodeTransformer:
         with self._context(code):
             instrs = list(copy_instrs(code.instrs))
             self._apply_consts(instrs)
-            renamed = self._apply_names(instrs)
+            self._apply_names(instrs)
             argnames = self._apply_varnames(instrs, code.argnames)
             self.prepare(instrs)
             out = self._apply_patterns(instrs)
@@ -140,7 +140,6 @@ class CodeTransformer:
                 "flags": code.flags,
                 "docstring": code.docstring,
             }
-            del renamed
             return Code._adopt(tuple(out), **fields)
 
     def _apply_consts(self, instrs: list[Instruction]) -> None:
@@ -160,16 +159,12 @@ class CodeTransformer:
             if instr.opname in _CONST_OPS:
                 instr.arg = mapping[_const_key(instr.arg)]
 
-    def _apply_names(self, instrs: list[Instruction]) -> dict[str, str]:
-        from callweave.bytecode.code import _NAMES
-
-        return _rename(instrs, _NAMES, (), self.transform_names, self.code.qualname, "names")[0]
+    def _apply_names(self, instrs: list[Instruction]) -> None:
+        _rename(instrs, _NAMES, (), self.transform_names, self.code.qualname, "names")
 
     def _apply_varnames(
         self, instrs: list[Instruction], argnames: tuple[str, ...]
     ) -> tuple[str, ...]:
-        from callweave.bytecode.code import _LOCALS
-
         return _rename(
             instrs, _LOCALS, argnames, self.transform_varnames, self.code.qualname, "varnames"
         )[1]
