@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import linecache
 from collections import OrderedDict
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -27,6 +29,20 @@ from callweave.transforms import (
     overloaded_tuples,
     precomputed_slices,
 )
+
+
+@pytest.fixture(autouse=True)
+def _restore_pseudo_file_sources() -> Iterator[None]:
+    """Looking for an eval'd lambda's source may cache this module's text as "<string>".
+
+    (3.13's linecache does so through the module's loader.) Other tests in the same process
+    expect "<string>" to have no source, so the cache is put back as it was.
+    """
+    saved = {k: v for k, v in linecache.cache.items() if k.startswith("<")}
+    yield
+    for key in [k for k in linecache.cache if k.startswith("<")]:
+        del linecache.cache[key]
+    linecache.cache.update(saved)
 
 
 def test_overloaded_dicts_of_an_evald_lambda() -> None:
