@@ -284,6 +284,6 @@ def _rebuild(f: types.FunctionType, code: types.CodeType) -> types.FunctionType:
     g.__annotations__ = dict(f.__annotations__)
     g.__dict__.update(f.__dict__)
     type_params = getattr(f, "__type_params__", None)
-    if type_params:
-        g.__type_params__ = type_params
+    if type_params:  # 3.12+; not an attribute of FunctionType for a 3.11 type check
+        setattr(g, "__type_params__", type_params)  # noqa: B010
     return g
