@@ -257,9 +257,15 @@ BAD = [
         {"modules": ["a"]},
         "tool.callweave.modules",
         '["a"]',
-        "belongs in a [[tool.callweave.profile]] or [[tool.callweave.wrap]] rule",
+        "belongs in a [[tool.callweave.profile]], [[tool.callweave.transform]] or "
+        "[[tool.callweave.wrap]] rule",
     ),
-    ({"zzz": 1}, "tool.callweave.zzz", "1", "the keys here are: report, strict, profile, wrap"),
+    (
+        {"zzz": 1},
+        "tool.callweave.zzz",
+        "1",
+        "the keys here are: report, strict, profile, transform, wrap",
+    ),
     (
         {"profile": [profile(time_limt="5ms")]},
         "tool.callweave.profile[0].time_limt",

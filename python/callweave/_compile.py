@@ -263,7 +263,15 @@ def compile_rewritten(
             if tree_hook is not None:
                 tree = tree_hook(ast.parse(result.source, filename), result)
                 _fix_missing_locations(tree)
-                code = compile(tree, filename, "exec", dont_inherit=True, optimize=optimize)
+                try:
+                    code = compile(tree, filename, "exec", dont_inherit=True, optimize=optimize)
+                except (TypeError, ValueError) as exc:
+                    # A transformer built a tree that is not Python (a wrong node type, a
+                    # missing field): not the source's error.
+                    raise RewriteError(
+                        f"{filename}: the transformed tree does not compile: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from None
             else:
                 code = compile(
                     result.source, filename, "exec", dont_inherit=True, optimize=optimize

@@ -33,8 +33,9 @@ __all__ = [
 
 CACHE_SUFFIX = ".callweave.pyc"
 #: Bumped when what the cache holds changes (2: injected names come from the source hash;
-#: 3: runtime names in module globals, paused yields, unlocated entry/exit, star-call binder).
-FORMAT = 3
+#: 3: runtime names in module globals, paused yields, unlocated entry/exit, star-call binder;
+#: 4: the meta has the constant-slot table, the code is cached before slots are loaded).
+FORMAT = 4
 
 #: A checked-hash pyc's flags word (PEP 552: hash-based, check_source).
 _FLAGS = (3).to_bytes(4, "little")
@@ -96,23 +97,35 @@ _SITE_TYPES: tuple[type | tuple[type, ...], ...]
 _SITE_TYPES = (int, str, int, int, int, int, str, (str, type(None)), bool)
 
 
-def valid_meta(meta: Any, rule_indices: range) -> bool:
+_SLOT_TYPES = (str, str, int, str, int, int, int, int, str)
+
+
+def valid_meta(meta: Any, rule_indices: range, slot_rules: range = range(0)) -> bool:
     """Whether a cache entry's meta has the shape the hook builds (indices in range).
 
-    The meta is ``(functions, sites)``: per rewritten function ``(qualname, first line, rule
-    indices, profile)`` with ``profile`` None or ``(index, rule index, site ids)``, and the
-    engine's site rows.
+    The meta is ``(functions, sites, slots)``: per rewritten function ``(qualname, first line,
+    rule indices, profile)`` with ``profile`` None or ``(index, rule index, site ids)``, the
+    engine's site rows, and the constant slots (``configured.slot_row``) whose values are
+    loaded into the code when it is imported.
 
     Args:
         meta: The entry's meta.
         rule_indices: The indices a function's profile rule may have (the module's profile
-            rules come after its wrap rules).
+            rules come after its transform and wrap rules).
+        slot_rules: The indices a constant slot's rule may have (the transform rules).
     """
-    if not (type(meta) is tuple and len(meta) == 2):
+    if not (type(meta) is tuple and len(meta) == 3):
         return False
-    functions, sites = meta
-    if type(functions) is not list or type(sites) is not list:
+    functions, sites, slots = meta
+    if type(functions) is not list or type(sites) is not list or type(slots) is not list:
         return False
+    for slot in slots:
+        if not (type(slot) is tuple and len(slot) == len(_SLOT_TYPES)):
+            return False
+        if not all(type(v) is t for v, t in zip(slot, _SLOT_TYPES, strict=True)):
+            return False
+        if slot[2] not in slot_rules:
+            return False
     for site in sites:
         if not (type(site) is tuple and len(site) == len(_SITE_TYPES)):
             return False

@@ -6,13 +6,17 @@ runs a program with the import hook installed (rules from ``[tool.callweave]`` p
 command line), instruments ``__main__`` too, and exits with the program's exit code.
 
 ``callweave show MODULE[:QUALNAME] [--diff]`` prints a module's rewritten source.
-``callweave check`` validates the configuration and lists what it would rewrite. Neither
-imports the modules it looks at.
+``callweave check`` validates the configuration and lists what it would rewrite (and, for
+each ``[[tool.callweave.transform]]`` rule, the functions it would transform). Neither
+imports the modules it looks at; ``show`` imports the modules of the users' ``NodeTransformer``
+classes a module's transform rules name (as the hook does when it is installed), to show
+their result.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import importlib.machinery
 import importlib.util
@@ -181,6 +185,33 @@ def _rules_for(config: Config | None, module: str) -> list[_native.Rule]:
     return native_rules(plan, "__callweave_enter__", "__callweave_sites__")
 
 
+def _apply_user_transformers(config: Config | None, module: str, result: _native.Rewritten) -> str:
+    """The rewritten source with the users' transformers applied to the functions they select.
+
+    Each transformed function's text (decorators included) is replaced by ``ast.unparse`` of
+    what the transformer returned (comments inside it are lost); the rest keeps its text.
+    """
+    from callweave.config import Where
+    from callweave.hook import ModulePlan
+    from callweave.transforms import configured
+
+    plan = None if config is None else ModulePlan.resolve(config, module)
+    if config is None or plan is None or not any(":" in r.use for r in plan.transform):
+        return result.source
+    where = Where(config.path, "tool.callweave.transform")
+    appliers = configured.prepare(config.transform, config.resolve(), where)
+    users = [appliers[r] for r in plan.transform if ":" in r.use]
+    replaced: list[tuple[int, int, int, list[ast.stmt]]] = []
+    configured.apply_transformers(ast.parse(result.source), result, users, replaced)
+    lines = result.source.splitlines(keepends=True)
+    for start, end, col, nodes in sorted(replaced, reverse=True):
+        text = "\n".join(ast.unparse(n) for n in nodes)
+        indent = " " * col
+        new = "".join(f"{indent}{line}\n" if line else "\n" for line in text.split("\n"))
+        lines[start - 1 : end] = [new] if nodes else []
+    return "".join(lines)
+
+
 def _show(args: argparse.Namespace) -> int:
     module, _, qualname = args.target.partition(":")
     path = _find_source(module)
@@ -201,7 +232,7 @@ def _show(args: argparse.Namespace) -> int:
             raise CallweaveError(f"{module}: no selected function {qualname!r}")
         old, new = rows[0].original_text, rows[0].new_text
     else:
-        old, new = source, result.source
+        old, new = source, _apply_user_transformers(load_config(), module, result)
     if args.diff:
         sys.stdout.writelines(
             difflib.unified_diff(
@@ -261,6 +292,33 @@ def _syntax_error_text(exc: SyntaxError) -> str:
     return f"syntax error: {exc.msg} ({where})"
 
 
+def _transform_lines(
+    config: Config, module: str, source: str, result: _native.Rewritten
+) -> Iterator[str]:
+    """Per transform rule of the module: ``transform[i] (use): the functions it transforms``.
+
+    A built-in's functions are those the engine selected for its rule; a user transformer's
+    are the outermost functions its ``functions`` globs select (it visits the ones nested in
+    them). Nothing is imported.
+    """
+    from callweave.hook import ModulePlan
+    from callweave.transforms import configured
+
+    plan = ModulePlan.resolve(config, module)
+    if plan is None or not plan.transform:
+        return
+    indices = plan.rule_indices("transform")
+    tree: ast.Module | None = None
+    for engine_index, rule in zip(indices, plan.transform, strict=True):
+        if ":" in rule.use:
+            tree = tree if tree is not None else ast.parse(source)
+            names = configured.selected_functions(tree, rule)
+        else:
+            names = [f.qualname for f in result.functions if engine_index in f.rules]
+        label = f"transform[{config.transform.index(rule)}] ({rule.use})"
+        yield f"{label}: {', '.join(names) if names else 'no function'}"
+
+
 def _check(args: argparse.Namespace) -> int:
     config = load_config()
     if config is None:
@@ -305,6 +363,8 @@ def _check(args: argparse.Namespace) -> int:
         print(f"{module} ({path}): {len(names)} function(s), {len(result.sites)} call site(s)")
         for name in names:
             print(f"    {name}")
+        for line in _transform_lines(config, module, source, result):
+            print(f"    {line}")
     if not found:
         print("callweave: no module on sys.path matches the configuration")
     return 0

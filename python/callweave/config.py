@@ -78,6 +78,7 @@ __all__ = [
     "ProfileRule",
     "Report",
     "RuleBase",
+    "TransformRule",
     "Where",
     "WrapRule",
     "elsewhere_hints",
@@ -499,6 +500,35 @@ class WrapRule(RuleBase):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TransformRule(RuleBase):
+    """A ``[[tool.callweave.transform]]`` rule: apply a source transform to whole modules.
+
+    Attributes:
+        modules: Module-name globs; the rule applies to the modules they match.
+        functions: Qualname globs of the functions to transform; None selects every function.
+        use: A built-in transform's name (``"decimal_literals"``, ``"overloaded_floats"``...)
+            or ``"pkg.mod:Class"``, an ``ast.NodeTransformer`` subclass of the user's.
+        args: ``"pkg.mod:attr"`` references to callables, passed in order to a built-in
+            factory (``overloaded_floats(Fraction)``) or to the user's class.
+    """
+
+    use: str
+    args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "args", tuple(self.args))
+
+    def to_table(self) -> dict[str, Any]:
+        """The rule as a canonical ``[[tool.callweave.transform]]`` table (JSON-compatible)."""
+        table: dict[str, Any] = {"modules": list(self.modules), "use": self.use}
+        if self.functions is not None:
+            table["functions"] = list(self.functions)
+        table["args"] = list(self.args)
+        return table
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """A validated ``[tool.callweave]`` configuration.
 
@@ -508,6 +538,7 @@ class Config:
             unmodified with a warning.
         profile: Flat-profiling rules, in file order.
         wrap: Call-wrapping rules, in file order.
+        transform: Source-transform rules, in file order.
         path: The file the configuration was read from, if any.
         report_given: Whether ``report`` was set explicitly (False when a parsed table had
             no ``report`` key and the default was taken), so that ``callweave run`` keeps an
@@ -518,12 +549,14 @@ class Config:
     strict: bool = False
     profile: tuple[ProfileRule, ...] = ()
     wrap: tuple[WrapRule, ...] = ()
+    transform: tuple[TransformRule, ...] = ()
     path: Path | None = None
     report_given: bool = field(default=True, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "profile", tuple(self.profile))
         object.__setattr__(self, "wrap", tuple(self.wrap))
+        object.__setattr__(self, "transform", tuple(self.transform))
 
     def rules(self, table: str) -> tuple[RuleBase, ...]:
         """The rules of the transform configured by ``[[tool.callweave.<table>]]``."""

@@ -13,6 +13,12 @@ whose hash covers the source, callweave's version, the rules that apply, the opt
 level and the magic number. The report at exit and in child processes is
 :mod:`callweave.lifecycle`'s.
 
+``[[tool.callweave.transform]]`` rules (:mod:`callweave.transforms.configured`) add values
+that are not marshallable (``Decimal``, the user's objects): the cache holds the code before
+they are loaded, with the table of their constant slots, and every load computes them and
+loads them as constants (:mod:`callweave._slots`). A user's ``NodeTransformer`` runs on the
+rewritten tree; its module's source is part of the key.
+
 Rewritten code finds what it calls (the profiler's runtime, wrappers, the module version's
 profile-table entry and site table) in its module's globals: ``get_code``, when importlib's
 ``exec_module`` calls it for an import or a reload, puts the names into the module about to
@@ -35,6 +41,8 @@ from __future__ import annotations
 
 import _imp
 import builtins
+import dataclasses
+import hashlib
 import importlib.machinery
 import importlib.util
 import os
@@ -51,7 +59,16 @@ from typing import Any, cast
 from callweave import _native, _pycache, lifecycle
 from callweave._compile import compile_rewritten, decode_source
 from callweave._lookup import code_objects, find_function
-from callweave.config import Config, ProfileRule, RuleBase, WrapRule, load_config, rules_hash
+from callweave.config import (
+    Config,
+    ProfileRule,
+    RuleBase,
+    TransformRule,
+    Where,
+    WrapRule,
+    load_config,
+    rules_hash,
+)
 from callweave.errors import ConfigError, RewriteError
 from callweave.profiler import (
     FUNCTION_FINDERS,
@@ -61,7 +78,7 @@ from callweave.profiler import (
     register_profile,
 )
 from callweave.sites import make_sites
-from callweave.transforms import REGISTRY, RuntimeNames, Transform
+from callweave.transforms import REGISTRY, RuntimeNames, Transform, configured
 
 __all__ = [
     "CallweaveFinder",
@@ -168,6 +185,11 @@ class ModulePlan:
     def wrap(self) -> tuple[WrapRule, ...]:
         """The module's wrap rules."""
         return cast(tuple[WrapRule, ...], self.of("wrap"))
+
+    @property
+    def transform(self) -> tuple[TransformRule, ...]:
+        """The module's transform rules."""
+        return cast(tuple[TransformRule, ...], self.of("transform"))
 
     def rule_indices(self, table: str) -> range:
         """The engine's indices of one transform's rules (see :func:`native_rules`)."""
@@ -300,22 +322,31 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         # Undecodable bytes CPython accepts (in comments) are decoded position for position;
         # what CPython rejects raises its own SyntaxError, with the file and line.
         source = decode_source(data, path)
-        rules = native_rules(self._require_plan(fullname), *_version_names(key_hash))
+        plan = self._require_plan(fullname)
+        rules = native_rules(plan, *_version_names(key_hash))
+        # The users' NodeTransformers run on the rewritten tree (after every engine rule),
+        # then pytest's assertion rewriting, as pytest would rewrite the module alone.
+        users = [a for a in self._finder.appliers(plan) if a.transformer is not None]
+        pytest_hook = self._pytest_hook
         tree_hook = None
-        if self._pytest_hook is not None:
-            from _pytest.assertion.rewrite import rewrite_asserts
-
-            hook = self._pytest_hook
+        if users or pytest_hook is not None:
 
             def tree_hook(tree: Any, result: Any) -> Any:
-                rewrite_asserts(tree, result.source.encode(), path, hook.config)
+                if users:
+                    tree = configured.apply_transformers(tree, result, users)
+                if pytest_hook is not None:
+                    from _pytest.assertion.rewrite import rewrite_asserts
+
+                    rewrite_asserts(tree, result.source.encode(), path, pytest_hook.config)
                 return tree
 
         code, result = compile_rewritten(
             source, path, rules, optimize=sys.flags.optimize, tree_hook=tree_hook
         )
         # Plain data only (tuples, the cache format): it is marshalled into the cache with
-        # the code.
+        # the code. The code is cached before its constant slots are loaded (their values,
+        # Decimal or the user's objects, are not marshallable): the slot table is cached and
+        # the values are computed and loaded at every import (``_load_constants``).
         meta = (
             [
                 (
@@ -329,8 +360,18 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
                 for f in result.functions
             ],
             [s.row() for s in result.sites],
+            [configured.slot_row(c) for c in result.constants],
         )
         return code, meta
+
+    def _load_constants(self, plan: ModulePlan, code: CodeType, meta: Any) -> CodeType:
+        """``code`` with its constant slots loaded as the values their transforms give."""
+        appliers = self._finder.rule_appliers(plan)
+        values = configured.slot_values(meta[2], appliers)
+        for applier in appliers:
+            if applier is not None:
+                values.update(applier.names)
+        return configured.patch(code, values) if values else code
 
     def _require_plan(self, fullname: str) -> ModulePlan:
         if self._plan is None or self._plan.fullname != fullname:
@@ -362,38 +403,41 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         key_hash = digest.hex()
         cache = _pycache.cache_path(path)
         entry = _pycache.read_entry(cache, digest)
-        if entry is not None and not _pycache.valid_meta(entry[1], plan.rule_indices("profile")):
+        if entry is not None and not _pycache.valid_meta(
+            entry[1], plan.rule_indices("profile"), plan.rule_indices("transform")
+        ):
             entry = None
-        if entry is not None:
-            _counters["cache_hits"] += 1
-            # As for ordinary bytecode: a tree moved with its __pycache__ names its new path.
-            _imp._fix_co_filename(entry[0], path)  # type: ignore[attr-defined]
-        else:
-            try:
+        try:
+            if entry is not None:
+                _counters["cache_hits"] += 1
+                # As for ordinary bytecode: a tree moved with its __pycache__ names its new path.
+                _imp._fix_co_filename(entry[0], path)  # type: ignore[attr-defined]
+            else:
                 entry = self._rewrite(fullname, path, data, key_hash)
-            except SyntaxError as exc:
-                # The user's own error, as a plain import raises it: not chained to the
-                # engine's parse error or to the rewritten source's SyntaxError.
-                exc.__suppress_context__ = True
-                raise
-            except RewriteError as exc:
-                if self._finder.strict:
-                    raise ImportError(
-                        f"callweave cannot rewrite module {fullname!r} ({path}): {exc}",
-                        name=fullname,
-                        path=path,
-                    ) from exc
-                _counters["fallbacks"] += 1
-                warnings.warn(
-                    f"callweave: importing {fullname!r} unmodified: {exc}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                # SourceLoader.get_code returns None only for a loader without source.
-                return cast(CodeType, super().get_code(fullname))
-            _counters["rewritten"] += 1
-            _pycache.write_entry(cache, path, digest, *entry)
-        code, meta = entry
+                _counters["rewritten"] += 1
+                _pycache.write_entry(cache, path, digest, *entry)
+            code = self._load_constants(plan, *entry)
+        except SyntaxError as exc:
+            # The user's own error, as a plain import raises it: not chained to the
+            # engine's parse error or to the rewritten source's SyntaxError.
+            exc.__suppress_context__ = True
+            raise
+        except RewriteError as exc:
+            if self._finder.strict:
+                raise ImportError(
+                    f"callweave cannot rewrite module {fullname!r} ({path}): {exc}",
+                    name=fullname,
+                    path=path,
+                ) from exc
+            _counters["fallbacks"] += 1
+            warnings.warn(
+                f"callweave: importing {fullname!r} unmodified: {exc}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            # SourceLoader.get_code returns None only for a loader without source.
+            return cast(CodeType, super().get_code(fullname))
+        meta = entry[1]
         version = self._finder.version(plan, path, key_hash, meta)
         if isinstance(module, ModuleType):
             self._finder.bind_module(module, fullname, version, code)
@@ -417,6 +461,10 @@ class CallweaveFinder:
             for rule in config.rules(transform.table):
                 objects = transform.static_names(rule, self.resolved)
                 self._static[rule] = {n: made.setdefault(n, v) for n, v in objects.items()}
+        #: Per transform rule: its built-in or the user's transformer class, resolved now.
+        self._appliers = configured.prepare(
+            config.transform, self.resolved, Where(config.path, "tool.callweave.transform")
+        )
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
         #: Per module name asked for: its plan, or None when no rule applies (or excluded).
         self._plans: dict[str, ModulePlan | None] = {}
@@ -471,7 +519,7 @@ class CallweaveFinder:
         current = self._versions.get(fullname)
         if current is not None and current.key_hash == key_hash:
             return current
-        functions, rows = meta
+        functions, rows = meta[0], meta[1]
         sites = [_native.Site(*row) for row in rows]
         profiles, wraps = plan.profile, plan.wrap
         enter_name, sites_name = _version_names(key_hash)
@@ -568,6 +616,21 @@ class CallweaveFinder:
         namespace.update(version.names)
         self._in_builtins[fullname] = tuple(version.names)
 
+    def appliers(self, plan: ModulePlan) -> list[configured.Applier]:
+        """The resolved transform rules of a module, in order."""
+        return [self._appliers[r] for r in plan.transform]
+
+    def rule_appliers(self, plan: ModulePlan) -> list[configured.Applier | None]:
+        """Per engine rule of the module (:func:`native_rules`'s order), its applier.
+
+        None stands for the other transforms' rules.
+        """
+        return [
+            self._appliers[cast(TransformRule, r)] if t.table == "transform" else None
+            for t, selected in plan.rules
+            for r in selected
+        ]
+
     def plan(self, fullname: str) -> ModulePlan | None:
         """The rules that apply to the module, or None (cached: imports ask for many names)."""
         try:
@@ -575,6 +638,13 @@ class CallweaveFinder:
         except KeyError:
             pass
         plan = None if _excluded(fullname) else ModulePlan.resolve(self.config, fullname)
+        sources = [a.source_hash for a in self.appliers(plan)] if plan is not None else []
+        if plan is not None and any(sources):
+            # A user transformer's effect is in the cached code: its source is in the key.
+            h = hashlib.sha256(plan.rules_hash.encode())
+            for source_hash in sources:
+                h.update(b"\0" + source_hash.encode())
+            plan = dataclasses.replace(plan, rules_hash=h.hexdigest())
         self._plans[fullname] = plan
         return plan
 

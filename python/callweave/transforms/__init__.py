@@ -17,12 +17,13 @@ injects). :mod:`callweave.config`, :mod:`callweave.hook` and :mod:`callweave.cli
 :data:`REGISTRY`; adding a transform is one module here and one line below.
 
 The order is the engine's rule order for a module: earlier transforms' rules are innermost
-(a module's wrap rules come before its profile rules, so profiling times the wrapped calls).
+(a module's transform rules come first, so literals are replaced before calls are wrapped;
+its wrap rules come before its profile rules, so profiling times the wrapped calls).
 """
 
 from __future__ import annotations
 
-from callweave.transforms import profile, wrap
+from callweave.transforms import configured, profile, wrap
 from callweave.transforms._base import EngineTransform
 from callweave.transforms._registry import RuntimeNames, Transform
 from callweave.transforms.constants import asconstants
@@ -79,6 +80,7 @@ __all__ = [
 
 #: Every transform, in the engine's rule order for a module.
 REGISTRY: tuple[Transform, ...] = (
+    configured.TRANSFORM,
     wrap.TRANSFORM,
     profile.TRANSFORM,
 )

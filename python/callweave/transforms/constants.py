@@ -18,8 +18,18 @@ from typing import Any, TypeVar
 from callweave import _native
 from callweave._functions import Layer, rewrite_with_layers
 from callweave._slots import patch_code
+from callweave.errors import RewriteError, SourceUnavailableError
+from callweave.transforms._base import bytecode_fallback, has_pseudo_file
 
 __all__ = ["asconstants"]
+
+
+def _frozen_names(constants: Mapping[str, Any]) -> Any:
+    """Functions without source: global and builtin loads, as codetransformer did."""
+    from callweave.bytecode.sourceless import FrozenNames
+
+    return FrozenNames(constants)
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,6 +133,13 @@ def asconstants(*builtin_names: str, **values: Any) -> Callable[[F], F]:
             return patch_code(code, constants)
 
         layer = Layer("asconstants", make_rule, patch=patch)
-        return rewrite_with_layers(target, layer)
+        try:
+            return rewrite_with_layers(target, layer)
+        except SourceUnavailableError:
+            return bytecode_fallback(target, lambda: _frozen_names(constants))
+        except RewriteError:
+            if not has_pseudo_file(target):
+                raise
+            return bytecode_fallback(target, lambda: _frozen_names(constants))
 
     return decorate

@@ -51,6 +51,14 @@ class _OverloadedDisplays(EngineTransform):
         """``astype`` itself."""
         return self.astype
 
+    def bytecode_transformer(self) -> Any:
+        """Functions without source: list, set and dict displays (not tuples nor slices)."""
+        if self._kind not in ("list", "set", "dict"):
+            return None
+        from callweave.bytecode.sourceless import OverloadedDisplays
+
+        return OverloadedDisplays(self._kind, self.astype)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.astype!r})"
 

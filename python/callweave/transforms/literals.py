@@ -74,6 +74,15 @@ class _OverloadedLiterals(EngineTransform):
             return self.xform(slot.text.replace("_", ""))
         return self.xform(literal_value(slot.text))
 
+    def bytecode_transformer(self) -> Any:
+        """Functions without source: the constants of the type, as codetransformer did."""
+        from callweave.bytecode.sourceless import OverloadedConstants
+
+        kind = {"str": str, "bytes": bytes, "int": int, "float": float, "complex": complex}
+        return OverloadedConstants(
+            kind[self._type], self.xform, fresh=self.fresh, from_text=self.from_text
+        )
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.xform!r})"
 

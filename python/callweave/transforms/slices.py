@@ -49,6 +49,12 @@ class precomputed_slices(EngineTransform):
         parts = (node.slice.lower, node.slice.upper, node.slice.step)
         return slice(*(None if p is None else literal_value(ast.unparse(p)) for p in parts))
 
+    def bytecode_transformer(self) -> Any:
+        """Functions without source: constant-bound slices, as codetransformer did."""
+        from callweave.bytecode.sourceless import PrecomputedSlices
+
+        return PrecomputedSlices()
+
 
 #: The ``islice_literals`` decorator.
 islice_literals = _IsliceLiterals()
