@@ -6,6 +6,7 @@ import dis
 import importlib
 import importlib.util
 import inspect
+import subprocess
 import sys
 import types
 from typing import Any
@@ -245,3 +246,21 @@ def test_jump_to_instruction_outside_the_code_is_a_clear_error() -> None:
     with pytest.raises(BytecodeError, match="not one of its instructions"):
         bad.replace(name="f").to_pycode()
     assert jump.arg in code.instrs
+
+
+def test_without_the_bytecode_package_the_import_error_names_the_extra():
+    script = (
+        "import sys\n"
+        "sys.modules['bytecode'] = None  # as if the optional extra were not installed\n"
+        "try:\n"
+        "    import callweave.bytecode\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == (
+        "callweave.bytecode needs the bytecode package, an optional extra: "
+        "pip install 'callweave[bytecode]'"
+    )

@@ -9,6 +9,14 @@
 Needs the ``bytecode`` package: ``pip install callweave[bytecode]``.
 """
 
+try:
+    import bytecode as _bytecode_package  # noqa: F401  (checked before the modules below use it)
+except ImportError as _missing:
+    raise ImportError(
+        "callweave.bytecode needs the bytecode package, an optional extra: "
+        "pip install 'callweave[bytecode]'"
+    ) from _missing
+
 from callweave.bytecode import instructions
 from callweave.bytecode.code import BytecodeError, Code, Flag
 from callweave.bytecode.instructions import ExceptHandler, Instruction
