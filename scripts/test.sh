@@ -6,6 +6,11 @@
 source "$(dirname "$0")/pythons.sh"
 cd "$ROOT"
 
+# The programs some tests talk to for real (Chromium, Prometheus); with them installed, a test
+# that cannot find one fails instead of skipping.
+bash scripts/system-deps.sh
+export CALLWEAVE_REQUIRE_SYSTEM_DEPS=1
+
 echo "== cargo fmt, clippy"
 cargo fmt --all -- --check
 cargo clippy --quiet --workspace --all-targets -- -D warnings
