@@ -294,7 +294,8 @@ def test_run_keeps_report_none_from_the_config(project):
     [
         ("--time-limit", "5x", "--time-limit '5x': unknown unit 'x'"),
         ("--time-limit", "1m30", "--time-limit '1m30': a duration string needs a unit"),
-        ("--report", "html", "--report 'html': must be \"text\""),
+        ("--report", "xml", "--report 'xml': must be \"text\""),
+        ("--report", "html", "--report 'html': \"html\" needs a file"),
         ("--report", "json", "--report 'json': \"json\" needs a file"),
     ],
 )

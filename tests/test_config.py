@@ -197,7 +197,7 @@ def test_value_objects_validate_themselves():
     with pytest.raises(ValueError, match="takes no path"):
         Report("text", Path("x"))
     with pytest.raises(ValueError, match="unknown report kind"):
-        Report("html")  # type: ignore[arg-type]
+        Report("xml")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs a target"):
         CallbackSpec("callable")
     with pytest.raises(ValueError, match="not a callable reference"):
@@ -227,7 +227,8 @@ def test_rules_built_directly_take_lists_and_stay_hashable():
 BAD = [
     # (table, key path, value as shown, reason fragment)
     ({"reprot": "text"}, "tool.callweave.reprot", '"text"', "did you mean 'report'?"),
-    ({"report": "html"}, "tool.callweave.report", '"html"', '"json:PATH"'),
+    ({"report": "xml"}, "tool.callweave.report", '"xml"', '"html:PATH"'),
+    ({"report": "html"}, "tool.callweave.report", '"html"', 'write "html:PATH"'),
     ({"report": "json"}, "tool.callweave.report", '"json"', 'write "json:PATH"'),
     ({"report": "pstats:"}, "tool.callweave.report", '"pstats:"', "needs a file"),
     ({"report": "text:x"}, "tool.callweave.report", '"text:x"', "takes no path"),
@@ -264,7 +265,7 @@ BAD = [
         {"zzz": 1},
         "tool.callweave.zzz",
         "1",
-        "the keys here are: report, strict, profile, transform, wrap",
+        "the keys here are: report, strict, top, sort, profile, transform, wrap",
     ),
     (
         {"profile": [profile(time_limt="5ms")]},

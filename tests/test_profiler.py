@@ -519,9 +519,19 @@ def test_default_below_callback_logs_info(caplog):
     assert 0 < float(m[1]) < 10
 
 
+DURATION = r"[0-9.]+ (?:s|ms|\u00b5s|ns)|0"
 SITE_LINE = re.compile(
-    rf"  ({NUMBER})s total  (\d+)x  mean ({NUMBER})s  max ({NUMBER})s  line (\d+)  (\S+): (.*)"
+    rf"  ({DURATION}) total  (\d+)x  mean ({DURATION})  max ({DURATION})  line (\d+)  (\S+): (.*)"
 )
+_SCALE = {"s": 1.0, "ms": 1e-3, "\u00b5s": 1e-6, "ns": 1e-9}
+
+
+def seconds(text: str) -> float:
+    """A duration as the default log writes it (``8.01 \u00b5s``) in seconds."""
+    if text == "0":
+        return 0.0
+    value, unit = text.split(" ")
+    return float(value) * _SCALE[unit]
 
 
 def test_recompyle_readme_example_logs_a_warning_slowest_site_first(caplog):
@@ -537,7 +547,7 @@ def test_recompyle_readme_example_logs_a_warning_slowest_site_first(caplog):
     for line in lines:
         site = SITE_LINE.fullmatch(line)
         assert site, line
-        total, count, mean = float(site[1]), int(site[2]), float(site[3])
+        total, count, mean = seconds(site[1]), int(site[2]), seconds(site[3])
         assert mean == pytest.approx(total / count, rel=0.02)
         parsed.append((site[7], site[6], int(site[5]), count, total))
     func = profiled.example_function.__callweave__.original
@@ -572,9 +582,15 @@ def test_nothing_is_formatted_when_the_level_filters_the_record_out(caplog, monk
         """The profiler's logger, counting the records it is asked to make."""
 
         def __init__(self, real):
+            self.name = real.name
             self.isEnabledFor = real.isEnabledFor
-            self.info = counting("info", real.info)
-            self.warning = counting("warning", real.warning)
+            self.handle = real.handle
+
+            def make_record(name, level, *args, **kwargs):
+                counts[logging.getLevelName(level).lower()] += 1
+                return real.makeRecord(name, level, *args, **kwargs)
+
+            self.makeRecord = make_record
 
     for name in ("_format_above", "_site_times", "_call_times"):
         monkeypatch.setattr(profiler_module, name, counting(name, getattr(profiler_module, name)))
@@ -614,6 +630,42 @@ def test_default_callbacks_accept_recompyle_style_plain_dicts(caplog):
     assert head == "small finished in 0.5s, above limit of 0.3s"
     assert SITE_LINE.fullmatch(first)[6] == "a"  # 0.3 s in total
     assert SITE_LINE.fullmatch(second)[6] == "b"
+
+
+def test_default_log_records_are_located_at_the_profiled_function(caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    assert profiled.quick() == 1
+    assert profiled.example_function(2) == "other val: 123.45"
+    below, above = caplog.records
+    formatter = logging.Formatter("%(filename)s:%(lineno)d %(funcName)s")
+    for rec, func in ((below, profiled.quick), (above, profiled.example_function)):
+        original = func.__callweave__.original
+        code = original.__code__
+        assert (rec.pathname, rec.lineno, rec.funcName) == (
+            code.co_filename,
+            code.co_firstlineno,
+            original.__name__,
+        )
+        expected = f"profiled.py:{code.co_firstlineno} {original.__name__}"
+        assert formatter.format(rec) == expected
+        assert rec.module == "profiled"
+    # called directly (recompyle style), the record is located at the function given
+    caplog.clear()
+    default_above_log(0.5, 0.3, {"a": [0.5]}, profiled.small)
+    (rec,) = caplog.records
+    assert (rec.lineno, rec.funcName) == (profiled.small.__code__.co_firstlineno, "small")
+
+
+def test_default_above_log_formats_durations_and_names_literal_methods(caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    times = CallTimes(sites=[SiteTime('"".join(\n  parts)', None, 7, 2, 8.01e-06, 5e-06)])
+    default_above_log(0.5, 0.3, times, profiled.small)
+    (rec,) = caplog.records
+    _head, site = rec.getMessage().splitlines()
+    assert site == (
+        "  8.01 \u00b5s total  2x  mean 4.00 \u00b5s  max 5.00 \u00b5s  line 7  "
+        'str.join: "".join(parts)'
+    )
 
 
 # --------------------------------------------------------------------------- aggregates

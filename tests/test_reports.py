@@ -102,15 +102,16 @@ def fake(qualname="f", *, line=10, count=2, total=1.0, sites=(), pid_p95=0.5, **
     ("seconds", "text"),
     [
         (0, "0"),
-        (1.5e-9, "1.50ns"),
-        (5e-7, "500ns"),
-        (2.5e-6, "2.50\u00b5s"),
-        (999.4e-6, "999\u00b5s"),
-        (999.6e-6, "1.00ms"),
-        (0.0123, "12.3ms"),
-        (2.0, "2.00s"),
-        (123.4, "123s"),
-        (-0.002, "-2.00ms"),
+        (1.5e-9, "1.50 ns"),
+        (5e-7, "500 ns"),
+        (2.5e-6, "2.50 \u00b5s"),
+        (8.01e-6, "8.01 \u00b5s"),
+        (999.4e-6, "999 \u00b5s"),
+        (999.6e-6, "1.00 ms"),
+        (0.0123, "12.3 ms"),
+        (2.0, "2.00 s"),
+        (123.4, "123 s"),
+        (-0.002, "-2.00 ms"),
         (math.inf, "inf"),
     ],
 )
@@ -123,16 +124,17 @@ def test_text_lists_functions_sorted_by_total_with_counts_and_errors():
     stats = mine()
     text = render_text(stats)
     lines = text.splitlines()
-    assert lines[0] == "callweave: 5 profiled functions ran 12 times; 2 never ran"
+    assert lines[0] == "callweave: 5 profiled functions ran 12 times"
+    assert lines[1] == f"2 never ran: {MODULE}:fact, {MODULE}:never"
     rows = {
         name: next(line for line in lines if line.startswith(f"{MODULE}:{name} "))
         for name in ("heavy", "light", "failing", "many", "Greeter.greet")
     }
-    assert "never" not in text.replace("never ran", "")
+    assert f"{MODULE}:never " not in text
     assert rows["heavy"].split()[1:3] == ["3", "0"]
     assert rows["light"].split()[1:3] == ["5", "0"]
     assert rows["failing"].split()[1:3] == ["1", "1"]
-    assert rows["heavy"].split()[-1] == "1000s"
+    assert rows["heavy"].split()[-2:] == ["1000", "s"]
     expected = [f.qualname for f in sorted(stats, key=lambda f: -f.total) if f.count]
     shown = [line.split()[0].partition(":")[2] for line in lines if line.startswith(MODULE)]
     assert shown == expected
@@ -142,15 +144,15 @@ def test_text_lists_functions_sorted_by_total_with_counts_and_errors():
 def test_text_columns_are_aligned():
     run_all()
     lines = render_text(mine()).splitlines()
-    header = lines[2]
+    header = lines[3]
     assert header.startswith("function / call site")
     for column in ("count", "total", "max"):  # filled in every row, right-aligned
         end = header.index(column) + len(column)
-        for line in lines[3:]:
+        for line in lines[4:]:
             if line:
                 assert line[end - 1] != " ", (column, line)
                 assert line[end : end + 1] in ("", " "), (column, line)
-    data = [line for line in lines[3:] if line.startswith(MODULE)]
+    data = [line for line in lines[4:] if line.startswith(MODULE)]
     assert len({len(line) for line in data}) == 1
 
 
@@ -182,7 +184,11 @@ def test_text_top_sites_parameter():
 
 def test_text_when_nothing_ran():
     assert render_text([]) == "callweave: no profiled function ran\n"
-    assert render_text(mine()) == "callweave: no profiled function ran\n"
+    assert render_text(mine()) == (
+        f"callweave: no profiled function ran (7 never ran: {MODULE}:Greeter.greet, "
+        f"{MODULE}:fact, {MODULE}:failing, {MODULE}:heavy, {MODULE}:light, {MODULE}:many, "
+        f"{MODULE}:never)\n"
+    )
 
 
 def test_text_combines_entries_of_one_function_and_names_odd_callees():
@@ -191,7 +197,7 @@ def test_text_combines_entries_of_one_function_and_names_odd_callees():
     text = render_text([a, b])
     assert text.splitlines()[0] == "callweave: 1 profiled function ran 4 times"
     row = next(line for line in text.splitlines() if line.startswith("m:f"))
-    assert row.split()[1:4] == ["4", "0", "2.00s"]
+    assert row.split()[1:5] == ["4", "0", "2.00", "s"]
     site_row = next(line for line in text.splitlines() if "g()()" in line)
     assert site_row.split()[:3] == ["12", "g()()", "4"]  # callee is the text's prefix
     odd = fake(sites=[SiteStats("(lambda: 1)()", "lam", 12, 1, 0.25, 0.25, 0.25)])
@@ -242,8 +248,13 @@ def test_json_schema():
         "p95",
         "p99",
         "sites",
+        "above",
+        "histogram",
     }
     assert (heavy["module"], heavy["filename"], heavy["count"]) == (MODULE, FILE, 3)
+    assert heavy["above"] == 0  # the limit is 1000 s
+    assert sum(n for _, _, n in heavy["histogram"]) == 3
+    assert all(low < high for low, high, _ in heavy["histogram"])
     assert functions["failing"]["errors"] == 1
     assert functions["never"]["count"] == 0
     sites = {s["text"]: s for s in heavy["sites"]}
@@ -322,8 +333,9 @@ def test_merge_json_sums_counts_and_keeps_processes():
     assert heavy["mean"] == pytest.approx(heavy["total"] / 9)
     assert heavy["min"] == min(f1["heavy"]["min"], f2["heavy"]["min"])
     assert heavy["max"] == max(f1["heavy"]["max"], f2["heavy"]["max"])
-    for p in ("p50", "p95", "p99"):
-        assert heavy[p] == max(f1["heavy"][p], f2["heavy"][p])
+    # percentiles come from the added histograms (see test_merged_histograms_...)
+    assert sum(n for _, _, n in heavy["histogram"]) == 9
+    assert heavy["min"] <= heavy["p50"] <= heavy["p95"] <= heavy["p99"] <= heavy["max"]
     assert [(e["pid"], e["count"], e["p95"]) for e in heavy["processes"]] == [
         (first["pid"], 3, f1["heavy"]["p95"]),
         (first["pid"] + 1, 6, f2["heavy"]["p95"]),
@@ -486,10 +498,18 @@ def test_pstats_model_edge_cases():
     )
     d = to_pstats([rec])
     fkey = ("/src/m.py", 3, "f")
-    assert d[fkey] == (2, 2, 0.0, 1.0, {})
-    assert d[("/src/m.py", 3, "f (call)")][:4] == (1, 1, 0.75, 0.75)
+    # the recursive call is an edge from f to itself, not a node of its own
+    assert d[fkey] == (2, 2, 0.0, 1.0, {fkey: (1, 1, 0.0, 0.75)})
+    assert ("/src/m.py", 3, "f (call)") not in d
     assert d[("/src/m.py", 5, "h")] == (2, 2, 0.25, 0.25, {fkey: (2, 2, 0.25, 0.25)})
-    assert d[("/src/m.py", 6, "x()()")][:2] == (1, 1)
+    assert d[("/src/m.py", 6, "x()")][:2] == (1, 1)  # named by its callee expression
+    # a site named like a profiled function it does not call (another file's) stays a leaf,
+    # renamed so that the two keys differ
+    other = fake("g", line=4, filename="/src/m.py", count=1, total=0.1)
+    twin = fake("g", line=9, filename="/src/n.py", count=1, total=0.1)
+    d = to_pstats([rec, other, twin])
+    assert ("/src/m.py", 4, "g (call)") not in d
+    assert set(d[("/src/m.py", 4, "g")][4]) == {fkey}  # linked: the g in f's own file
     assert ("/src/m.py", 7, "unused") not in d
     marshal.loads(marshal.dumps(d))
 
@@ -823,3 +843,186 @@ def test_exit_report_to_dev_stdout_through_a_pipe():
     assert done.returncode == 0, done.stderr
     first, _, rest = done.stdout.partition("\n")
     assert first == "first" and rest.endswith("}\nlast\n")
+
+
+# ---------------------------------------------------------------------------- issue 11
+
+
+def graph():
+    """The stats of the calling functions of fixtures/report_graph after two top() calls."""
+    from fixtures import report_graph as g
+
+    g.top(1)
+    g.top(2)
+    return [f for f in callweave.stats() if f.module == g.__name__], g
+
+
+def test_text_self_time_column_and_callee_of_a_literal_method():
+    stats, g = graph()
+    text = render_text(stats)
+    lines = text.splitlines()
+    header = lines[3].split()
+    assert header[-8:] == ["count", "errors", "total", "self", "mean", "p95", "max", "limit"]
+    middle = by_name(stats)["middle"]
+    row = next(line for line in lines if line.startswith(f"{g.__name__}:middle "))
+    assert " ".join(row.split()[5:7]) == format_duration(middle.self_time)
+    assert middle.self_time == pytest.approx(middle.total - sum(s.total for s in middle.sites))
+    assert 0 < middle.self_time < middle.total
+    join = next(line for line in lines if '"".join(parts)' in line)
+    assert '"".join(parts)  [str.join]' in join
+    assert lines[1] == f"1 never ran: {g.__name__}:idle"
+
+
+def test_text_top_and_sort():
+    stats, g = graph()
+    m = g.__name__
+    by_total = [line.split()[0] for line in render_text(stats).splitlines() if line.startswith(m)]
+    ran = sorted((f for f in stats if f.count), key=lambda f: -f.total)
+    assert by_total == [f"{m}:{f.qualname}" for f in ran]
+    assert by_total[0] == f"{m}:top"
+    text = render_text(stats, top=1, sort="count")
+    shown = [line.split()[0] for line in text.splitlines() if line.startswith(m)]
+    assert shown == [f"{m}:leaf"]  # 6 invocations
+    assert text.splitlines()[0].endswith(", sorted by count")
+    assert text.splitlines()[-1].startswith("\u2026 2 more functions (top 1), ")
+    by_name_ = render_text(stats, sort="name").splitlines()
+    assert [line.split()[0] for line in by_name_ if line.startswith(m)] == sorted(by_total)
+    by_self = [f.qualname for f in sorted(stats, key=lambda f: -f.self_time) if f.count]
+    shown = [line.split()[0] for line in render_text(stats, sort="self").splitlines() if line]
+    assert [s.partition(":")[2] for s in shown if s.startswith(m)] == by_self
+    with pytest.raises(ValueError, match="unknown sort key 'speed'"):
+        render_text(stats, sort="speed")
+    with pytest.raises(ValueError, match="top must be at least 1"):
+        render_text(stats, top=0)
+
+
+def test_report_config_top_and_sort_reach_the_exit_report(tmp_path):
+    from callweave.config import parse_config
+
+    stats, _g = graph()
+    config = parse_config({"report": "text", "top": 2, "sort": "count"}, path=None)
+    assert config.report == Report("text", top=2, sort="count")
+    assert parse_config(config.to_table(), path=None).report == config.report
+    out = io.StringIO()
+    report(config.report, stats=stats, file=out)
+    assert out.getvalue() == render_text(stats, top=2, sort="count")
+    for table, message in [
+        ({"top": 0}, "top = 0: must be a whole number of functions >= 1"),
+        ({"top": "5"}, 'top = "5": must be a whole number'),
+        ({"sort": "speed"}, 'sort = "speed": must be one of total, self'),
+    ]:
+        with pytest.raises(callweave.ConfigError, match=re.escape(message)):
+            parse_config(table, path=None)
+
+
+def test_pstats_is_a_call_graph_whose_total_is_the_outermost_time(tmp_path):
+    stats, g = graph()
+    f = by_name(stats)
+    path = tmp_path / "graph.prof"
+    write_pstats(stats, path)
+    loaded = pstats.Stats(str(path), stream=io.StringIO())
+    key = {name: (g.__file__, f[name].line, name) for name in ("top", "middle", "leaf")}
+    # each profiled function is one node with its own count; its callers are the profiled
+    # functions that call it, one edge per caller
+    assert loaded.stats[key["top"]][:2] == (2, 2) and loaded.stats[key["top"]][4] == {}
+    assert set(loaded.stats[key["middle"]][4]) == {key["top"]}
+    assert loaded.stats[key["middle"]][4][key["top"]][:2] == (2, 2)
+    leaf_callers = loaded.stats[key["leaf"]][4]
+    assert set(leaf_callers) == {key["top"], key["middle"]}
+    assert leaf_callers[key["middle"]][:2] == (4, 4)
+    assert leaf_callers[key["top"]][:2] == (2, 2)
+    assert loaded.stats[key["leaf"]][:2] == (6, 6)
+    assert loaded.stats[key["leaf"]][2] == pytest.approx(f["leaf"].self_time)
+    # no separate node for a call of a profiled function
+    assert not any(k[2] in ("middle", "leaf") and k not in key.values() for k in loaded.stats)
+    # the header's total is the outermost functions' time, each part counted once
+    assert loaded.total_tt == pytest.approx(f["top"].total, rel=0.01)
+    assert loaded.total_tt <= f["top"].total
+    # print_callees chains: top -> middle -> leaf
+    buf = io.StringIO()
+    pstats.Stats(str(path), stream=buf).print_callees("middle")
+    assert "(leaf)" in buf.getvalue() and "(str.join)" in buf.getvalue()
+    buf = io.StringIO()
+    pstats.Stats(str(path), stream=buf).print_callers("leaf")
+    assert "(top)" in buf.getvalue() and "(middle)" in buf.getvalue()
+
+
+def test_pstats_links_by_name_only_when_unambiguous():
+    a = fake("f", line=3, sites=[SiteStats("g(1)", "g", 4, 1, 0.5, 0.5, 0.5)])
+    g1 = fake("g", line=20, count=1, total=0.4, sites=[])
+    other = fake("g", line=5, count=1, total=0.1, filename="/src/other.py", module="o")
+    d = to_pstats([a, g1, other])
+    assert set(d[("/src/m.py", 20, "g")][4]) == {("/src/m.py", 3, "f")}  # same file wins
+    assert d[("/src/other.py", 5, "g")][4] == {}
+    d = to_pstats([a, other])  # the only g anywhere
+    assert set(d[("/src/other.py", 5, "g")][4]) == {("/src/m.py", 3, "f")}
+    two = [a, fake("g", line=5, filename="/x.py"), fake("g", line=6, filename="/y.py")]
+    d = to_pstats(two)
+    assert ("/src/m.py", 4, "g") in d  # ambiguous: a leaf of its own
+
+
+def test_percentiles_within_min_and_max():
+    stats, _ = graph()
+    for f in stats:
+        if f.count:
+            assert f.min <= f.p50 <= f.p95 <= f.p99 <= f.max, f
+            assert sum(n for _, _, n in f.histogram) == f.count
+    # older reports whose p95 exceeded max are clamped when read
+    doc = to_json([fake(count=2, min=0.25, max=0.75, p95=0.8, p99=0.9)])
+    doc["functions"][0]["p95"] = 0.8
+    (f,) = stats_from_json(doc)
+    assert (f.p95, f.p99) == (0.75, 0.75)
+
+
+def test_merged_histograms_give_merged_percentiles():
+    a = fake(
+        count=3,
+        min=0.001,
+        max=0.003,
+        p50=0.002,
+        p95=0.003,
+        p99=0.003,
+        histogram=[(0.00099, 0.00101, 1), (0.00199, 0.00201, 1), (0.00299, 0.00301, 1)],
+    )
+    b = fake(
+        count=1,
+        min=0.009,
+        max=0.011,
+        p50=0.01,
+        p95=0.01,
+        p99=0.01,
+        histogram=[(0.0099, 0.0101, 1)],
+        above=1,
+    )
+    merged = stats_from_json(merge_json([to_json([a]), to_json([b])]))[0]
+    assert merged.count == 4 and merged.above == 1
+    assert merged.histogram == [
+        (0.00099, 0.00101, 1),
+        (0.00199, 0.00201, 1),
+        (0.00299, 0.00301, 1),
+        (0.0099, 0.0101, 1),
+    ]
+    assert merged.p50 == pytest.approx(0.002)
+    assert merged.p95 == pytest.approx(0.01)
+
+
+def test_merge_json_accepts_paths(tmp_path):
+    stats, _g = graph()
+    first, second = tmp_path / "1.json", tmp_path / "2.json"
+    write_json(stats, first)
+    write_json(stats, second)
+    merged = merge_json([first, str(second)])
+    top = next(f for f in merged["functions"] if f["qualname"] == "top")
+    assert top["count"] == 4
+    assert merge_json([first, json.loads(second.read_text())]) == merged | {
+        "processes": merged["processes"]
+    }
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=re.escape(f"{bad} is not a JSON report")):
+        merge_json([first, bad])
+    bad.write_text('{"functions": []}')
+    with pytest.raises(ValueError, match=re.escape(f"{bad} is not a callweave JSON report")):
+        merge_json([bad])
+    with pytest.raises(FileNotFoundError):
+        merge_json([tmp_path / "missing.json"])

@@ -265,10 +265,25 @@ class FunctionProfile:
     def stats(self) -> dict[str, Any]: ...
     def aggregates(
         self,
-    ) -> tuple[int, int, float, float, float, float, float, float, list[tuple[int, float, float]]]:
-        """``stats()`` as one tuple: count, errors, total, min, max, p50, p95, p99, sites.
+    ) -> tuple[
+        int,
+        int,
+        float,
+        float,
+        float,
+        float,
+        float,
+        float,
+        list[tuple[int, float, float]],
+        int,
+        list[tuple[float, float, int]],
+    ]:
+        """``stats()`` as one tuple: count, errors, ..., sites, above, histogram.
 
-        ``sites``: ``(count, total, max)`` per site; times in seconds.
+        In order: count, errors, total, min, max, p50, p95, p99, sites, above, histogram.
+
+        ``sites``: ``(count, total, max)`` per site; ``above``: invocations at or over the
+        limit; ``histogram``: the non-empty buckets ``(low, high, count)``; times in seconds.
         """
     def reset(self) -> None: ...
 

@@ -370,6 +370,59 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    """``callweave report FILE...``: saved JSON reports, merged, as text, HTML or JSON."""
+    from callweave import reports
+
+    try:
+        merged = reports.merge_json(args.files)
+        stats = reports.stats_from_json(merged)
+        if args.html is not None:
+            reports.report("html", args.html, stats=stats)
+        if args.json is not None:  # the merged document, which keeps each process's numbers
+            reports.write_document(merged, args.json)
+        if (args.html is None and args.json is None) or args.text:
+            text = reports.render_text(stats, top=args.top, sort=args.sort)
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
+        print(f"callweave report: {where}{detail}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_report_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from callweave.config import SORT_KEYS
+
+    def top(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+        return value
+
+    report = sub.add_parser(
+        "report",
+        help="show saved JSON reports (merged) as text, or write them as HTML or JSON",
+        description='Merges JSON reports (report = "json:PATH"; of several processes, '
+        "children or a fleet) and prints them as the text report, or writes the HTML report.",
+    )
+    report.add_argument("files", nargs="+", metavar="FILE", help="JSON reports to merge")
+    report.add_argument("--html", metavar="PATH", help="write the HTML report to PATH")
+    report.add_argument("--json", metavar="PATH", help="write the merged JSON report to PATH")
+    report.add_argument(
+        "--text", action="store_true", help="print the text report too (with --html/--json)"
+    )
+    report.add_argument("--top", type=top, default=None, metavar="N", help="list N functions")
+    report.add_argument(
+        "--sort", choices=SORT_KEYS, default="total", help="sort functions by (default: total)"
+    )
+
+
 _RUN_OPTIONS = ("--profile", "--wrap", "--time-limit", "--report")
 
 
@@ -401,6 +454,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("target", metavar="MODULE[:QUALNAME]")
     show.add_argument("--diff", action="store_true", help="a unified diff instead")
     sub.add_parser("check", help="validate the configuration and list what it rewrites")
+    _add_report_parser(sub)
     return parser
 
 
@@ -439,6 +493,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.command == "show":
             return _show(args)
+        if args.command == "report":
+            return _cmd_report(args)
         return _check(args)
     except CallweaveError as exc:
         print(f"callweave: {exc}", file=sys.stderr)

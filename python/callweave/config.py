@@ -3,7 +3,10 @@
 Example (``pyproject.toml``)::
 
     [tool.callweave]
-    report = "text"          # "text" | "json:PATH" | "pstats:PATH" | "none"
+    report = "text"          # "text" | "json:PATH" | "pstats:PATH" | "html:PATH" | "none"
+    top = 20                 # the text report lists the 20 first functions (default: all)
+    sort = "self"            # and sorts them by: total (default), self, mean, max, p95,
+                             # count, errors, above or name
     strict = false           # true: a module that cannot be rewritten fails to import
 
     [[tool.callweave.profile]]
@@ -52,6 +55,7 @@ kept as written.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import importlib
@@ -96,7 +100,9 @@ ENV_VAR: Final = "CALLWEAVE_CONFIG"
 _TABLE: Final = "tool.callweave"
 _JSON_FORMAT: Final = 1
 
-ReportKind: TypeAlias = Literal["text", "json", "pstats", "none"]
+ReportKind: TypeAlias = Literal["text", "json", "pstats", "html", "none"]
+#: What the text report can sort functions by (largest first; ``name`` alphabetically).
+SORT_KEYS: Final = ("total", "self", "mean", "max", "p95", "count", "errors", "above", "name")
 CallbackKind: TypeAlias = Literal["log", "none", "callable"]
 
 
@@ -333,27 +339,37 @@ class Report:
     """The report written when the process exits.
 
     Attributes:
-        kind: ``"text"`` (a readable summary), ``"json"`` or ``"pstats"`` (written to
-            ``path``), or ``"none"``.
-        path: The output file for ``"json"`` and ``"pstats"``; None otherwise.
+        kind: ``"text"`` (a readable summary), ``"json"``, ``"pstats"`` or ``"html"`` (written
+            to ``path``), or ``"none"``.
+        path: The output file for ``"json"``, ``"pstats"`` and ``"html"``; None otherwise.
+        top: The text report lists this many functions (the first by ``sort``); None for all.
+        sort: What the text report sorts functions by, one of :data:`SORT_KEYS`.
     """
 
     kind: ReportKind
     path: Path | None = None
+    top: int | None = None
+    sort: str = "total"
 
     def __post_init__(self) -> None:
         if self.kind in ("text", "none"):
             if self.path is not None:
                 raise ValueError(f"a {self.kind!r} report takes no path")
-        elif self.kind in ("json", "pstats"):
+        elif self.kind in ("json", "pstats", "html"):
             if self.path is None:
                 raise ValueError(f"a {self.kind!r} report needs a path")
         else:
             raise ValueError(f"unknown report kind {self.kind!r}")
+        if self.top is not None and (
+            not isinstance(self.top, int) or isinstance(self.top, bool) or self.top < 1
+        ):
+            raise ValueError(f"top must be a whole number of functions >= 1, not {self.top!r}")
+        if self.sort not in SORT_KEYS:
+            raise ValueError(f"unknown sort key {self.sort!r}; expected one of {SORT_KEYS}")
 
     @classmethod
     def parse(cls, text: str, *, base: Path | None = None) -> Report:
-        """Parses ``"text"``, ``"none"``, ``"json:PATH"`` or ``"pstats:PATH"``.
+        """Parses ``"text"``, ``"none"``, ``"json:PATH"``, ``"pstats:PATH"`` or ``"html:PATH"``.
 
         A configuration file decides where its report goes only inside its own directory
         tree, unless it writes an absolute path: a ``pyproject.toml`` found upward from the
@@ -373,9 +389,9 @@ class Report:
         kind, colon, rest = text.partition(":")
         if kind in ("text", "none"):
             if colon:
-                raise ValueError(f'"{kind}" takes no path; only "json:" and "pstats:" do')
+                raise ValueError(f'"{kind}" takes no path; only "json:", "pstats:" and "html:" do')
             return cls(cast(ReportKind, kind))
-        if kind in ("json", "pstats"):
+        if kind in ("json", "pstats", "html"):
             if not rest.strip():
                 raise ValueError(f'"{kind}" needs a file: write "{kind}:PATH"')
             if rest.startswith("~"):
@@ -394,7 +410,7 @@ class Report:
                     )
                 path = base / inside
             return cls(cast(ReportKind, kind), path)
-        raise ValueError('must be "text", "none", "json:PATH" or "pstats:PATH"')
+        raise ValueError('must be "text", "none", "json:PATH", "pstats:PATH" or "html:PATH"')
 
     def __str__(self) -> str:
         """The configuration text, e.g. ``json:/tmp/profile.json``."""
@@ -594,6 +610,10 @@ class Config:
         from callweave.transforms import REGISTRY
 
         table: dict[str, Any] = {"report": str(self.report), "strict": self.strict}
+        if self.report.top is not None:
+            table["top"] = self.report.top
+        if self.report.sort != "total":
+            table["sort"] = self.report.sort
         for transform in REGISTRY:
             table[transform.table] = [r.to_table() for r in self.rules(transform.table)]
         return table
@@ -709,7 +729,7 @@ class _Where:
 # --------------------------------------------------------------------------- parsing
 
 #: The keys of ``[tool.callweave]`` itself; each transform adds its table's key.
-_OWN_KEYS: Final = ("report", "strict")
+_OWN_KEYS: Final = ("report", "strict", "top", "sort")
 
 #: A key's location in messages (the type transform modules' parsers receive).
 Where = _Where
@@ -944,6 +964,12 @@ def _parse(table: object, path: Path | None, *, report_base: Path | None) -> Con
     _check_keys(table, (*_OWN_KEYS, *_tables()), where, _top_hints())
     report_text = _string(table, "report", where)
     strict = _bool(table, "strict", False, where)
+    top = table.get("top")
+    if top is not None and (not isinstance(top, int) or isinstance(top, bool) or top < 1):
+        raise where.child("top").error("must be a whole number of functions >= 1", top)
+    sort = _string(table, "sort", where)
+    if sort is not None and sort not in SORT_KEYS:
+        raise where.child("sort").error(f"must be one of {', '.join(SORT_KEYS)}", sort)
     rules = {
         transform.table: tuple(
             transform.parse(t, where.child(transform.table).item(i))
@@ -958,6 +984,7 @@ def _parse(table: object, path: Path | None, *, report_base: Path | None) -> Con
             report = Report.parse(report_text, base=report_base)
         except ValueError as exc:
             raise where.child("report").error(str(exc), report_text) from None
+    report = dataclasses.replace(report, top=top, sort=sort or "total")
     return Config(
         **rules,  # type: ignore[arg-type]  # one field per transform's table
         report=report,

@@ -385,7 +385,7 @@ def _stats_of(static: tuple[Any, ...], raw: tuple[Any, ...]) -> Any:
     from callweave.profiler import FunctionStats, SiteStats
 
     module, qualname, filename, line, limit, sites = static
-    count, errors, total, low, high, p50, p95, p99, aggregates = raw
+    count, errors, total, low, high, p50, p95, p99, aggregates, above, histogram = raw
     return FunctionStats(
         module=module,
         qualname=qualname,
@@ -405,6 +405,8 @@ def _stats_of(static: tuple[Any, ...], raw: tuple[Any, ...]) -> Any:
             SiteStats(text, callee, at, n, spent, spent / n if n else 0.0, most)
             for (text, callee, at), (n, spent, most) in zip(sites, aggregates, strict=True)
         ],
+        above=above,
+        histogram=[tuple(b) for b in histogram],
     )
 
 

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from callweave import _native
+from callweave._display import callee_label, format_duration, one_line
 from callweave._functions import Layer, rewrite_with_layers, unique_suffix
 from callweave.config import parse_duration
 from callweave.decorators import call_lists
@@ -205,28 +206,66 @@ def _function_of(profile: _native.FunctionProfile) -> Any:
 
 
 def _format_above(total: float, limit: float, qualname: str, sites: list[SiteTime]) -> str:
+    d = format_duration
+    # The first line is recompyle's; the sites' durations are formatted for people.
     lines = [f"{qualname} finished in {total:g}s, above limit of {limit:g}s"]
     for s in sites:
         mean = s.total / s.count if s.count else 0.0
         lines.append(
-            f"  {s.total:.3g}s total  {s.count}x  mean {mean:.3g}s  max {s.max:.3g}s  "
-            f"line {s.line}  {s.callee or '?'}: {s.text}"
+            f"  {d(s.total)} total  {s.count}x  mean {d(mean)}  max {d(s.max)}  "
+            f"line {s.line}  {callee_label(s.text, s.callee)}: {one_line(s.text)}"
         )
     return "\n".join(lines)
+
+
+def _log_at(where: tuple[str, int, str], level: int, msg: str, *args: object) -> None:
+    """Logs a record located at the profiled function: ``(filename, first line, name)``.
+
+    The record's ``pathname``/``filename``, ``lineno`` and ``funcName`` are the function's,
+    not this module's, so ``%(filename)s:%(lineno)d %(funcName)s`` says which function it is.
+    """
+    filename, line, name = where
+    record = log.makeRecord(log.name, level, filename, line, msg, args, None, name)
+    log.handle(record)
+
+
+def _where_of(func: Any) -> tuple[str, int, str]:
+    """The file, first line and name of a callback's ``func`` (a function or a stand-in)."""
+    code = getattr(func, "__code__", None)
+    name = getattr(func, "__name__", None) or "?"
+    if code is not None:
+        return code.co_filename, code.co_firstlineno, code.co_name
+    return getattr(func, "filename", "?"), getattr(func, "lineno", 0), name
+
+
+def _where_of_profile(profile: _native.FunctionProfile) -> tuple[str, int, str]:
+    return profile.filename, profile.line, profile.qualname.rpartition(".")[2]
 
 
 def default_below_log(
     total: float, limit: float, times: CallTimes, func: Callable[..., Any]
 ) -> None:
-    """INFO ``"<qualname> finished in <t>s, below limit of <limit>s"``."""
+    """INFO ``"<qualname> finished in <t>s, below limit of <limit>s"`` (recompyle's text).
+
+    The record carries the function's file, first line and name (``%(filename)s``,
+    ``%(lineno)d``, ``%(funcName)s``).
+    """
     if log.isEnabledFor(logging.INFO):
-        log.info("%s finished in %gs, below limit of %gs", func.__qualname__, total, limit)
+        _log_at(_where_of(func), logging.INFO, *_below_message(func.__qualname__, total, limit))
+
+
+def _below_message(qualname: str, total: float, limit: float) -> tuple[str, str, float, float]:
+    return ("%s finished in %gs, below limit of %gs", qualname, total, limit)
 
 
 def default_above_log(
     total: float, limit: float, times: CallTimes, func: Callable[..., Any]
 ) -> None:
-    """WARNING with the total and one line per call site, longest total first."""
+    """WARNING with the total and one line per call site, longest total first.
+
+    The record carries the function's file, first line and name (``%(filename)s``,
+    ``%(lineno)d``, ``%(funcName)s``).
+    """
     if not log.isEnabledFor(logging.WARNING):
         return
     sites = getattr(times, "sites", None)
@@ -235,7 +274,8 @@ def default_above_log(
             SiteTime("", name, 0, len(v), sum(v), max(v, default=0.0)) for name, v in times.items()
         ]
         sites.sort(key=lambda s: s.total, reverse=True)
-    log.warning("%s", _format_above(total, limit, func.__qualname__, sites))
+    text = _format_above(total, limit, func.__qualname__, sites)
+    _log_at(_where_of(func), logging.WARNING, "%s", text)
 
 
 def _dispatch(callback: Any, total: float, record: _native.Record) -> None:
@@ -244,12 +284,14 @@ def _dispatch(callback: Any, total: float, record: _native.Record) -> None:
     limit = profile.time_limit
     if callback is default_below_log:
         if log.isEnabledFor(logging.INFO):
-            log.info("%s finished in %gs, below limit of %gs", profile.qualname, total, limit)
+            message = _below_message(profile.qualname, total, limit)
+            _log_at(_where_of_profile(profile), logging.INFO, *message)
         return
     if callback is default_above_log:
         if log.isEnabledFor(logging.WARNING):
             sites = _site_times(record, profile)
-            log.warning("%s", _format_above(total, limit, profile.qualname, sites))
+            text = _format_above(total, limit, profile.qualname, sites)
+            _log_at(_where_of_profile(profile), logging.WARNING, "%s", text)
         return
     callback(total, limit, _call_times(record, profile), _function_of(profile))
 
@@ -411,7 +453,11 @@ class SiteStats:
 class FunctionStats:
     """Aggregates of one profiled function across invocations (seconds).
 
-    Percentiles come from a fixed-size histogram and are within 1/16 of the true value.
+    Percentiles come from a fixed-size histogram and are within 1/16 of the true value (and
+    within ``[min, max]``). ``above`` counts the invocations at or over ``time_limit``;
+    ``histogram`` holds the histogram's non-empty buckets ``(low, high, count)``, each
+    counting the invocations that took from ``low`` up to ``high`` seconds, in increasing
+    order (the layout is fixed, so the buckets of several processes add up).
     """
 
     module: str
@@ -429,10 +475,23 @@ class FunctionStats:
     p95: float
     p99: float
     sites: list[SiteStats] = field(default_factory=list)
+    above: int = 0
+    histogram: list[tuple[float, float, int]] = field(default_factory=list)
+
+    @property
+    def self_time(self) -> float:
+        """Seconds spent in the function outside its timed calls (never below zero).
+
+        Calls that run inside other timed calls (a generator expression's calls passed to
+        ``sum``) count in both, so the difference is clamped at zero.
+        """
+        return max(0.0, self.total - sum(s.total for s in self.sites))
 
     def to_dict(self) -> dict[str, Any]:
-        """The stats as plain data (JSON-ready)."""
-        return asdict(self)
+        """The stats as plain data (JSON-ready: the histogram's buckets are lists)."""
+        data = asdict(self)
+        data["histogram"] = [list(b) for b in self.histogram]
+        return data
 
 
 def function_stats(profile: _native.FunctionProfile) -> FunctionStats:
@@ -467,6 +526,8 @@ def function_stats(profile: _native.FunctionProfile) -> FunctionStats:
         p95=raw["p95"],
         p99=raw["p99"],
         sites=sites,
+        above=raw["above"],
+        histogram=[tuple(b) for b in raw["histogram"]],
     )
 
 

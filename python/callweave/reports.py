@@ -35,22 +35,24 @@ import marshal
 import math
 import os
 import platform
-import re
 import stat
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, TextIO, TypeAlias
 
+from callweave._display import callee_label, format_duration, one_line
 from callweave._native import __version__
-from callweave.config import Report
+from callweave.config import SORT_KEYS, Report
 from callweave.profiler import FunctionStats, SiteStats
 from callweave.profiler import stats as current_stats
 
 __all__ = [
     "EMPTY_PSTATS_KEY",
     "JSON_SCHEMA",
+    "SORT_KEYS",
     "format_duration",
+    "load_json",
     "merge_json",
     "render_json",
     "render_text",
@@ -59,6 +61,7 @@ __all__ = [
     "to_json",
     "to_pstats",
     "write_exit_report",
+    "write_document",
     "write_json",
     "write_pstats",
 ]
@@ -69,12 +72,13 @@ JSON_SCHEMA: Final = 1
 TOP_SITES: Final = 5
 #: Widest function or call-site label in the text report; longer ones are cut with "…".
 NAME_WIDTH: Final = 72
-KINDS: Final = ("text", "json", "pstats", "none")
+KINDS: Final = ("text", "json", "pstats", "html", "none")
 #: The only entry of a pstats file when no profiled function ran.
 EMPTY_PSTATS_KEY: Final = ("~", 0, "<callweave: no profiled function ran>")
 
 StatsInput: TypeAlias = Iterable[FunctionStats] | None
 PathLike: TypeAlias = str | os.PathLike[str]
+Bucket: TypeAlias = tuple[float, float, int]
 PstatsKey: TypeAlias = tuple[str, int, str]
 PstatsCall: TypeAlias = tuple[int, int, float, float]
 PstatsEntry: TypeAlias = tuple[int, int, float, float, dict[PstatsKey, PstatsCall]]
@@ -83,7 +87,7 @@ _FunctionKey: TypeAlias = tuple[str, str, str, int]
 _SiteKey: TypeAlias = tuple[int, str, str | None]
 
 _PERCENTILES: Final = ("p50", "p95", "p99")
-_PROCESS_FIELDS: Final = ("count", "errors", "total", "min", "max", *_PERCENTILES)
+_PROCESS_FIELDS: Final = ("count", "errors", "above", "total", "min", "max", *_PERCENTILES)
 
 
 # ---------------------------------------------------------------------------- combining
@@ -120,11 +124,43 @@ def _merge_sites(a: list[SiteStats], b: list[SiteStats]) -> list[SiteStats]:
     return list(merged.values())
 
 
+def _merge_histograms(a: list[Bucket], b: list[Bucket]) -> list[Bucket]:
+    """Buckets of both histograms, those with the same range added up, in increasing order."""
+    counts: dict[tuple[float, float], int] = {}
+    for low, high, n in (*a, *b):
+        counts[(low, high)] = counts.get((low, high), 0) + n
+    return [(low, high, n) for (low, high), n in sorted(counts.items())]
+
+
+def _percentile(histogram: list[Bucket], q: float, low: float, high: float) -> float:
+    """The native rule: the midpoint of the bucket holding rank ceil(q·n), within [low, high]."""
+    total = sum(n for _, _, n in histogram)
+    rank = min(max(math.ceil(q * total), 1), total)
+    seen = 0
+    for start, end, n in histogram:
+        seen += n
+        if seen >= rank:
+            return min(max((start + end) / 2, low), high)
+    return high
+
+
 def _merge_functions(a: FunctionStats, b: FunctionStats) -> FunctionStats:
-    """Two entries of one function as one; percentiles are the larger (an upper bound)."""
+    """Two entries of one function as one.
+
+    Percentiles come from the added histograms when both entries carry theirs in full (the
+    buckets are the same everywhere); otherwise they are the larger (an upper bound).
+    """
     count = a.count + b.count
     total = a.total + b.total
     ran = [f for f in (a, b) if f.count]
+    histogram = _merge_histograms(a.histogram, b.histogram)
+    low = min((f.min for f in ran), default=0.0)
+    high = max(a.max, b.max)
+    exact = count and all(sum(n for _, _, n in f.histogram) == f.count for f in (a, b))
+    if exact:
+        p50, p95, p99 = (_percentile(histogram, q, low, high) for q in (0.50, 0.95, 0.99))
+    else:
+        p50, p95, p99 = max(a.p50, b.p50), max(a.p95, b.p95), max(a.p99, b.p99)
     return FunctionStats(
         module=a.module,
         qualname=a.qualname,
@@ -135,12 +171,14 @@ def _merge_functions(a: FunctionStats, b: FunctionStats) -> FunctionStats:
         errors=a.errors + b.errors,
         total=total,
         mean=total / count if count else 0.0,
-        min=min((f.min for f in ran), default=0.0),
-        max=max(a.max, b.max),
-        p50=max(a.p50, b.p50),
-        p95=max(a.p95, b.p95),
-        p99=max(a.p99, b.p99),
+        min=low,
+        max=high,
+        p50=p50,
+        p95=p95,
+        p99=p99,
         sites=_merge_sites(a.sites, b.sites),
+        above=a.above + b.above,
+        histogram=histogram,
     )
 
 
@@ -161,35 +199,18 @@ def _by_total(functions: Iterable[FunctionStats]) -> list[FunctionStats]:
 # ---------------------------------------------------------------------------- text
 
 
-_INNER_SPACE: Final = re.compile(r"([(\[{]) | ([)\]}])")
-_UNITS: Final = (("s", 1.0), ("ms", 1e-3), ("\u00b5s", 1e-6), ("ns", 1e-9))
+#: Functions named on the "never ran" line of the text report; more are counted.
+NEVER_RAN_SHOWN: Final = 10
 
 
-def format_duration(seconds: float) -> str:
-    """A duration with three significant digits in s, ms, µs or ns: ``"1.25ms"``, ``"980ns"``.
-
-    Args:
-        seconds: The duration.
-
-    Returns:
-        The text; ``"0"`` for zero.
-    """
-    if not math.isfinite(seconds):
-        return str(seconds)
-    if seconds == 0:
-        return "0"
-    magnitude = abs(seconds)
-    unit, scale = next(((u, f) for u, f in _UNITS if magnitude >= 0.9995 * f), _UNITS[-1])
-    value = magnitude / scale
-    decimals = 2 if value < 9.995 else 1 if value < 99.95 else 0
-    sign = "-" if seconds < 0 else ""
-    return f"{sign}{value:.{decimals}f}{unit}"
-
-
-def _one_line(text: str) -> str:
-    """The text on one line: whitespace runs collapsed, none just inside brackets."""
-    text = " ".join(text.split())
-    return _INNER_SPACE.sub(lambda m: m.group(1) or m.group(2), text)
+def _sort_key(key: str) -> Any:
+    """The ``sorted`` key of a sort key of :data:`SORT_KEYS` (largest first; name A-Z)."""
+    if key not in SORT_KEYS:
+        raise ValueError(f"unknown sort key {key!r}; expected one of {', '.join(SORT_KEYS)}")
+    if key == "name":
+        return lambda f: (f.module, f.qualname, f.line)
+    attr = "self_time" if key == "self" else key
+    return lambda f: (-getattr(f, attr), f.module, f.qualname, f.line)
 
 
 def _cut(text: str, width: int) -> str:
@@ -197,10 +218,11 @@ def _cut(text: str, width: int) -> str:
 
 
 def _site_label(s: SiteStats, line_width: int) -> str:
-    text = _one_line(s.text)
+    text = one_line(s.text)
     label = f"  {s.line:>{line_width}}  {text}"
-    if s.callee and not text.startswith(s.callee):
-        label += f"  [{s.callee}]"
+    name = callee_label(s.text, s.callee)
+    if not text.startswith(name):
+        label += f"  [{name}]"
     return label
 
 
@@ -208,47 +230,76 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
-def render_text(stats: StatsInput = None, *, top_sites: int = TOP_SITES) -> str:
+def _function_name(f: FunctionStats) -> str:
+    return f"{f.module}:{f.qualname}"
+
+
+def render_text(
+    stats: StatsInput = None,
+    *,
+    top_sites: int = TOP_SITES,
+    top: int | None = None,
+    sort: str = "total",
+) -> str:
     """A readable table of the functions that ran and their costliest call sites.
 
-    Functions are sorted by total time, longest first; each row shows ``module:qualname``,
-    invocations, invocations that raised, total, mean, p95 and max time and the time limit.
-    Under it come its ``top_sites`` call sites by total time (line, call text, calls, total,
-    mean and max time; the callee's name is added in brackets when the text does not start
-    with it), then one line adding up the rest.
+    Each function's row shows ``module:qualname``, invocations, invocations that raised,
+    total time, self time (its time outside its timed calls), mean, p95 and max time and the
+    time limit. Under it come its ``top_sites`` call sites by total time (line, the call's
+    text on one line, calls, total, mean and max time; the callee's name is added in
+    brackets when the text does not start with it, such as ``[str.join]`` for
+    ``"".join(parts)``), then one line adding up the rest. The first line counts the
+    functions and invocations and names the profiled functions that never ran.
 
     Args:
         stats: The statistics; None for this process's (:func:`callweave.stats`).
         top_sites: Call sites listed per function.
+        top: Functions listed (the first by ``sort``); None for all. The others are counted
+            on a last line.
+        sort: One of :data:`SORT_KEYS`: ``total`` (default), ``self``, ``mean``, ``max``,
+            ``p95``, ``count``, ``errors``, ``above`` (largest first) or ``name``.
 
     Returns:
         The report, ending with a newline; ``"callweave: no profiled function ran"`` when no
         function ran.
+
+    Raises:
+        ValueError: An unknown sort key or a ``top`` below 1.
     """
+    order = _sort_key(sort)
+    if top is not None and top < 1:
+        raise ValueError(f"top must be at least 1, not {top!r}")
     functions = _combine(stats)
-    ran = _by_total(f for f in functions if f.count)
+    ran = sorted((f for f in functions if f.count), key=order)
+    idle = sorted((f for f in functions if not f.count), key=_sort_key("name"))
     if not ran:
-        return "callweave: no profiled function ran\n"
+        text = "callweave: no profiled function ran"
+        if idle:
+            text += f" ({_never_ran(idle)})"
+        return text + "\n"
+    shown = ran if top is None else ran[:top]
     d = format_duration
     header: tuple[str, ...] = (
         "function / call site",
         "count",
         "errors",
         "total",
+        "self",
         "mean",
         "p95",
         "max",
         "limit",
     )
-    line_width = max((len(str(s.line)) for f in ran for s in f.sites), default=1)
+    line_width = max((len(str(s.line)) for f in shown for s in f.sites), default=1)
     blocks: list[list[tuple[str, ...]]] = []
-    for f in ran:
+    for f in shown:
         block: list[tuple[str, ...]] = [
             (
-                f"{f.module}:{f.qualname}",
+                _function_name(f),
                 f"{f.count:,}",
                 f"{f.errors:,}",
                 d(f.total),
+                d(f.self_time),
                 d(f.mean),
                 d(f.p95),
                 d(f.max),
@@ -263,6 +314,7 @@ def render_text(stats: StatsInput = None, *, top_sites: int = TOP_SITES) -> str:
                     f"{s.count:,}",
                     "",
                     d(s.total),
+                    "",
                     d(s.mean),
                     "",
                     d(s.max),
@@ -279,6 +331,7 @@ def render_text(stats: StatsInput = None, *, top_sites: int = TOP_SITES) -> str:
                     f"{sum(s.count for s in rest):,}",
                     "",
                     d(sum(s.total for s in rest)),
+                    "",
                     "",
                     "",
                     d(max(s.max for s in rest)),
@@ -299,15 +352,32 @@ def render_text(stats: StatsInput = None, *, top_sites: int = TOP_SITES) -> str:
     title = (
         f"callweave: {_plural(len(ran), 'profiled function')} ran {_plural(invocations, 'time')}"
     )
-    idle = len(functions) - len(ran)
+    if sort != "total":
+        title += f", sorted by {sort}"
+    out = [title]
     if idle:
-        title += f"; {idle:,} never ran"
-    out = [title, "", line(header)]
+        out.append(_never_ran(idle))
+    out += ["", line(header)]
     for i, block in enumerate(blocks):
         if i and len(blocks[i - 1]) + len(block) > 2:
             out.append("")
         out.extend(line(row) for row in block)
+    hidden = ran[len(shown) :]
+    if hidden:
+        out.append("")
+        out.append(
+            f"\u2026 {_plural(len(hidden), 'more function')} (top {top}), "
+            f"{d(sum(f.total for f in hidden))} in total"
+        )
     return "\n".join(out) + "\n"
+
+
+def _never_ran(idle: list[FunctionStats]) -> str:
+    names = ", ".join(_function_name(f) for f in idle[:NEVER_RAN_SHOWN])
+    more = len(idle) - NEVER_RAN_SHOWN
+    if more > 0:
+        names += f" and {more:,} more"
+    return f"{len(idle):,} never ran: {names}"
 
 
 # ---------------------------------------------------------------------------- JSON
@@ -333,9 +403,12 @@ def to_json(stats: StatsInput = None) -> dict[str, Any]:
          "functions": [{"module", "qualname", "filename", "line", "time_limit", "count",
                         "errors", "total", "mean", "min", "max", "p50", "p95", "p99",
                         "sites": [{"text", "callee", "line", "count", "total", "mean",
-                                   "max"}, ...]}, ...]}
+                                   "max"}, ...],
+                        "above", "histogram": [[low, high, count], ...]}, ...]}
 
-    Times are in seconds. Functions are sorted by total time, longest first, and include
+    Times are in seconds. ``above`` counts the invocations at or over the limit;
+    ``histogram`` holds the latency histogram's non-empty buckets (documents without these
+    two, from earlier versions, read as 0 and an empty histogram). Functions are sorted by total time, longest first, and include
     those that never ran (``count`` 0); sites are in source order.
 
     Args:
@@ -378,6 +451,19 @@ def write_json(stats: StatsInput, path: PathLike) -> None:
     _write_file(path, render_json(stats).encode("utf-8"))
 
 
+def write_document(doc: Mapping[str, Any], path: PathLike) -> None:
+    """Writes a JSON document (such as :func:`merge_json`'s) as :func:`write_json` does.
+
+    Args:
+        doc: The document.
+        path: The file (replaced atomically; parent directories are created).
+
+    Raises:
+        OSError: The file could not be written.
+    """
+    _write_file(path, _dumps(doc).encode("utf-8"))
+
+
 def _check_doc(doc: object, where: str) -> Mapping[str, Any]:
     if not isinstance(doc, Mapping) or "schema" not in doc:
         raise ValueError(f"{where} is not a callweave JSON report (it has no 'schema')")
@@ -407,6 +493,11 @@ def _function_from_json(data: Mapping[str, Any], where: str) -> FunctionStats:
             )
             for s in data.get("sites", [])
         ]
+        low, high = data["min"], data["max"]
+
+        def clamp(value: float) -> float:  # reports of older versions could exceed max
+            return min(max(value, low), high) if data["count"] else value
+
         return FunctionStats(
             module=data["module"],
             qualname=data["qualname"],
@@ -417,14 +508,16 @@ def _function_from_json(data: Mapping[str, Any], where: str) -> FunctionStats:
             errors=data["errors"],
             total=data["total"],
             mean=data["mean"],
-            min=data["min"],
-            max=data["max"],
-            p50=data["p50"],
-            p95=data["p95"],
-            p99=data["p99"],
+            min=low,
+            max=high,
+            p50=clamp(data["p50"]),
+            p95=clamp(data["p95"]),
+            p99=clamp(data["p99"]),
             sites=sites,
+            above=data.get("above", 0),
+            histogram=[(b[0], b[1], b[2]) for b in data.get("histogram", [])],
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, IndexError) as exc:
         raise ValueError(f"{where}: a function entry lacks or mangles {exc}") from None
 
 
@@ -451,7 +544,30 @@ def _process_entry(f: FunctionStats, pid: object) -> dict[str, Any]:
     return entry
 
 
-def merge_json(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def load_json(path: PathLike) -> dict[str, Any]:
+    """Reads a JSON report (of :func:`to_json` or :func:`merge_json`) from a file.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The parsed document, checked to be a callweave report.
+
+    Raises:
+        OSError: The file could not be read.
+        ValueError: It is not JSON, or not a callweave report; the message names the file.
+    """
+    where = os.fspath(path)
+    try:
+        doc = json.loads(Path(path).read_bytes())
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where} is not a JSON report ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where} is not a JSON report ({exc})") from None
+    return dict(_check_doc(doc, where))
+
+
+def merge_json(docs: Iterable[Mapping[str, Any] | PathLike]) -> dict[str, Any]:
     """Merges the JSON reports of several processes (or earlier merges) into one.
 
     The result has the layout of :func:`to_json` with ``"pid": null``, ``"python"`` set only
@@ -467,21 +583,28 @@ def merge_json(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     can be merged again.
 
     Args:
-        docs: Parsed documents from :func:`to_json` or :func:`merge_json`.
+        docs: Parsed documents from :func:`to_json` or :func:`merge_json`, or the paths of
+            files holding them (read with :func:`load_json`).
 
     Returns:
         The merged document, functions sorted by total time, longest first.
 
     Raises:
         ValueError: A document is not a callweave report, has a newer schema or a
-            malformed entry; the message says which (by position, from 0).
+            malformed entry; the message says which (the file, or the position from 0).
+        OSError: A file could not be read.
     """
     processes: list[dict[str, Any]] = []
     functions: dict[_FunctionKey, FunctionStats] = {}
     per_process: dict[_FunctionKey, list[dict[str, Any]]] = {}
     for i, raw in enumerate(docs):
-        where = f"report {i}"
-        doc = _check_doc(raw, where)
+        doc: Mapping[str, Any]
+        if isinstance(raw, str | os.PathLike):
+            where = os.fspath(raw)
+            doc = load_json(raw)
+        else:
+            where = f"report {i}"
+            doc = _check_doc(raw, where)
         merged_before = isinstance(doc.get("processes"), list)
         if merged_before:
             processes.extend(dict(p) for p in doc["processes"])
@@ -523,9 +646,7 @@ def merge_json(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _site_name(s: SiteStats) -> str:
-    if s.callee:
-        return s.callee
-    return _cut(_one_line(s.text), 60)
+    return _cut(callee_label(s.text, s.callee), 60)
 
 
 def _add_entry(
@@ -547,28 +668,67 @@ def _add_entry(
         out[key] = (old[0] + calls, old[1] + calls, old[2] + tottime, old[3] + cumtime, callers)
 
 
+def _last_name(name: str) -> str:
+    return name.rpartition(".")[2]
+
+
+class _Callees:
+    """Finds the profiled function a call site calls, by the callee's name.
+
+    A site's callee is known by its call name only (``helper``, ``self.step``,
+    ``shop.db.query``), so a site is linked to a profiled function whose qualname ends with
+    the call name's last part: the one in the caller's own file when there is one there,
+    else the only one anywhere. Names matching several functions stay unlinked.
+    """
+
+    def __init__(self, functions: list[FunctionStats]) -> None:
+        self.by_name: dict[str, list[FunctionStats]] = {}
+        for f in functions:
+            self.by_name.setdefault(_last_name(f.qualname), []).append(f)
+
+    def find(self, caller: FunctionStats, s: SiteStats) -> FunctionStats | None:
+        if not s.callee:
+            return None
+        candidates = self.by_name.get(_last_name(s.callee), [])
+        dotted = s.callee.replace("[", ".").split(".")
+        exact = [
+            f for f in candidates if ".".join(dotted[-len(f.qualname.split(".")) :]) == f.qualname
+        ]
+        for group in (exact, candidates):
+            local = [f for f in group if f.filename == caller.filename]
+            if len(local) == 1:
+                return local[0]
+            if len(group) == 1:
+                return group[0]
+        return None
+
+
 def to_pstats(stats: StatsInput = None) -> dict[PstatsKey, PstatsEntry]:
-    """The statistics in the layout of ``pstats.Stats.stats``.
+    """The statistics in the layout of ``pstats.Stats.stats``: a call graph.
 
     Keys are ``(filename, line, name)``; values ``(primitive calls, calls, tottime,
     cumtime, callers)`` with ``callers`` mapping a caller's key to ``(calls, primitive
     calls, tottime, cumtime)`` as cProfile writes them. The model:
 
     * each profiled function that ran is a node ``(its file, its first line, its qualname)``
-      with no callers, ``cumtime`` its total and ``tottime`` its total minus the time in its
-      timed calls (never below zero: calls that run inside other timed calls, such as those
-      in a generator expression passed to ``sum``, are counted in both);
-    * each call site that ran is a node ``(the function's file, the call's line, the
-      callee's name)`` (the call text when it has no name), called by its function, with
-      ``tottime`` = ``cumtime`` = the site's total. Sites on one line with the same callee
-      share a node. A site node whose key equals a profiled function's gets `` (call)``
-      appended to its name.
+      with ``cumtime`` its total and ``tottime`` its self time (its total minus the time in
+      its timed calls, never below zero);
+    * a call site whose callee is profiled too (found by name, see :class:`_Callees`) is an
+      edge: the caller is added to the callee's own node's callers (calls, and the site's
+      total as cumtime), so ``print_callers``/``print_callees`` chain and snakeviz draws one
+      tree;
+    * any other call site that ran is a leaf node ``(the function's file, the call's line,
+      the callee's name)`` (``str.join`` for ``"".join(...)``, the callee expression when it
+      has no name), called by its function, with ``tottime`` = ``cumtime`` = the site's
+      total. Sites on one line with the same callee share a node; a leaf whose key equals a
+      profiled function's gets `` (call)`` appended to its name.
+
+    So the tottimes add up to the time of the outermost profiled invocations (the header's
+    total), each nanosecond counted once, unless calls run inside other timed calls (the
+    calls of a generator expression passed to ``sum``), which count in both.
 
     When no function ran, the dict holds one entry ``EMPTY_PSTATS_KEY`` with no calls, as
     ``pstats`` refuses to load an empty one.
-
-    Recursion is not detected: a profiled function that calls itself counts the inner
-    invocations in its total again, as does its recursive call site.
 
     Args:
         stats: The statistics; None for this process's.
@@ -578,13 +738,19 @@ def to_pstats(stats: StatsInput = None) -> dict[PstatsKey, PstatsEntry]:
     """
     functions = [f for f in _combine(stats) if f.count]
     function_keys = {(f.filename, f.line, f.qualname) for f in functions}
+    callees = _Callees(functions)
     out: dict[PstatsKey, PstatsEntry] = {}
     for f in functions:
+        _add_entry(out, (f.filename, f.line, f.qualname), f.count, f.self_time, f.total, None)
+    for f in functions:
         key = (f.filename, f.line, f.qualname)
-        timed = sum(s.total for s in f.sites)
-        _add_entry(out, key, f.count, max(0.0, f.total - timed), f.total, None)
         for s in f.sites:
             if not s.count:
+                continue
+            callee = callees.find(f, s)
+            if callee is not None:
+                share = callee.self_time * (s.total / callee.total) if callee.total else 0.0
+                _add_caller(out, (callee.filename, callee.line, callee.qualname), key, s, share)
                 continue
             site_key = (f.filename, s.line, _site_name(s))
             if site_key in function_keys:
@@ -593,6 +759,19 @@ def to_pstats(stats: StatsInput = None) -> dict[PstatsKey, PstatsEntry]:
     if not out:  # pstats refuses to load an empty dict
         out[EMPTY_PSTATS_KEY] = (0, 0, 0.0, 0.0, {})
     return out
+
+
+def _add_caller(
+    out: dict[PstatsKey, PstatsEntry],
+    callee: PstatsKey,
+    caller: PstatsKey,
+    s: SiteStats,
+    tottime: float,
+) -> None:
+    """Adds a site's calls to a profiled callee's callers (its own totals stay its own)."""
+    callers = out[callee][4]
+    prev = callers.get(caller, (0, 0, 0.0, 0.0))
+    callers[caller] = (prev[0] + s.count, prev[1] + s.count, prev[2] + tottime, prev[3] + s.total)
 
 
 def write_pstats(stats: StatsInput, path: PathLike) -> None:
@@ -736,11 +915,11 @@ def _resolve(kind: str | Report | None, path: PathLike | None) -> tuple[str, Pat
         kind = parsed.kind
     if kind not in KINDS:
         raise ValueError(
-            f"unknown report kind {kind!r}; expected 'text', 'json', 'pstats' or 'none'"
+            f"unknown report kind {kind!r}; expected 'text', 'json', 'pstats', 'html' or 'none'"
         )
     if path is None:
-        if kind == "pstats":
-            raise ValueError("a 'pstats' report needs a path")
+        if kind in ("pstats", "html"):
+            raise ValueError(f"a {kind!r} report needs a path")
         return kind, None
     if kind == "none":
         raise ValueError(f"a 'none' report takes no path, got {path!r}")
@@ -756,13 +935,16 @@ def report(
     *,
     stats: StatsInput = None,
     file: TextIO | None = None,
+    top: int | None = None,
+    sort: str | None = None,
 ) -> str | None:
     """Writes a report of the profiling statistics now.
 
     Args:
-        kind: ``"text"``, ``"json"``, ``"pstats"`` or ``"none"``; a configuration spec such
-            as ``"json:out.json"``; or a :class:`callweave.config.Report`
-            (``report(config.report)``).
+        kind: ``"text"``, ``"json"``, ``"pstats"``, ``"html"`` or ``"none"``; a
+            configuration spec such as ``"json:out.json"``; or a
+            :class:`callweave.config.Report` (``report(config.report)``, whose ``top`` and
+            ``sort`` apply unless given here).
         path: The output file (parent directories are created). A regular file is
             replaced atomically (a symbolic link stays a link: the file it points to is
             replaced); a FIFO or a device, or a link to one, is written through, never
@@ -770,10 +952,12 @@ def report(
             report after the program's output. ``{pid}`` in it becomes the process id, so
             processes sharing one configuration write separate files. Required for
             ``"pstats"``; for ``"text"`` the default is ``file``; for ``"json"`` the text is
-            returned instead.
+            returned instead. Required for ``"html"`` (:mod:`callweave.html_report`).
         stats: The statistics; None for this process's (:func:`callweave.stats`).
         file: Where a ``"text"`` report (default ``sys.stderr``) or a ``"json"`` report
             without a path goes.
+        top: The text report lists this many functions; None for all.
+        sort: What the text report sorts functions by (:data:`SORT_KEYS`); default total.
 
     Returns:
         The JSON text for a ``"json"`` report with neither path nor file; otherwise None.
@@ -784,6 +968,9 @@ def report(
         TypeError: ``kind`` is neither a string nor a Report.
         OSError: The file could not be written.
     """
+    if isinstance(kind, Report):
+        top = kind.top if top is None else top
+        sort = kind.sort if sort is None else sort
     kind, target = _resolve(kind, path)
     if target is not None and file is not None:
         raise ValueError(f"give a path or a file, not both (path {os.fspath(target)!r})")
@@ -793,7 +980,16 @@ def report(
         assert target is not None  # _resolve requires it
         write_pstats(stats, target)
         return None
-    text = render_text(stats) if kind == "text" else render_json(stats)
+    if kind == "html":
+        from callweave.html_report import render_html
+
+        assert target is not None  # _resolve requires it
+        _write_file(target, render_html(stats).encode("utf-8"))
+        return None
+    if kind == "text":
+        text = render_text(stats, top=top, sort=sort or "total")
+    else:
+        text = render_json(stats)
     if target is not None:
         _write_file(target, text.encode("utf-8"))
         return None
@@ -823,7 +1019,10 @@ def write_exit_report(report_spec: Report | str | None, *, stats: StatsInput = N
         what = kind
         if target is not None:
             where = os.fspath(target)
-        report(kind, target, stats=stats)
+        if isinstance(report_spec, Report):
+            report(kind, target, stats=stats, top=report_spec.top, sort=report_spec.sort)
+        else:
+            report(kind, target, stats=stats)
     except BaseException as exc:  # an exit hook must not raise
         try:
             error = " ".join(f"{type(exc).__name__}: {exc}".split())

@@ -27,6 +27,19 @@ fn bucket_of(ns: u64) -> usize {
     ((exp - SUB_BITS + 1) as usize) * SUB as usize + sub as usize
 }
 
+/// A bucket's range `low..high` in nanoseconds.
+fn range_of(bucket: usize) -> (u64, u64) {
+    let b = bucket as u64;
+    if b < SUB {
+        return (b, b + 1);
+    }
+    let exp = (b / SUB) as u32 + SUB_BITS - 1;
+    let sub = b % SUB;
+    let width = 1u64 << (exp - SUB_BITS);
+    let low = (SUB + sub) << (exp - SUB_BITS);
+    (low, low + width)
+}
+
 /// The midpoint of a bucket's range.
 fn value_of(bucket: usize) -> u64 {
     let b = bucket as u64;
@@ -58,6 +71,23 @@ impl Histogram {
         for c in self.counts.iter() {
             c.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// The buckets that hold samples, in increasing order: `(low_ns, high_ns, count)`, each
+    /// bucket counting the samples in `low_ns..high_ns` (the top bucket also counts longer
+    /// ones). The layout is fixed, so histograms of several processes add up bucket by bucket.
+    pub(crate) fn buckets(&self) -> Vec<(u64, u64, u64)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let n = c.load(Ordering::Relaxed);
+                (n > 0).then(|| {
+                    let (low, high) = range_of(i);
+                    (low, high, n)
+                })
+            })
+            .collect()
     }
 
     /// The value below which `q` (0..=1) of the samples fall, or 0 without samples.
@@ -109,7 +139,16 @@ mod tests {
         assert!((p50 - 500_000.0).abs() / 500_000.0 < 0.07, "{p50}");
         let p99 = h.quantile(0.99) as f64;
         assert!((p99 - 990_000.0).abs() / 990_000.0 < 0.07, "{p99}");
+        let buckets = h.buckets();
+        assert_eq!(buckets.iter().map(|b| b.2).sum::<u64>(), 1000);
+        for (low, high, _) in &buckets {
+            assert!(low < high);
+            let (b, e) = (bucket_of(*low), bucket_of(*high - 1));
+            assert_eq!(b, e, "{low}..{high} is one bucket");
+        }
+        assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].0));
         h.reset();
         assert_eq!(h.quantile(0.5), 0);
+        assert!(h.buckets().is_empty());
     }
 }

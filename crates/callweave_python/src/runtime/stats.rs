@@ -49,6 +49,8 @@ pub(crate) struct FunctionState {
     pub(crate) min_ns: AtomicU64,
     pub(crate) max_ns: AtomicU64,
     pub(crate) errors: AtomicU64,
+    /// Invocations whose total was at or over the limit (those that ran the above callback).
+    pub(crate) above_count: AtomicU64,
     pub(crate) histogram: Histogram,
     pub(crate) site_aggs: Box<[SiteAgg]>,
 }
@@ -87,6 +89,7 @@ impl FunctionState {
             min_ns: AtomicU64::new(u64::MAX),
             max_ns: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            above_count: AtomicU64::new(0),
             histogram: Histogram::new(),
             site_aggs,
         }
@@ -139,6 +142,10 @@ impl FunctionState {
         if raised {
             add(&self.errors, 1);
         }
+        // The same comparison as `Record::exit`'s choice of the above callback.
+        if total_ns >= self.limit_ns {
+            add(&self.above_count, 1);
+        }
         self.histogram.record(total_ns);
     }
 
@@ -159,6 +166,7 @@ impl FunctionState {
         self.min_ns.store(u64::MAX, Ordering::Relaxed);
         self.max_ns.store(0, Ordering::Relaxed);
         self.errors.store(0, Ordering::Relaxed);
+        self.above_count.store(0, Ordering::Relaxed);
         self.histogram.reset();
         for s in self.site_aggs.iter() {
             s.count.store(0, Ordering::Relaxed);
@@ -196,9 +204,50 @@ pub(crate) struct FunctionProfile {
 /// first line.
 type ProfileRef = (usize, String, String, u32);
 
-/// `FunctionProfile.aggregates()`: count, errors, total, min, max, p50, p95, p99 and per site
-/// (count, total, max); times in seconds.
-type Aggregates = (u64, u64, f64, f64, f64, f64, f64, f64, Vec<(u64, f64, f64)>);
+/// `FunctionProfile.aggregates()`: count, errors, total, min, max, p50, p95, p99, per site
+/// (count, total, max), invocations above the limit and the histogram's non-empty buckets
+/// (low, high, count); times in seconds.
+type Aggregates = (
+    u64,
+    u64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    Vec<(u64, f64, f64)>,
+    u64,
+    Vec<(f64, f64, u64)>,
+);
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+impl FunctionState {
+    /// `(min, max, p50, p95, p99)` in nanoseconds. A percentile is a bucket's midpoint,
+    /// clamped to `[min, max]` (a midpoint can lie beyond the extremes actually seen); all
+    /// zero without invocations.
+    fn extremes_and_percentiles(&self) -> (u64, u64, u64, u64, u64) {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return (0, 0, 0, 0, 0);
+        }
+        let min = self.min_ns.load(Ordering::Relaxed);
+        let max = self.max_ns.load(Ordering::Relaxed).max(min);
+        let q = |x: f64| self.histogram.quantile(x).clamp(min, max);
+        (min, max, q(0.50), q(0.95), q(0.99))
+    }
+
+    /// The histogram's non-empty buckets `(low, high, count)` in seconds.
+    fn histogram_secs(&self) -> Vec<(f64, f64, u64)> {
+        self.histogram
+            .buckets()
+            .into_iter()
+            .map(|(low, high, n)| (secs(low), secs(high), n))
+            .collect()
+    }
+}
 
 #[pymethods]
 impl FunctionProfile {
@@ -341,22 +390,25 @@ impl FunctionProfile {
         }
     }
 
-    /// Aggregates: a dict with `count`, `errors`, `total`, `min`, `max`, `p50`, `p95`, `p99`
-    /// (seconds) and `sites`: a list of dicts with `count`, `total`, `max` per site.
+    /// Aggregates: a dict with `count`, `errors`, `above` (invocations at or over the
+    /// limit), `total`, `min`, `max`, `p50`, `p95`, `p99` (seconds; percentiles within
+    /// `[min, max]`), `histogram`: the non-empty buckets `(low, high, count)` (seconds), and
+    /// `sites`: a list of dicts with `count`, `total`, `max` per site.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = &self.state;
-        let secs = |ns: u64| ns as f64 / 1e9;
         let d = PyDict::new(py);
         let count = s.count.load(Ordering::Relaxed);
         d.set_item("count", count)?;
         d.set_item("errors", s.errors.load(Ordering::Relaxed))?;
+        d.set_item("above", s.above_count.load(Ordering::Relaxed))?;
         d.set_item("total", secs(s.total_ns.load(Ordering::Relaxed)))?;
-        let min = s.min_ns.load(Ordering::Relaxed);
-        d.set_item("min", if count == 0 { 0.0 } else { secs(min) })?;
-        d.set_item("max", secs(s.max_ns.load(Ordering::Relaxed)))?;
-        d.set_item("p50", secs(s.histogram.quantile(0.50)))?;
-        d.set_item("p95", secs(s.histogram.quantile(0.95)))?;
-        d.set_item("p99", secs(s.histogram.quantile(0.99)))?;
+        let (min, max, p50, p95, p99) = s.extremes_and_percentiles();
+        d.set_item("min", secs(min))?;
+        d.set_item("max", secs(max))?;
+        d.set_item("p50", secs(p50))?;
+        d.set_item("p95", secs(p95))?;
+        d.set_item("p99", secs(p99))?;
+        d.set_item("histogram", s.histogram_secs())?;
         let mut sites = Vec::with_capacity(s.site_aggs.len());
         for agg in s.site_aggs.iter() {
             let sd = PyDict::new(py);
@@ -370,13 +422,13 @@ impl FunctionProfile {
     }
 
     /// The aggregates of `stats()` as one tuple, cheaper to make and to serialise:
-    /// `(count, errors, total, min, max, p50, p95, p99, sites)` (seconds), `sites` a list of
-    /// `(count, total, max)` per site. What a pool worker saves after each task.
+    /// `(count, errors, total, min, max, p50, p95, p99, sites, above, histogram)` (seconds),
+    /// `sites` a list of `(count, total, max)` per site, `histogram` the non-empty buckets
+    /// `(low, high, count)`. What a pool worker saves after each task.
     fn aggregates(&self) -> Aggregates {
         let s = &self.state;
-        let secs = |ns: u64| ns as f64 / 1e9;
         let count = s.count.load(Ordering::Relaxed);
-        let min = s.min_ns.load(Ordering::Relaxed);
+        let (min, max, p50, p95, p99) = s.extremes_and_percentiles();
         let sites = s
             .site_aggs
             .iter()
@@ -392,12 +444,14 @@ impl FunctionProfile {
             count,
             s.errors.load(Ordering::Relaxed),
             secs(s.total_ns.load(Ordering::Relaxed)),
-            if count == 0 { 0.0 } else { secs(min) },
-            secs(s.max_ns.load(Ordering::Relaxed)),
-            secs(s.histogram.quantile(0.50)),
-            secs(s.histogram.quantile(0.95)),
-            secs(s.histogram.quantile(0.99)),
+            secs(min),
+            secs(max),
+            secs(p50),
+            secs(p95),
+            secs(p99),
             sites,
+            s.above_count.load(Ordering::Relaxed),
+            s.histogram_secs(),
         )
     }
 
