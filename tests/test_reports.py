@@ -1026,3 +1026,26 @@ def test_merge_json_accepts_paths(tmp_path):
         merge_json([bad])
     with pytest.raises(FileNotFoundError):
         merge_json([tmp_path / "missing.json"])
+
+
+def test_above_counts_the_invocations_that_ran_the_above_callback():
+    from callweave import flat_profile
+    from callweave.profiler import function_stats
+
+    ran = []
+
+    def f(x):
+        return abs(x)
+
+    over = flat_profile(time_limit=0, above_callback=lambda *a: ran.append(1), below_callback=None)(
+        f
+    )
+    under = flat_profile(time_limit=1000, above_callback=None, below_callback=lambda *a: None)(f)
+    for i in range(3):
+        over(i)
+        under(i)
+    assert function_stats(over.__callweave_profile__).above == len(ran) == 3
+    assert function_stats(under.__callweave_profile__).above == 0
+    over.__callweave_profile__.reset()
+    assert function_stats(over.__callweave_profile__).above == 0
+    assert function_stats(over.__callweave_profile__).histogram == []

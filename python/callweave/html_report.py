@@ -115,7 +115,12 @@ def _site_chart(sites: list[SiteStats]) -> str:
 
 
 def _histogram_chart(f: FunctionStats) -> str:
-    """The invocations' latency histogram: one bar per non-empty bucket, the limit marked."""
+    """The invocations' latency histogram on a log scale, the limit marked.
+
+    One bar per non-empty bucket, placed at its range (empty ranges stay empty), its height
+    the bucket's count; buckets at or above the limit are drawn in the warning colour. The
+    limit is drawn when it lies within three decades of the invocations' range.
+    """
     buckets = [b for b in f.histogram if b[2]]
     if not buckets:
         return '<p class="none">no histogram in this report</p>'
@@ -125,43 +130,60 @@ def _histogram_chart(f: FunctionStats) -> str:
             (group[0][0], group[-1][1], sum(n for _, _, n in group))
             for group in (buckets[i : i + step] for i in range(0, len(buckets), step))
         ]
-    tallest = max(n for _, _, n in buckets)
-    slot = _HIST_WIDTH / len(buckets)
-    top, bottom = 18, 34
+    floor = 1e-9
+    start, stop = max(buckets[0][0], floor), max(buckets[-1][1], floor * 2)
+    limit = f.time_limit
+    show_limit = math.isfinite(limit) and start / 1e3 <= limit <= stop * 1e3 and limit > 0
+    if show_limit:
+        start, stop = min(start, limit), max(stop, limit * 1.05)
+    span = math.log(stop) - math.log(start) or 1.0
+    left, right, top, bottom = 8, 8, 22, 34
+    width = _HIST_WIDTH - left - right
     plot = _HIST_HEIGHT - top - bottom
+
+    def x(seconds: float) -> float:
+        return left + width * (math.log(max(seconds, start)) - math.log(start)) / span
+
+    tallest = max(n for _, _, n in buckets)
     parts = [
         f'<svg class="histogram" role="img" aria-label="latency histogram" '
         f'width="{_HIST_WIDTH}" height="{_HIST_HEIGHT}" '
         f'viewBox="0 0 {_HIST_WIDTH} {_HIST_HEIGHT}">',
-        f'<line class="axis" x1="0" x2="{_HIST_WIDTH}" y1="{top + plot}" y2="{top + plot}"></line>',
+        f'<line class="axis" x1="{left}" x2="{left + width}" y1="{top + plot}" '
+        f'y2="{top + plot}"></line>',
     ]
-    limit_x: float | None = None
-    for i, (low, high, n) in enumerate(buckets):
+    for low, high, n in buckets:
         h = max(1.0, plot * n / tallest)
-        x = i * slot
-        over = low >= f.time_limit
-        if limit_x is None and high > f.time_limit:
-            limit_x = x + slot * max(0.0, min(1.0, (f.time_limit - low) / (high - low or 1)))
-        css = "bucket over" if over else "bucket"
+        x0 = x(low)
+        bar = max(2.0, x(high) - x0 - 1)
+        css = "bucket over" if low >= limit else "bucket"
         tip = f"{format_duration(low)} \u2013 {format_duration(high)}: {n:,} invocations"
         parts.append(
-            f'<rect class="{css}" x="{x + 1:.1f}" y="{top + plot - h:.1f}" '
-            f'width="{max(1.0, slot - 2):.1f}" height="{h:.1f}" data-count="{n}">'
-            f"<title>{_e(tip)}</title></rect>"
+            f'<rect class="{css}" x="{x0:.1f}" y="{top + plot - h:.1f}" width="{bar:.1f}" '
+            f'height="{h:.1f}" data-count="{n}"><title>{_e(tip)}</title></rect>'
         )
     parts.append(
-        f'<text class="value" x="0" y="{_HIST_HEIGHT - 8}">{_e(format_duration(buckets[0][0]))}'
+        f'<text class="value" x="{left}" y="{_HIST_HEIGHT - 10}">{_e(format_duration(start))}'
         "</text>"
-        f'<text class="value" x="{_HIST_WIDTH}" y="{_HIST_HEIGHT - 8}" text-anchor="end">'
-        f"{_e(format_duration(buckets[-1][1]))}</text>"
-        f'<text class="value" x="0" y="12">{tallest:,} max per bucket</text>'
+        f'<text class="value" x="{left + width}" y="{_HIST_HEIGHT - 10}" text-anchor="end">'
+        f"{_e(format_duration(stop))} (log scale)</text>"
+        f'<text class="value" x="{left + width}" y="12" text-anchor="end">'
+        f"tallest bar: {tallest:,} invocation{'' if tallest == 1 else 's'}</text>"
     )
-    if limit_x is not None and math.isfinite(f.time_limit):
+    if show_limit:
+        lx = x(limit)
+        anchor = "end" if lx > left + width / 2 else "start"
+        tx = lx - 4 if anchor == "end" else lx + 4
         parts.append(
-            f'<line class="limit" x1="{limit_x:.1f}" x2="{limit_x:.1f}" y1="{top - 4}" '
+            f'<line class="limit" x1="{lx:.1f}" x2="{lx:.1f}" y1="{top - 6}" '
             f'y2="{top + plot}"></line>'
-            f'<text class="value" x="{limit_x + 4:.1f}" y="{top + 8}">limit '
-            f"{_e(format_duration(f.time_limit))}</text>"
+            f'<text class="value" x="{tx:.1f}" y="{top + 6}" text-anchor="{anchor}">limit '
+            f"{_e(format_duration(limit))}</text>"
+        )
+    else:
+        parts.append(
+            f'<text class="value" x="{left}" y="12">limit {_e(format_duration(limit))} '
+            "(off the chart)</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
