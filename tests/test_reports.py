@@ -505,11 +505,15 @@ def test_pstats_model_edge_cases():
     assert d[("/src/m.py", 6, "x()")][:2] == (1, 1)  # named by its callee expression
     # a site named like a profiled function it does not call (another file's) stays a leaf,
     # renamed so that the two keys differ
-    other = fake("g", line=4, filename="/src/m.py", count=1, total=0.1)
-    twin = fake("g", line=9, filename="/src/n.py", count=1, total=0.1)
+    other = fake("g", line=4, filename="/src/m.py", count=6, total=0.1)
+    twin = fake("g", line=9, filename="/src/n.py", count=6, total=0.1)
     d = to_pstats([rec, other, twin])
     assert ("/src/m.py", 4, "g (call)") not in d
     assert set(d[("/src/m.py", 4, "g")][4]) == {fkey}  # linked: the g in f's own file
+    # a g that ran fewer times than the site called: not it; the leaf is renamed
+    d = to_pstats([rec, fake("g", line=4, filename="/src/m.py", count=1, total=0.1)])
+    assert d[("/src/m.py", 4, "g (call)")][:2] == (6, 6)
+    assert d[("/src/m.py", 4, "g")][4] == {}
     assert ("/src/m.py", 7, "unused") not in d
     marshal.loads(marshal.dumps(d))
 
@@ -1049,3 +1053,19 @@ def test_above_counts_the_invocations_that_ran_the_above_callback():
     over.__callweave_profile__.reset()
     assert function_stats(over.__callweave_profile__).above == 0
     assert function_stats(over.__callweave_profile__).histogram == []
+
+
+def test_pstats_does_not_link_a_site_with_more_calls_than_the_callee_ran():
+    # `handler.run(x)` ran 9 times; the only profiled `run` ran 3 times: another class's run
+    # made the other calls, so the site stays a leaf with its whole time
+    caller = fake(
+        "convert",
+        line=1,
+        count=3,
+        total=1.0,
+        sites=[SiteStats("handler.run(x)", "handler.run", 2, 9, 0.9, 0.1, 0.5)],
+    )
+    run = fake("Inline.run", line=40, count=3, total=0.6, filename="/src/t.py")
+    d = to_pstats([caller, run])
+    assert d[("/src/m.py", 2, "handler.run")][:4] == (9, 9, 0.9, 0.9)
+    assert d[("/src/t.py", 40, "Inline.run")][4] == {}

@@ -60,8 +60,8 @@ __all__ = [
     "stats_from_json",
     "to_json",
     "to_pstats",
-    "write_exit_report",
     "write_document",
+    "write_exit_report",
     "write_json",
     "write_pstats",
 ]
@@ -408,8 +408,9 @@ def to_json(stats: StatsInput = None) -> dict[str, Any]:
 
     Times are in seconds. ``above`` counts the invocations at or over the limit;
     ``histogram`` holds the latency histogram's non-empty buckets (documents without these
-    two, from earlier versions, read as 0 and an empty histogram). Functions are sorted by total time, longest first, and include
-    those that never ran (``count`` 0); sites are in source order.
+    two, from earlier versions, read as 0 and an empty histogram). Functions are sorted by
+    total time, longest first, and include those that never ran (``count`` 0); sites are in
+    source order.
 
     Args:
         stats: The statistics; None for this process's.
@@ -678,15 +679,26 @@ class _Callees:
     A site's callee is known by its call name only (``helper``, ``self.step``,
     ``shop.db.query``), so a site is linked to a profiled function whose qualname ends with
     the call name's last part: the one in the caller's own file when there is one there,
-    else the only one anywhere. Names matching several functions stay unlinked.
+    else the only one anywhere. Names matching several functions stay unlinked, and so does
+    a site that made more calls than the function has invocations left to explain (a
+    ``handler.run(x)`` that calls many classes' ``run``, one of them profiled).
     """
 
     def __init__(self, functions: list[FunctionStats]) -> None:
         self.by_name: dict[str, list[FunctionStats]] = {}
+        self.left: dict[int, int] = {}
         for f in functions:
             self.by_name.setdefault(_last_name(f.qualname), []).append(f)
+            self.left[id(f)] = f.count
 
     def find(self, caller: FunctionStats, s: SiteStats) -> FunctionStats | None:
+        callee = self._by_name(caller, s)
+        if callee is None or s.count > self.left[id(callee)]:
+            return None
+        self.left[id(callee)] -= s.count
+        return callee
+
+    def _by_name(self, caller: FunctionStats, s: SiteStats) -> FunctionStats | None:
         if not s.callee:
             return None
         candidates = self.by_name.get(_last_name(s.callee), [])
@@ -723,9 +735,11 @@ def to_pstats(stats: StatsInput = None) -> dict[PstatsKey, PstatsEntry]:
       total. Sites on one line with the same callee share a node; a leaf whose key equals a
       profiled function's gets `` (call)`` appended to its name.
 
-    So the tottimes add up to the time of the outermost profiled invocations (the header's
-    total), each nanosecond counted once, unless calls run inside other timed calls (the
-    calls of a generator expression passed to ``sum``), which count in both.
+    So when profiled functions call each other directly, the tottimes add up to the time of
+    the outermost profiled invocations (the header's total), each nanosecond counted once.
+    Time that runs inside two timed calls counts in both: a profiled function reached
+    through an unprofiled call of another (that call's leaf holds its time too), or the
+    calls of a generator expression passed to ``sum``.
 
     When no function ran, the dict holds one entry ``EMPTY_PSTATS_KEY`` with no calls, as
     ``pstats`` refuses to load an empty one.
