@@ -1,30 +1,37 @@
-"""Reports of flat-profiling statistics: text, JSON and pstats, on demand or at exit.
+"""Reports of flat-profiling statistics: text, JSON, pstats and HTML, on demand or at exit.
 
 :func:`report` is the entry point (``callweave.report("text")``, ``report("json", path)``,
 ``report(config.report)``); :func:`write_exit_report` is the same for ``atexit`` and never
 raises. The formats:
 
 ``text``
-    A table of the functions that ran, longest total first, each followed by its top call
-    sites by total time (:func:`render_text`). Durations are shown in ns, µs, ms or s.
+    A table of the functions that ran (count, errors, total, self, mean, p95, max, limit),
+    longest total first or by another sort key, the first ``top`` of them, each followed by
+    its top call sites by total time; the first lines name the functions that never ran
+    (:func:`render_text`). Durations are shown in ns, µs, ms or s (``8.01 µs``).
 
 ``json``
     ``{"schema": 1, "callweave": VERSION, "python": "3.12.3", "pid": 1234, "functions":
-    [...]}``, one :meth:`FunctionStats.to_dict` per function (with its sites), longest total
-    first (:func:`to_json`). :func:`merge_json` merges the documents of several processes and
-    :func:`stats_from_json` turns a document back into :class:`FunctionStats`.
+    [...]}``, one :meth:`FunctionStats.to_dict` per function (with its sites, its count of
+    invocations above the limit and its histogram), longest total first (:func:`to_json`).
+    :func:`merge_json` merges the documents (or files, :func:`load_json`) of several
+    processes and :func:`stats_from_json` turns a document back into :class:`FunctionStats`.
 
 ``pstats``
-    The ``marshal``-ed dict that CPython's profilers write, so ``pstats.Stats(path)`` and
-    snakeviz open it and ``pstats.Stats(path1, path2)`` adds several processes up
-    (:func:`write_pstats`, model in :func:`to_pstats`).
+    The ``marshal``-ed dict that CPython's profilers write, a call graph, so
+    ``pstats.Stats(path)`` and snakeviz open it and ``pstats.Stats(path1, path2)`` adds
+    several processes up (:func:`write_pstats`, model in :func:`to_pstats`).
+
+``html``
+    One self-contained page (:mod:`callweave.html_report`).
 
 Entries of the same function (same module, qualname, file and first line), as when a
 decorated function is defined again each time a factory runs, are combined in every format:
-counts and totals add up, ``min``/``max`` are the extremes and ``p50``/``p95``/``p99`` the
-largest of the entries' values, an upper bound of the combined percentile (exact for one
-entry). The same rule merges processes in :func:`merge_json`, which also keeps each
-process's own numbers.
+counts, totals, above-limit counts and histograms add up, ``min``/``max`` are the extremes,
+and ``p50``/``p95``/``p99`` come from the added histograms (the buckets are the same in every
+process); for entries without a full histogram (documents of earlier versions) they are the
+largest of the entries' values, an upper bound of the combined percentile. The same rule
+merges processes in :func:`merge_json`, which also keeps each process's own numbers.
 """
 
 from __future__ import annotations
@@ -574,14 +581,14 @@ def merge_json(docs: Iterable[Mapping[str, Any] | PathLike]) -> dict[str, Any]:
     The result has the layout of :func:`to_json` with ``"pid": null``, ``"python"`` set only
     when all processes agree, and a ``"processes"`` list of ``{"pid", "python",
     "callweave"}``. Functions are matched by module, qualname, file and first line; sites by
-    line, text and callee. Counts, errors and totals are summed, means recomputed, ``min``
-    and ``max`` are the extremes, ``time_limit`` the smallest. Percentiles cannot be merged
-    exactly from summaries, so ``p50``/``p95``/``p99`` are the largest of the processes'
-    values: an upper bound of the true merged percentile (at most that share of all
-    invocations can lie above it), exact when one process ran the function. Each merged
-    function also keeps ``"processes"``: per process its ``pid``, ``count``, ``errors``,
-    ``total``, ``min``, ``max`` and percentiles. Merging is associative: merged documents
-    can be merged again.
+    line, text and callee. Counts, errors, above-limit counts, totals and histograms are
+    summed, means recomputed, ``min`` and ``max`` are the extremes, ``time_limit`` the
+    smallest. ``p50``/``p95``/``p99`` come from the summed histograms (within 1/16 of the
+    true merged percentile); when a document lacks a full histogram (earlier versions) they
+    are the largest of the processes' values, an upper bound of the true merged
+    percentile. Each merged function also keeps ``"processes"``: per process its ``pid``,
+    ``count``, ``errors``, ``above``, ``total``, ``min``, ``max`` and percentiles. Merging
+    is associative: merged documents can be merged again.
 
     Args:
         docs: Parsed documents from :func:`to_json` or :func:`merge_json`, or the paths of
