@@ -40,6 +40,17 @@ fn value_of(bucket: usize) -> u64 {
     low + width / 2
 }
 
+/// A bucket's exclusive upper bound: the first value of the next bucket.
+fn upper_of(bucket: usize) -> u64 {
+    let b = bucket as u64;
+    if b < SUB {
+        return b + 1;
+    }
+    let exp = (b / SUB) as u32 + SUB_BITS - 1;
+    let sub = b % SUB;
+    ((SUB + sub) << (exp - SUB_BITS)) + (1u64 << (exp - SUB_BITS))
+}
+
 impl Histogram {
     pub(crate) fn new() -> Self {
         Self {
@@ -58,6 +69,28 @@ impl Histogram {
         for c in self.counts.iter() {
             c.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// The non-empty buckets in order: `(exclusive upper bound in ns, count)`, the top
+    /// bucket (which also holds every longer sample) with None as its bound.
+    pub(crate) fn buckets(&self) -> Vec<(Option<u64>, u64)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let n = c.load(Ordering::Relaxed);
+                (n > 0).then(|| {
+                    (
+                        if i + 1 < BUCKETS {
+                            Some(upper_of(i))
+                        } else {
+                            None
+                        },
+                        n,
+                    )
+                })
+            })
+            .collect()
     }
 
     /// The value below which `q` (0..=1) of the samples fall, or 0 without samples.
@@ -97,6 +130,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn upper_bounds_are_the_next_buckets_first_values() {
+        for b in 0..BUCKETS - 1 {
+            let upper = upper_of(b);
+            assert_eq!(bucket_of(upper - 1), b, "bucket {b}");
+            assert_eq!(bucket_of(upper), b + 1, "bucket {b}");
+        }
+        for k in SUB_BITS..=MAX_EXP {
+            assert_eq!(upper_of(bucket_of(1 << k) - 1), 1 << k);
+        }
+        let h = Histogram::new();
+        for ns in [3, 1000, 1000, 1 << 45] {
+            h.record(ns);
+        }
+        assert_eq!(h.buckets(), vec![(Some(4), 1), (Some(1024), 2), (None, 1)]);
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub(crate) struct FunctionState {
     pub(crate) min_ns: AtomicU64,
     pub(crate) max_ns: AtomicU64,
     pub(crate) errors: AtomicU64,
+    /// Invocations at or over the time limit (those that ran, or would run, `above`).
+    pub(crate) above_limit: AtomicU64,
     pub(crate) histogram: Histogram,
     pub(crate) site_aggs: Box<[SiteAgg]>,
 }
@@ -87,6 +89,7 @@ impl FunctionState {
             min_ns: AtomicU64::new(u64::MAX),
             max_ns: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            above_limit: AtomicU64::new(0),
             histogram: Histogram::new(),
             site_aggs,
         }
@@ -139,6 +142,10 @@ impl FunctionState {
         if raised {
             add(&self.errors, 1);
         }
+        // The same comparison as `Record::exit`'s choice of the above callback.
+        if total_ns >= self.limit_ns {
+            add(&self.above_limit, 1);
+        }
         self.histogram.record(total_ns);
     }
 
@@ -159,6 +166,7 @@ impl FunctionState {
         self.min_ns.store(u64::MAX, Ordering::Relaxed);
         self.max_ns.store(0, Ordering::Relaxed);
         self.errors.store(0, Ordering::Relaxed);
+        self.above_limit.store(0, Ordering::Relaxed);
         self.histogram.reset();
         for s in self.site_aggs.iter() {
             s.count.store(0, Ordering::Relaxed);
@@ -399,6 +407,20 @@ impl FunctionProfile {
             secs(s.histogram.quantile(0.99)),
             sites,
         )
+    }
+
+    /// How many invocations took at least the time limit (the above callback's share).
+    #[getter]
+    fn above_limit(&self) -> u64 {
+        self.state.above_limit.load(Ordering::Relaxed)
+    }
+
+    /// The invocation-time histogram's non-empty buckets, shortest first: `(upper, count)`
+    /// with `upper` the bucket's exclusive upper bound in nanoseconds (every invocation
+    /// counted in it took less), or None for the top bucket, which is unbounded. Bucket
+    /// edges are log-linear: 16 per power of two, and every power of two is an edge.
+    fn histogram(&self) -> Vec<(Option<u64>, u64)> {
+        self.state.histogram.buckets()
     }
 
     /// Clears this function's aggregates.
