@@ -253,8 +253,12 @@ for calls in (3, 4):
 print("forked", flush=True)
 sys.stdin.readline()            # the test has scraped
 for pid, w in children:
-    os.write(w, b"x")
-    os.waitpid(pid, 0)
+    try:
+        os.write(w, b"x")
+    except BrokenPipeError:     # the worker that has exited
+        pass
+    status = os.waitpid(pid, 0)[1]
+    assert os.waitstatus_to_exitcode(status) == 0
 """
 
 
@@ -296,6 +300,56 @@ def test_multiprocess_mode_adds_up_forked_workers(tmp_path, process):
     text = _wait_for("all workers' invocations", lambda: (t := _get(url)) and want in t and t)
     assert 'callweave_site_calls_total{callee="sum",function="handle",line="8",' in text
     assert 'callweave_function_above_limit_total{function="handle",module="__main__"} 8.0' in text
+    server.stdin.write("done\n")
+    server.stdin.close()
+    assert server.wait(timeout=PATIENCE) == 0
+
+
+SIBLING = """
+import sys
+from callweave import flat_profile
+import callweave.prometheus as cp
+
+@flat_profile(time_limit=0, above_callback=None)
+def handle(n):
+    return sum(range(n))
+
+cp.start(int(sys.argv[1]), "127.0.0.1", interval=0.2)
+print(cp.server_port(), flush=True)
+handle(1)
+handle(2)
+"""
+
+
+def test_multiprocess_workers_that_each_start_the_server_share_the_first_ones(tmp_path, process):
+    # Workers that each import the application (no preloading in a master) all call start():
+    # the first serves, the others find the port in use and only write their values.
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    server_script, sibling_script = tmp_path / "server.py", tmp_path / "sibling.py"
+    server_script.write_text(FORKING_SERVER)
+    sibling_script.write_text(SIBLING)
+    env = _env(PROMETHEUS_MULTIPROC_DIR=str(multiproc))
+    server = process(
+        [sys.executable, str(server_script)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert server.stdout is not None and server.stdin is not None
+    port = int(server.stdout.readline())
+    sibling = subprocess.run(
+        [sys.executable, str(sibling_script), str(port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
+    assert sibling.returncode == 0, sibling.stderr
+    assert sibling.stdout == "None\n"  # it serves nothing
+    url = f"http://127.0.0.1:{port}/metrics"
+    want = 'callweave_function_seconds_count{function="handle",module="__main__"} 10.0'
+    _wait_for("the sibling's invocations", lambda: (t := _get(url)) and want in t)
     server.stdin.write("done\n")
     server.stdin.close()
     assert server.wait(timeout=PATIENCE) == 0

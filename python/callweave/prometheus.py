@@ -36,6 +36,8 @@ most the last ``interval`` of its counts.
 from __future__ import annotations
 
 import atexit
+import errno
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -73,6 +75,8 @@ __all__ = [
 BUCKET_BOUNDS: tuple[float, ...] = tuple((1 << k) / 1e9 for k in range(10, 37))
 _BOUNDS_NS: tuple[int, ...] = tuple(1 << k for k in range(10, 37))
 _LE: tuple[str, ...] = (*(_float_to_go(b) for b in BUCKET_BOUNDS), "+Inf")
+
+log = logging.getLogger("callweave.prometheus")
 
 _FUNCTION = "callweave_function_seconds"
 _ABOVE = "callweave_function_above_limit"
@@ -300,7 +304,10 @@ def start(port: int = 9464, addr: str = "0.0.0.0", *, interval: float = 1.0) -> 
     In a single process it serves prometheus_client's ``REGISTRY`` with callweave's metrics
     added. In multiprocess mode it serves every process's callweave metrics, read from
     ``PROMETHEUS_MULTIPROC_DIR`` (and this process writes its own, as :func:`register` does).
-    Call it in one process: the one whose children are the workers.
+    Call it in one process: the one whose children are the workers. In multiprocess mode, a
+    port already in use is taken to be a sibling process's server (workers that each import
+    the application start it alike): this process then only writes its values, and says so
+    in an INFO log line.
 
     Args:
         port: TCP port (0: any free port; see ``server_port()``).
@@ -309,7 +316,7 @@ def start(port: int = 9464, addr: str = "0.0.0.0", *, interval: float = 1.0) -> 
 
     Raises:
         RuntimeError: The server is already running.
-        OSError: The port cannot be bound.
+        OSError: The port cannot be bound (other than in use, in multiprocess mode).
     """
     with _state_lock:
         if _state["server"] is not None:
@@ -319,7 +326,19 @@ def start(port: int = 9464, addr: str = "0.0.0.0", *, interval: float = 1.0) -> 
         registry.register(_MultiProcess(_writer(interval)))
     else:
         registry = register()
-    server, _thread = prometheus_client.start_http_server(port, addr, registry=registry)
+    try:
+        server, _thread = prometheus_client.start_http_server(port, addr, registry=registry)
+    except OSError as exc:
+        if not (multiprocess_mode() and exc.errno == errno.EADDRINUSE):
+            raise
+        log.info(
+            "callweave: %s:%d is in use (another process's /metrics?); this process "
+            "(pid %d) writes its values to PROMETHEUS_MULTIPROC_DIR only",
+            addr,
+            port,
+            os.getpid(),
+        )
+        return
     with _state_lock:
         _state["server"] = server
 
