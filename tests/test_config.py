@@ -265,7 +265,7 @@ BAD = [
         {"zzz": 1},
         "tool.callweave.zzz",
         "1",
-        "the keys here are: report, strict, top, sort, profile, transform, wrap",
+        "the keys here are: report, strict, top, sort, prometheus, profile, transform, wrap",
     ),
     (
         {"profile": [profile(time_limt="5ms")]},
@@ -385,7 +385,7 @@ BAD = [
         {"profile": [profile(above="print")]},
         "tool.callweave.profile[0].above",
         '"print"',
-        'must be "log", "none" or a callable',
+        'must be "log", "none", "otel" or a callable',
     ),
     (
         {"profile": [profile(below="a:b:c")]},

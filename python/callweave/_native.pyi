@@ -285,6 +285,11 @@ class FunctionProfile:
         ``sites``: ``(count, total, max)`` per site; ``above``: invocations at or over the
         limit; ``histogram``: the non-empty buckets ``(low, high, count)``; times in seconds.
         """
+    @property
+    def above_limit(self) -> int:
+        """How many invocations took at least the time limit."""
+    def histogram(self) -> list[tuple[int | None, int]]:
+        """Non-empty invocation-time buckets: ``(exclusive upper bound in ns or None, count)``."""
     def reset(self) -> None: ...
 
 @final

@@ -80,6 +80,7 @@ __all__ = [
     "CallbackSpec",
     "Config",
     "ProfileRule",
+    "PrometheusSpec",
     "Report",
     "RuleBase",
     "TransformRule",
@@ -103,7 +104,7 @@ _JSON_FORMAT: Final = 1
 ReportKind: TypeAlias = Literal["text", "json", "pstats", "html", "none"]
 #: What the text report can sort functions by (largest first; ``name`` alphabetically).
 SORT_KEYS: Final = ("total", "self", "mean", "max", "p95", "count", "errors", "above", "name")
-CallbackKind: TypeAlias = Literal["log", "none", "callable"]
+CallbackKind: TypeAlias = Literal["log", "none", "otel", "callable"]
 
 
 # --------------------------------------------------------------------------- durations
@@ -290,7 +291,8 @@ class CallbackSpec:
     """What a profile rule does after a run over (``above``) or within (``below``) its limit.
 
     Attributes:
-        kind: ``"log"`` (one log line with the per-call breakdown), ``"none"`` (nothing) or
+        kind: ``"log"`` (one log line with the per-call breakdown), ``"none"`` (nothing),
+            ``"otel"`` (an OpenTelemetry span, :mod:`callweave.otel`; the ``otel`` extra) or
             ``"callable"`` (call the function named by ``target``).
         target: For ``"callable"``, the reference ``"pkg.mod:attr.path"``; else None.
     """
@@ -302,7 +304,7 @@ class CallbackSpec:
     NONE: ClassVar[CallbackSpec]
 
     def __post_init__(self) -> None:
-        if self.kind in ("log", "none"):
+        if self.kind in ("log", "none", "otel"):
             if self.target is not None:
                 raise ValueError(f"a {self.kind!r} callback takes no target")
         elif self.kind == "callable":
@@ -314,15 +316,17 @@ class CallbackSpec:
 
     @classmethod
     def parse(cls, text: str) -> CallbackSpec:
-        """Parses ``"log"``, ``"none"`` or ``"pkg.mod:callable"``.
+        """Parses ``"log"``, ``"none"``, ``"otel"`` or ``"pkg.mod:callable"``.
 
         Raises:
             ValueError: Anything else; the message says why.
         """
-        if text in ("log", "none"):
+        if text in ("log", "none", "otel"):
             return cls(cast(CallbackKind, text))
         if ":" not in text:
-            raise ValueError('must be "log", "none" or a callable such as "pkg.module:func"')
+            raise ValueError(
+                'must be "log", "none", "otel" or a callable such as "pkg.module:func"'
+            )
         return cls("callable", text)
 
     def __str__(self) -> str:
@@ -415,6 +419,50 @@ class Report:
     def __str__(self) -> str:
         """The configuration text, e.g. ``json:/tmp/profile.json``."""
         return self.kind if self.path is None else f"{self.kind}:{self.path}"
+
+
+@dataclass(frozen=True)
+class PrometheusSpec:
+    """``[tool.callweave.prometheus]``: serve ``/metrics`` (:mod:`callweave.prometheus`).
+
+    Attributes:
+        port: TCP port of the ``/metrics`` server.
+        address: Address it listens on.
+        interval: Seconds between writes of each process's values in prometheus_client's
+            multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``).
+    """
+
+    port: int = 9464
+    address: str = "0.0.0.0"
+    interval: float = 1.0
+
+    def to_table(self) -> dict[str, Any]:
+        """The table as configured (JSON-compatible)."""
+        return {"port": self.port, "address": self.address, "interval": self.interval}
+
+
+#: What each optional feature needs: (module to import, extra, what it is).
+_EXTRAS: Final = {
+    "prometheus": ("callweave.prometheus", "prometheus", "the prometheus_client package"),
+    "otel": ("callweave.otel", "otel", "the OpenTelemetry API"),
+}
+
+
+def check_extra(feature: str, key: str, *, path: Path | None = None) -> None:
+    """Raises a one-line ConfigError naming ``key`` and the extra if ``feature`` cannot load.
+
+    Args:
+        feature: ``"prometheus"`` or ``"otel"``.
+        key: The configuration key that names the feature.
+        path: The configuration file, for the message.
+    """
+    module, extra, what = _EXTRAS[feature]
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise _Where(path, key).error(
+            f"needs {what}, an optional extra: pip install 'callweave[{extra}]'"
+        ) from None
 
 
 def _tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:
@@ -555,6 +603,7 @@ class Config:
         profile: Flat-profiling rules, in file order.
         wrap: Call-wrapping rules, in file order.
         transform: Source-transform rules, in file order.
+        prometheus: The ``/metrics`` server, if ``[tool.callweave.prometheus]`` is set.
         path: The file the configuration was read from, if any.
         report_given: Whether ``report`` was set explicitly (False when a parsed table had
             no ``report`` key and the default was taken), so that ``callweave run`` keeps an
@@ -566,6 +615,7 @@ class Config:
     profile: tuple[ProfileRule, ...] = ()
     wrap: tuple[WrapRule, ...] = ()
     transform: tuple[TransformRule, ...] = ()
+    prometheus: PrometheusSpec | None = None
     path: Path | None = None
     report_given: bool = field(default=True, compare=False)
 
@@ -616,6 +666,8 @@ class Config:
             table["sort"] = self.report.sort
         for transform in REGISTRY:
             table[transform.table] = [r.to_table() for r in self.rules(transform.table)]
+        if self.prometheus is not None:
+            table["prometheus"] = self.prometheus.to_table()
         return table
 
     def to_json(self) -> str:
@@ -674,6 +726,13 @@ class Config:
             for i, rule in enumerate(self.rules(transform.table)):
                 for spec, key in transform.callables(rule):
                     add(spec, f"{_TABLE}.{transform.table}[{i}].{key}")
+        # Optional extras named by the configuration: one line naming the key and the extra.
+        if self.prometheus is not None:
+            check_extra("prometheus", f"{_TABLE}.prometheus", path=self.path)
+        for i, rule in enumerate(self.profile):
+            for key, callback in (("above", rule.above), ("below", rule.below)):
+                if callback.kind == "otel":
+                    check_extra("otel", f"{_TABLE}.profile[{i}].{key}", path=self.path)
         return resolved
 
 
@@ -729,7 +788,7 @@ class _Where:
 # --------------------------------------------------------------------------- parsing
 
 #: The keys of ``[tool.callweave]`` itself; each transform adds its table's key.
-_OWN_KEYS: Final = ("report", "strict", "top", "sort")
+_OWN_KEYS: Final = ("report", "strict", "top", "sort", "prometheus")
 
 #: A key's location in messages (the type transform modules' parsers receive).
 Where = _Where
@@ -956,6 +1015,29 @@ def parse_config(table: Mapping[str, Any], *, path: Path | None) -> Config:
     return _parse(table, path, report_base=None if path is None else path.parent)
 
 
+def _prometheus(table: Mapping[str, Any], where: _Where) -> PrometheusSpec | None:
+    if "prometheus" not in table:
+        return None
+    where = where.child("prometheus")
+    spec = _table(table["prometheus"], where)
+    _check_keys(spec, ("port", "address", "interval"), where, {})
+    port = spec.get("port", PrometheusSpec.port)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise where.child("port").error("must be an integer from 0 to 65535", port)
+    address = _string(spec, "address", where)
+    interval = PrometheusSpec.interval
+    if "interval" in spec:
+        try:
+            interval = parse_duration(spec["interval"])
+        except (TypeError, ValueError) as exc:
+            raise where.child("interval").error(str(exc), spec["interval"]) from None
+        if interval <= 0:
+            raise where.child("interval").error("must be longer than zero", spec["interval"])
+    return PrometheusSpec(
+        port=port, address=PrometheusSpec.address if address is None else address, interval=interval
+    )
+
+
 def _parse(table: object, path: Path | None, *, report_base: Path | None) -> Config:
     where = _Where(path, _TABLE)
     table = _table(table, where)
@@ -970,6 +1052,7 @@ def _parse(table: object, path: Path | None, *, report_base: Path | None) -> Con
     sort = _string(table, "sort", where)
     if sort is not None and sort not in SORT_KEYS:
         raise where.child("sort").error(f"must be one of {', '.join(SORT_KEYS)}", sort)
+    prometheus = _prometheus(table, where)
     rules = {
         transform.table: tuple(
             transform.parse(t, where.child(transform.table).item(i))
@@ -989,6 +1072,7 @@ def _parse(table: object, path: Path | None, *, report_base: Path | None) -> Con
         **rules,  # type: ignore[arg-type]  # one field per transform's table
         report=report,
         strict=strict,
+        prometheus=prometheus,
         path=path,
         report_given=report_text is not None,
     )

@@ -140,6 +140,10 @@ def _callback(spec: Any, resolved: dict[str, Callable[..., Any]], default: Any) 
         return None
     if spec.kind == "log":
         return default
+    if spec.kind == "otel":
+        from callweave.otel import span  # checked by Config.resolve()
+
+        return span
     return resolved[spec.target]
 
 
@@ -770,7 +774,29 @@ def install(
     os.environ["CALLWEAVE_CONFIG_JSON"] = config.to_json()
     # The report at exit, in children, and on SIGTERM.
     lifecycle.arm(config.report if report_at_exit else None, child=child)
+    if config.prometheus is not None:
+        _start_prometheus(config, child=child)
     return finder
+
+
+def _start_prometheus(config: Config, *, child: bool) -> None:
+    """Serves ``/metrics`` as ``[tool.callweave.prometheus]`` says (in the first process).
+
+    A child process of an instrumented one (which inherits the configuration) serves nothing:
+    its parent does. In prometheus_client's multiprocess mode it writes its values for the
+    parent's server to read; otherwise its invocations are not exported.
+    """
+    from callweave import prometheus  # checked by Config.resolve()
+
+    spec = config.prometheus
+    if spec is None:
+        return
+    if child:
+        if prometheus.multiprocess_mode():
+            prometheus.register(interval=spec.interval)
+        return
+    if prometheus.server_port() is None:
+        prometheus.start(spec.port, spec.address, interval=spec.interval)
 
 
 def uninstall() -> bool:

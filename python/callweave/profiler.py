@@ -293,6 +293,10 @@ def _dispatch(callback: Any, total: float, record: _native.Record) -> None:
             text = _format_above(total, limit, profile.qualname, sites)
             _log_at(_where_of_profile(profile), logging.WARNING, "%s", text)
         return
+    if getattr(callback, "__callweave_sites_only__", False):
+        times = CallTimes(sites=_site_times(record, profile))
+        callback(total, limit, times, _function_of(profile))
+        return
     callback(total, limit, _call_times(record, profile), _function_of(profile))
 
 
@@ -300,8 +304,17 @@ _native.set_dispatcher(_dispatch)
 
 
 def is_default_callback(callback: Any) -> bool:
-    """Whether the callback is one of callweave's defaults (which need no per-call list)."""
-    return callback is None or callback is default_below_log or callback is default_above_log
+    """Whether the callback needs no per-call list.
+
+    True for callweave's defaults and for callbacks marked ``__callweave_sites_only__ = True``
+    (they receive ``times.sites`` and an empty dict).
+    """
+    return (
+        callback is None
+        or callback is default_below_log
+        or callback is default_above_log
+        or getattr(callback, "__callweave_sites_only__", False) is True
+    )
 
 
 def register_profile(

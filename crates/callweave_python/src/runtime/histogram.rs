@@ -40,6 +40,12 @@ fn range_of(bucket: usize) -> (u64, u64) {
     (low, low + width)
 }
 
+/// A bucket's exclusive upper bound as Prometheus-style histograms see it: `high`, or None
+/// for the top bucket, which also holds every longer sample.
+pub(crate) fn upper_bound(high: u64) -> Option<u64> {
+    (high < range_of(BUCKETS - 1).1).then_some(high)
+}
+
 /// The midpoint of a bucket's range.
 fn value_of(bucket: usize) -> u64 {
     let b = bucket as u64;
@@ -127,6 +133,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn upper_bounds_are_the_next_buckets_first_values() {
+        for b in 0..BUCKETS - 1 {
+            let upper = range_of(b).1;
+            assert_eq!(bucket_of(upper - 1), b, "bucket {b}");
+            assert_eq!(bucket_of(upper), b + 1, "bucket {b}");
+        }
+        for k in SUB_BITS..=MAX_EXP {
+            assert_eq!(range_of(bucket_of(1 << k) - 1).1, 1 << k);
+        }
+        let h = Histogram::new();
+        for ns in [3, 1000, 1000, 1 << 45] {
+            h.record(ns);
+        }
+        let uppers: Vec<(Option<u64>, u64)> = h
+            .buckets()
+            .into_iter()
+            .map(|(_, high, n)| (upper_bound(high), n))
+            .collect();
+        assert_eq!(uppers, vec![(Some(4), 1), (Some(1024), 2), (None, 1)]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::histogram::Histogram;
+use super::histogram::{upper_bound, Histogram};
 
 /// One timed call site, in original coordinates.
 #[derive(Debug, Clone)]
@@ -49,8 +49,8 @@ pub(crate) struct FunctionState {
     pub(crate) min_ns: AtomicU64,
     pub(crate) max_ns: AtomicU64,
     pub(crate) errors: AtomicU64,
-    /// Invocations whose total was at or over the limit (those that ran the above callback).
-    pub(crate) above_count: AtomicU64,
+    /// Invocations at or over the time limit (those that ran, or would run, `above`).
+    pub(crate) above_limit: AtomicU64,
     pub(crate) histogram: Histogram,
     pub(crate) site_aggs: Box<[SiteAgg]>,
 }
@@ -89,7 +89,7 @@ impl FunctionState {
             min_ns: AtomicU64::new(u64::MAX),
             max_ns: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            above_count: AtomicU64::new(0),
+            above_limit: AtomicU64::new(0),
             histogram: Histogram::new(),
             site_aggs,
         }
@@ -144,7 +144,7 @@ impl FunctionState {
         }
         // The same comparison as `Record::exit`'s choice of the above callback.
         if total_ns >= self.limit_ns {
-            add(&self.above_count, 1);
+            add(&self.above_limit, 1);
         }
         self.histogram.record(total_ns);
     }
@@ -166,7 +166,7 @@ impl FunctionState {
         self.min_ns.store(u64::MAX, Ordering::Relaxed);
         self.max_ns.store(0, Ordering::Relaxed);
         self.errors.store(0, Ordering::Relaxed);
-        self.above_count.store(0, Ordering::Relaxed);
+        self.above_limit.store(0, Ordering::Relaxed);
         self.histogram.reset();
         for s in self.site_aggs.iter() {
             s.count.store(0, Ordering::Relaxed);
@@ -400,7 +400,7 @@ impl FunctionProfile {
         let count = s.count.load(Ordering::Relaxed);
         d.set_item("count", count)?;
         d.set_item("errors", s.errors.load(Ordering::Relaxed))?;
-        d.set_item("above", s.above_count.load(Ordering::Relaxed))?;
+        d.set_item("above", s.above_limit.load(Ordering::Relaxed))?;
         d.set_item("total", secs(s.total_ns.load(Ordering::Relaxed)))?;
         let (min, max, p50, p95, p99) = s.extremes_and_percentiles();
         d.set_item("min", secs(min))?;
@@ -450,9 +450,28 @@ impl FunctionProfile {
             secs(p95),
             secs(p99),
             sites,
-            s.above_count.load(Ordering::Relaxed),
+            s.above_limit.load(Ordering::Relaxed),
             s.histogram_secs(),
         )
+    }
+
+    /// How many invocations took at least the time limit (the above callback's share).
+    #[getter]
+    fn above_limit(&self) -> u64 {
+        self.state.above_limit.load(Ordering::Relaxed)
+    }
+
+    /// The invocation-time histogram's non-empty buckets, shortest first: `(upper, count)`
+    /// with `upper` the bucket's exclusive upper bound in nanoseconds (every invocation
+    /// counted in it took less), or None for the top bucket, which is unbounded. Bucket
+    /// edges are log-linear: 16 per power of two, and every power of two is an edge.
+    fn histogram(&self) -> Vec<(Option<u64>, u64)> {
+        self.state
+            .histogram
+            .buckets()
+            .into_iter()
+            .map(|(_, high, n)| (upper_bound(high), n))
+            .collect()
     }
 
     /// Clears this function's aggregates.
