@@ -41,6 +41,7 @@ __all__ = [
     "qualnames",
     "selects",
     "single_module",
+    "top_level_names",
     "unmatched",
 ]
 
@@ -94,6 +95,29 @@ def _hint(word: str, candidates: Iterable[str]) -> str:
     if not close:
         return ""
     return "; did you mean " + " or ".join(json.dumps(c) for c in close) + "?"
+
+
+def _shaped(glob: str, names: Iterable[str]) -> set[str]:
+    """Module names in the shape of a glob, the candidates of its "did you mean".
+
+    The glob's wildcard parts are kept and its literal parts are taken from each name:
+    ``shp.*`` and ``shop.orders`` give ``shop.*``; a name shorter than the glob keeps the
+    glob's remaining parts. The glob itself is not a candidate.
+    """
+    parts = glob.split(".")
+    shaped: set[str] = set()
+    for name in names:
+        have = name.split(".")
+        out: list[str] = []
+        for i, part in enumerate(parts):
+            if part == "**" or i >= len(have):
+                out.extend(parts[i:])
+                break
+            out.append(have[i] if is_literal(part) else part)
+        candidate = ".".join(out)
+        if candidate != glob:
+            shaped.add(candidate)
+    return shaped
 
 
 def _label(config: Config, table: str, index: int, rule: RuleBase, key: str, glob: str) -> str:
@@ -171,7 +195,8 @@ def find_spec_without_import(name: str) -> ModuleSpec | None:
     return spec
 
 
-def _top_level_names() -> set[str]:
+def top_level_names() -> set[str]:
+    """The top-level module names on ``sys.path`` (and the built-in modules')."""
     names = {name for _finder, name, _pkg in pkgutil.iter_modules(sys.path)}
     names.update(sys.builtin_module_names)
     return names
@@ -181,7 +206,7 @@ def module_hint(name: str) -> str:
     """``; did you mean "x"?`` for a module name that is not found, from its would-be siblings."""
     parent, dot, _last = name.rpartition(".")
     if not dot:
-        return _hint(name, _top_level_names())
+        return _hint(name, top_level_names())
     spec = find_spec_without_import(parent)
     if spec is None:
         return module_hint(parent) if "." not in parent else ""
@@ -213,7 +238,7 @@ def unmatched(
                     continue
                 globs = _native.DottedGlobs([glob])
                 if not any(globs.matches(m) for m in modules):
-                    hint = _hint(glob, known)
+                    hint = _hint(glob, _shaped(glob, known))
                     if not hint and is_literal(glob):
                         hint = module_hint(glob)
                     lines.append(

@@ -518,7 +518,7 @@ def _check(args: argparse.Namespace) -> int:
             print(f"    {line}")
     if not found:
         print("callweave: no module on sys.path matches the configuration")
-    unmatched = _rulecheck.unmatched(config, modules)
+    unmatched = _rulecheck.unmatched(config, modules, _rulecheck.top_level_names())
     (errors if config.strict else warnings).extend(unmatched)
     for line in errors:
         print(f"callweave: error: {line}", file=sys.stderr)
