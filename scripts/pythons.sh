@@ -46,11 +46,14 @@ build_inputs_hash() {
   (
     cd "$ROOT"
     "$1" -c 'import sys; print(sys.executable, sys.version)'
-    find Cargo.toml Cargo.lock pyproject.toml scripts/requirements-dev.txt startup \
-         crates/*/Cargo.toml crates/*/build.rs crates/*/src -type f 2>/dev/null \
-      | LC_ALL=C sort | while read -r f; do
-          printf '%s ' "$f"; sha256sum < "$f"
-        done
+    local inputs=() p
+    for p in Cargo.toml Cargo.lock pyproject.toml scripts/requirements-dev.txt startup \
+             crates/*/Cargo.toml crates/*/build.rs crates/*/src; do
+      [ -e "$p" ] && inputs+=("$p")
+    done
+    find "${inputs[@]}" -type f | LC_ALL=C sort | while read -r f; do
+      printf '%s ' "$f"; sha256sum < "$f"
+    done
   ) | sha256sum | cut -d' ' -f1
 }
 
