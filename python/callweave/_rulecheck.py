@@ -91,10 +91,8 @@ def qualnames(tree: ast.AST) -> list[str]:
 
 
 def _hint(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, sorted(set(candidates)), n=3, cutoff=0.6)
-    if not close:
-        return ""
-    return "; did you mean " + " or ".join(json.dumps(c) for c in close) + "?"
+    close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"; did you mean {json.dumps(close[0])}?" if close else ""
 
 
 def _shaped(glob: str, names: Iterable[str]) -> set[str]:
@@ -102,7 +100,8 @@ def _shaped(glob: str, names: Iterable[str]) -> set[str]:
 
     The glob's wildcard parts are kept and its literal parts are taken from each name:
     ``shp.*`` and ``shop.orders`` give ``shop.*``; a name shorter than the glob keeps the
-    glob's remaining parts. The glob itself is not a candidate.
+    glob's remaining parts when they are all wildcards (``shop`` gives ``shop.*`` too), else
+    it is no candidate. The glob itself is not a candidate.
     """
     parts = glob.split(".")
     shaped: set[str] = set()
@@ -111,9 +110,14 @@ def _shaped(glob: str, names: Iterable[str]) -> set[str]:
         out: list[str] = []
         for i, part in enumerate(parts):
             if part == "**" or i >= len(have):
-                out.extend(parts[i:])
+                if part != "**" and any(is_literal(p) for p in parts[i:]):
+                    out = []
+                else:
+                    out.extend(parts[i:])
                 break
             out.append(have[i] if is_literal(part) else part)
+        if not out:
+            continue
         candidate = ".".join(out)
         if candidate != glob:
             shaped.add(candidate)
