@@ -37,16 +37,49 @@ python_for_build() {
   echo "$py"
 }
 
+# build_inputs_hash PYTHON: a digest of what the built extension and the install depend on:
+# the Rust sources and manifests (crates/*/src, Cargo.toml, Cargo.lock, build.rs), pyproject.toml,
+# the startup .pth, the dev requirements, and the interpreter (its path and `sys.version`).
+# python/callweave itself is not in it: `maturin develop` installs the package editable (a
+# callweave.pth pointing at python/), so edits there are live without a rebuild.
+build_inputs_hash() {
+  (
+    cd "$ROOT"
+    "$1" -c 'import sys; print(sys.executable, sys.version)'
+    local inputs=() p
+    for p in Cargo.toml Cargo.lock pyproject.toml scripts/requirements-dev.txt startup \
+             crates/*/Cargo.toml crates/*/build.rs crates/*/src; do
+      [ -e "$p" ] && inputs+=("$p")
+    done
+    find "${inputs[@]}" -type f | LC_ALL=C sort | while read -r f; do
+      printf '%s ' "$f"; sha256sum < "$f"
+    done
+  ) | sha256sum | cut -d' ' -f1
+}
+
 # setup_venv VERSION PYTHON: creates .venvs/pyVERSION with the test tools and callweave built
 # (release mode) into it; prints nothing but errors. Echoes the venv's python path.
+# When nothing it depends on changed since the last build into that environment (the stamp
+# .venvs/pyVERSION/.callweave-build holds build_inputs_hash), it neither reinstalls nor
+# rebuilds; any change to a Rust source, a manifest, Cargo.lock, pyproject.toml, the
+# requirements or the interpreter rebuilds. CALLWEAVE_REBUILD=1 forces a rebuild.
 setup_venv() {
-  local v="$1" py="$2" venv="$ROOT/.venvs/py$1"
+  local v="$1" py="$2" venv="$ROOT/.venvs/py$1" stamp digest
+  stamp="$ROOT/.venvs/py$1/.callweave-build"
   if [ ! -x "$venv/bin/python" ]; then
     "$py" -m venv "$venv" >&2
   fi
+  digest="$(build_inputs_hash "$venv/bin/python")"
+  if [ "${CALLWEAVE_REBUILD:-0}" != 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ] \
+     && "$venv/bin/python" -c 'import callweave._native' 2>/dev/null; then
+    echo "$venv/bin/python"
+    return 0
+  fi
+  rm -f "$stamp"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
       -r "$ROOT/scripts/requirements-dev.txt" >&2
   (cd "$ROOT" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
       "$venv/bin/maturin" develop --release --quiet >&2)
+  echo "$digest" > "$stamp"
   echo "$venv/bin/python"
 }

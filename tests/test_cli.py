@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -206,7 +207,18 @@ def test_run_bad_option_is_a_clear_error(project):
     assert "unknown option '--frobnicate'" in r.stderr
 
 
+PROFILE_SHOPKIT = """
+[tool.callweave]
+report = "none"
+
+[[tool.callweave.profile]]
+modules = ["shopkit.**"]
+time_limit = "10s"
+"""
+
+
 def test_show_prints_rewritten_source_and_diff(project):
+    (project / "pyproject.toml").write_text(PROFILE_SHOPKIT)
     r = run(project, "show", "shopkit.orders:place_order")
     assert r.returncode == 0, r.stderr
     assert "__callweave_time__" in r.stdout and "def place_order(n):" in r.stdout
@@ -250,6 +262,7 @@ def test_check_reports_config_errors(project):
 
 def test_python_dash_m_and_console_script_agree(project):
     assert CONSOLE_SCRIPT.exists()
+    (project / "pyproject.toml").write_text(PROFILE_SHOPKIT)
     r = cli(project, "show", "shopkit.orders:price")
     assert r.returncode == 0, r.stderr
     assert "def price(i):" in r.stdout
@@ -293,7 +306,7 @@ def test_run_keeps_report_none_from_the_config(project):
     ("option", "value", "reason"),
     [
         ("--time-limit", "5x", "--time-limit '5x': unknown unit 'x'"),
-        ("--time-limit", "1m30", "--time-limit '1m30': a duration string needs a unit"),
+        ("--time-limit", "1m30", "--time-limit '1m30': a duration needs a unit"),
         ("--report", "xml", "--report 'xml': must be \"text\""),
         ("--report", "html", "--report 'html': \"html\" needs a file"),
         ("--report", "json", "--report 'json': \"json\" needs a file"),
@@ -335,3 +348,294 @@ def test_run_wrap_with_the_documented_signature_passes_call_keywords(project):
     r = cli(project, "run", "--wrap", "jobs:main=tracing:trace", "jobs.py")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["traced submit", "traced print", "(1, 'cb', 's')"]
+
+
+# ----------------------------------------------------------------------- issue 11: the CLI
+# Through the installed console script, from the project's directory, with nothing of the
+# project on PYTHONPATH (as a user runs it).
+
+
+def project_env(env=None):
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("CALLWEAVE") and k != "PYTHONPATH"
+    }
+    full_env.update(env or {})
+    return full_env
+
+
+def console(project, *args, env=None, timeout=120):
+    """``callweave ARGS`` through the installed console script, from ``project``."""
+    return subprocess.run(
+        [str(CONSOLE_SCRIPT), *args],
+        cwd=project,
+        env=project_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def dash_m(project, *args, env=None, timeout=120):
+    """``python -m callweave ARGS`` from ``project``."""
+    return subprocess.run(
+        [sys.executable, "-m", "callweave", *args],
+        cwd=project,
+        env=project_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+TRACING = """
+def trace_call(call, /, *args, **kwargs):
+    print("traced", getattr(call, "__name__", "?"))
+    return call(*args, **kwargs)
+
+NOT_CALLABLE = 42
+"""
+
+PROJECT_CONFIG = """
+[tool.callweave]
+report = "json:report.json"
+
+[[tool.callweave.profile]]
+modules = ["shopkit.orders"]
+functions = ["place_order"]
+time_limit = "10s"
+
+[[tool.callweave.wrap]]
+modules = ["shopkit.orders"]
+functions = ["place_order"]
+wrapper = "shopkit.tracing:trace_call"
+"""
+
+
+@pytest.fixture
+def wrapped_project(project):
+    (project / "shopkit" / "tracing.py").write_text(TRACING)
+    (project / "shopkit" / "__main__.py").write_text(
+        "import sys\nfrom shopkit.orders import place_order\n"
+        "print('total', place_order(int(sys.argv[1])))\n"
+    )
+    (project / "pyproject.toml").write_text(PROJECT_CONFIG)
+    return project
+
+
+@pytest.mark.parametrize("how", [console, dash_m], ids=["console-script", "python-m"])
+def test_the_console_script_finds_the_projects_modules_as_python_m_does(wrapped_project, how):
+    project = wrapped_project
+    r = how(project, "run", "-m", "shopkit", "3")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["traced range"] + ["traced price"] * 3 + ["total 6"]
+    doc = json.loads((project / "report.json").read_text())
+    assert [(f["qualname"], f["count"]) for f in doc["functions"]] == [("place_order", 1)]
+    (project / "report.json").unlink()
+    r = how(project, "run", "app.py", "2", "0")
+    assert r.returncode == 0, r.stderr
+    assert "total 2" in r.stdout and "traced price" in r.stdout
+    r = how(project, "show", "shopkit.orders:place_order")
+    assert r.returncode == 0, r.stderr
+    assert "def place_order(n):" in r.stdout
+    r = how(project, "check")
+    assert r.returncode == 0, r.stderr
+    assert f"shopkit.orders ({project / 'shopkit' / 'orders.py'}): 1 function(s)" in r.stdout
+
+
+ONE_LINE_ERRORS = [
+    (
+        ["--time-limit", "fast"],
+        "--time-limit 'fast': not a duration: expected numbers with units",
+    ),
+    (
+        ["--time-limit", "5"],
+        "--time-limit '5': a duration needs a unit after every number (ns, us, ms, s, m or h), "
+        "such as 50ms, 1.5s or 1m30s",
+    ),
+    (["--profile", "pkg/x"], "--profile 'pkg/x': module 'pkg/x': "),
+    (["--profile", "shopkit.orders:"], "--profile 'shopkit.orders:': expected MODULE or"),
+    (["--report", "html"], "--report 'html': must be \"text\""),
+    (["--wrap", "shopkit.orders"], "--wrap 'shopkit.orders': expected MOD[:FUNC]=pkg.mod:callable"),
+    (
+        ["--wrap", "shopkit.orders=shopkit.tracing:nothing"],
+        "--wrap 'shopkit.orders=shopkit.tracing:nothing': 'shopkit.tracing' has no attribute "
+        "'nothing'",
+    ),
+    (
+        ["--wrap", "shopkit.orders=shopkit.tracing:NOT_CALLABLE"],
+        "--wrap 'shopkit.orders=shopkit.tracing:NOT_CALLABLE': 'shopkit.tracing.NOT_CALLABLE' "
+        "is not callable: it is a int",
+    ),
+    (["-m", "missing_module"], "-m 'missing_module': no module named 'missing_module'"),
+    (
+        ["-m", "shopkit.ordrs"],
+        "-m 'shopkit.ordrs': no module named 'shopkit.ordrs'; did you mean \"shopkit.orders\"",
+    ),
+    (["-m", "shopkit"], "-m 'shopkit': is a package without a __main__ module"),
+    (["nosuch.py"], "callweave run: no such script 'nosuch.py'"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), ONE_LINE_ERRORS)
+def test_every_run_error_is_one_line_with_status_2_and_no_report(project, args, message):
+    (project / "shopkit" / "tracing.py").write_text(TRACING)
+    # A configuration with a report: an error must not leave an empty one behind.
+    (project / "pyproject.toml").write_text(
+        PROFILE_SHOPKIT.replace('report = "none"', 'report = "json:report.json"')
+    )
+    if args[0] in ("--profile", "--time-limit", "--report", "--wrap"):
+        args = [*args, "app.py", "1", "0"]
+    if args[0] == "--time-limit":
+        args = ["--profile", "shopkit.orders", *args]
+    r = console(project, "run", *args)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"callweave: {message}"), r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "tool.callweave" not in r.stderr
+    assert r.stdout == ""
+    assert not list(project.glob("report*.json"))
+
+
+def test_usage_errors_are_one_line(project):
+    for args in (["frobnicate"], ["show"], []):
+        r = console(project, *args)
+        assert r.returncode == 2
+        assert r.stderr.startswith("callweave: ") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_version_and_help(project):
+    r = console(project, "--version")
+    assert r.returncode == 0
+    assert re.fullmatch(r"callweave \d+\.\d+\.\d+\S*\n", r.stdout), r.stdout
+    for args in (["--help"], ["run", "--help"], ["show", "--help"], ["check", "--help"]):
+        r = console(project, *args)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("usage: callweave")
+        # Plain text: no reStructuredText markup.
+        assert "``" not in r.stdout and ":func:" not in r.stdout and ":mod:" not in r.stdout
+    r = console(project, "run", "--help")
+    assert "the file's rule applies" in r.stdout
+
+
+def test_cli_rules_combine_with_the_files_and_errors_name_the_option(wrapped_project):
+    project = wrapped_project
+    # The file profiles place_order; --profile adds price: both are in the report.
+    r = console(project, "run", "--profile", "shopkit.orders:price", "-m", "shopkit", "2")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((project / "report.json").read_text())
+    assert sorted(f["qualname"] for f in doc["functions"]) == ["place_order", "price"]
+    # A file's rule and a command-line rule for the same function: the file's applies.
+    r = console(
+        project,
+        *("run", "--profile", "shopkit.orders:place_order", "--time-limit", "0s"),
+        *("-m", "shopkit", "2"),
+    )
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((project / "report.json").read_text())
+    (f,) = [f for f in doc["functions"] if f["qualname"] == "place_order"]
+    assert f["time_limit"] == 10.0
+
+
+def test_show_diff_has_the_files_line_numbers_and_newlines(project):
+    (project / "pyproject.toml").write_text(PROFILE_SHOPKIT)
+    r = console(project, "show", "shopkit.orders:place_order", "--diff")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    source = (project / "shopkit" / "orders.py").read_text().splitlines()
+    first = source.index("def place_order(n):") + 1
+    hunks = [line for line in lines if line.startswith("@@")]
+    assert hunks, r.stdout
+    start = int(re.match(r"@@ -(\d+)", hunks[0])[1])
+    # The hunk starts at the file's line: the lines it shows are the file's lines there.
+    context = [line[1:] for line in lines[lines.index(hunks[0]) + 1 :] if line[:1] in " -"]
+    assert context[0] == source[start - 1] and start >= first
+    # One diff line per output line: the function's last line is not glued to the next.
+    assert "-        total += price(i)" in lines
+    assert all(not line.endswith("total") or line[1:].strip() == "return total" for line in lines)
+    # The whole module: line numbers of the file too.
+    r = console(project, "show", "shopkit.orders", "--diff")
+    hunk = next(line for line in r.stdout.splitlines() if line.startswith("@@"))
+    assert hunk.startswith("@@ -")
+
+
+def test_show_says_when_the_config_does_not_select_the_module(project):
+    (project / "pyproject.toml").write_text(PROFILE_SHOPKIT.replace("shopkit.**", "other.**"))
+    r = console(project, "show", "shopkit.orders", "--diff")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == (
+        f"callweave: shopkit.orders: no rule of {project / 'pyproject.toml'} selects this "
+        "module; it imports unmodified\n"
+    )
+    (project / "pyproject.toml").unlink()
+    r = console(project, "show", "shopkit.orders")
+    assert r.returncode == 2 and "no [tool.callweave] configuration found" in r.stderr
+
+
+STRICT = """
+[tool.callweave]
+report = "none"
+strict = true
+
+[[tool.callweave.profile]]
+modules = [{modules}]
+{functions}
+time_limit = "10s"
+"""
+
+
+def strict_config(project, modules, functions=None):
+    text = STRICT.format(
+        modules=", ".join(f'"{m}"' for m in modules),
+        functions="" if functions is None else f"functions = {json.dumps(functions)}",
+    )
+    (project / "pyproject.toml").write_text(text)
+
+
+def test_strict_module_name_matching_nothing_is_an_error_at_install(project):
+    strict_config(project, ["shopkit.ordrs"])
+    r = console(project, "run", "app.py", "1", "0")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == (
+        f"callweave: {project / 'pyproject.toml'}: tool.callweave.profile[0].modules[0] = "
+        '"shopkit.ordrs": matches no module on sys.path; did you mean "shopkit.orders"? '
+        "(strict = true)\n"
+    )
+    # Without strict, the program runs.
+    (project / "pyproject.toml").write_text(
+        (project / "pyproject.toml").read_text().replace("strict = true", "strict = false")
+    )
+    r = console(project, "run", "app.py", "1", "0")
+    assert r.returncode == 0, r.stderr
+
+
+def test_strict_function_glob_matching_nothing_fails_the_import(project):
+    strict_config(project, ["shopkit.orders"], ["plce_order"])
+    r = console(project, "run", "app.py", "1", "0")
+    assert r.returncode == 1
+    assert (
+        f"ImportError: callweave: {project / 'pyproject.toml'}: "
+        'tool.callweave.profile[0].functions[0] = "plce_order": matches no function in '
+        'shopkit.orders; did you mean "place_order"? (strict = true)'
+    ) in r.stderr
+    # A command-line rule is named by its option.
+    strict_config(project, ["other"])
+    (project / "other.py").write_text("")
+    r = console(project, "run", "--profile", "shopkit.orders:plce_*", "app.py", "1", "0")
+    assert r.returncode == 1
+    assert (
+        "ImportError: callweave: --profile 'shopkit.orders:plce_*': matches no function in "
+        "shopkit.orders (strict = true)"
+    ) in r.stderr
+
+
+def test_strict_globs_that_matched_nothing_in_the_run_are_warned_at_exit(project):
+    strict_config(project, ["shopkit.*", "nothere.*"], ["place_*", "nothing_*"])
+    r = console(project, "run", "app.py", "1", "0")
+    assert r.returncode == 0, r.stderr
+    config = project / "pyproject.toml"
+    assert r.stderr.splitlines() == [
+        f"callweave: warning: {config}: tool.callweave.profile[0].modules[1] = "
+        '"nothere.*": matches no module imported by the program (strict = true)',
+        f"callweave: warning: {config}: tool.callweave.profile[0].functions[1] = "
+        '"nothing_*": matches no function in shopkit.orders (strict = true)',
+    ]

@@ -4,8 +4,13 @@ Issue 7 item 31: with ``def wrapper(call, *args, **kwargs)`` a wrapped ``f(x, ca
 with "got multiple values for argument 'call'"; the documented signature is positional-only.
 """
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from callweave import wrap_calls
 
@@ -54,3 +59,47 @@ def test_the_documented_pass_site_signature_passes_call_and_site_keywords_throug
 
     assert uses_call_keywords() == (1, "cb", "s")
     assert seen == ['submit(1, call="cb", site="s")']
+
+
+# Issue 11: every Python example of the README runs as written (no undefined names), as a
+# script a user saved it to.
+RUNNABLE = [b for b in PYTHON_BLOCKS if "callweave.bytecode" not in b]
+
+
+def run_example(tmp_path, block):
+    script = tmp_path / "example.py"
+    script.write_text(block)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLWEAVE")}
+    return subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize("index", range(len(RUNNABLE)))
+def test_the_readmes_python_examples_run_as_written(index, tmp_path):
+    r = run_example(tmp_path, RUNNABLE[index])
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_readmes_bytecode_example_runs_as_written(tmp_path):
+    pytest.importorskip("bytecode")
+    (block,) = [b for b in PYTHON_BLOCKS if "callweave.bytecode" in b]
+    r = run_example(tmp_path, block + "\nassert f() == 3\n")
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_readmes_decorator_examples_print_what_they_say(tmp_path):
+    (wrap_block,) = [b for b in PYTHON_BLOCKS if "def basic_wrapper(" in b]
+    r = run_example(tmp_path, wrap_block)
+    out = r.stdout.splitlines()
+    assert out[0] == "Before range, args: (2,), kwargs: {}"
+    assert out[-2:] == [
+        "Before other_function, args: (), kwargs: {'val': 123.45}",
+        "After other_function",
+    ]
+    (profile_block,) = [b for b in PYTHON_BLOCKS if "@flat_profile(" in b]
+    r = run_example(tmp_path, profile_block)
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "above limit of 0.3s" in warnings[0], r.stderr
+    assert "slow_function(val=123.45)" in r.stderr

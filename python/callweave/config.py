@@ -231,7 +231,9 @@ def _split_callable_spec(spec: str) -> tuple[str, str]:
     return module, attrs
 
 
-def resolve_callable(spec: str, key: str, *, path: Path | None = None) -> Callable[..., Any]:
+def resolve_callable(
+    spec: str, key: str, *, path: Path | None = None, origin: str | None = None
+) -> Callable[..., Any]:
     """Imports ``"pkg.mod:attr.path"`` and returns the object, which must be callable.
 
     Args:
@@ -239,6 +241,8 @@ def resolve_callable(spec: str, key: str, *, path: Path | None = None) -> Callab
         key: The configuration key the reference comes from, for messages (e.g.
             ``"tool.callweave.wrap[0].wrapper"``).
         path: The configuration file, for messages.
+        origin: The command-line text the reference comes from (``--wrap 'm=pkg:w'``):
+            messages name it instead of ``path``, ``key`` and the value.
 
     Returns:
         The callable.
@@ -248,7 +252,7 @@ def resolve_callable(spec: str, key: str, *, path: Path | None = None) -> Callab
             exception its import raises, whose text the message includes, or a
             ``sys.exit()`` in it), an attribute is missing, or the object is not callable.
     """
-    where = _Where(path, key)
+    where: _Where | _Origin = _Where(path, key) if origin is None else _Origin(origin)
     try:
         module_name, attrs = _split_callable_spec(spec)
     except ValueError as exc:
@@ -482,6 +486,10 @@ class RuleBase:
     ignore_builtins: bool = False
     blacklist: tuple[str, ...] | None = None
     whitelist: tuple[str, ...] | None = None
+    #: Where the rule comes from when not from a file, for messages: the command-line text
+    #: (``--profile 'shop.orders:place'``) of a rule ``callweave run`` adds. Not compared,
+    #: hashed or serialised: it names the rule, it does not change what the rule does.
+    origin: str | None = field(default=None, compare=False)
     _module_globs: _native.DottedGlobs = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -715,9 +723,9 @@ class Config:
         """
         resolved: dict[str, Callable[..., Any]] = {}
 
-        def add(spec: str, key: str) -> None:
+        def add(spec: str, key: str, origin: str | None) -> None:
             if spec not in resolved:
-                resolved[spec] = resolve_callable(spec, key, path=self.path)
+                resolved[spec] = resolve_callable(spec, key, path=self.path, origin=origin)
 
         from callweave.transforms import REGISTRY
 
@@ -725,7 +733,7 @@ class Config:
         for transform in sorted(REGISTRY, key=lambda t: t.table):
             for i, rule in enumerate(self.rules(transform.table)):
                 for spec, key in transform.callables(rule):
-                    add(spec, f"{_TABLE}.{transform.table}[{i}].{key}")
+                    add(spec, f"{_TABLE}.{transform.table}[{i}].{key}", rule.origin)
         # Optional extras named by the configuration: one line naming the key and the extra.
         if self.prometheus is not None:
             check_extra("prometheus", f"{_TABLE}.prometheus", path=self.path)
@@ -783,6 +791,17 @@ class _Where:
         where = self.key if value is _MISSING else f"{self.key} = {_show(value)}"
         prefix = "" if self.file is None else f"{self.file}: "
         return ConfigError(f"{prefix}{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """A command-line option as the location of a rule, for messages."""
+
+    text: str
+
+    def error(self, reason: str, value: object = _MISSING) -> ConfigError:
+        del value  # the option's text shows it
+        return ConfigError(f"{self.text}: {reason}")
 
 
 # --------------------------------------------------------------------------- parsing

@@ -40,6 +40,8 @@ no descriptor or metaclass code runs, and functions are held weakly.
 from __future__ import annotations
 
 import _imp
+import ast
+import atexit
 import builtins
 import dataclasses
 import hashlib
@@ -56,7 +58,7 @@ from pathlib import Path
 from types import CodeType, ModuleType
 from typing import Any, cast
 
-from callweave import _native, _pycache, lifecycle
+from callweave import _native, _pycache, _rulecheck, lifecycle
 from callweave._compile import compile_rewritten, decode_source
 from callweave._lookup import code_objects, find_function
 from callweave.config import (
@@ -442,6 +444,8 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
             # SourceLoader.get_code returns None only for a loader without source.
             return cast(CodeType, super().get_code(fullname))
         meta = entry[1]
+        if self._finder.strict:
+            self._finder.check_functions(plan, path, data, [f[0] for f in meta[0]])
         version = self._finder.version(plan, path, key_hash, meta)
         if isinstance(module, ModuleType):
             self._finder.bind_module(module, fullname, version, code)
@@ -483,6 +487,45 @@ class CallweaveFinder:
         self._function_keys: dict[str, set[tuple[str, str, int]]] = {}
         #: Per module: the version names it last put into builtins.
         self._in_builtins: dict[str, tuple[str, ...]] = {}
+        #: In strict mode, what was loaded, for the rule globs that matched nothing at exit.
+        self.tracker = _rulecheck.Tracker(config) if self.strict else None
+
+    def check_functions(
+        self, plan: ModulePlan, path: str, data: bytes, selected: list[str]
+    ) -> None:
+        """Strict mode: a rule naming this module alone must select a function per glob.
+
+        Args:
+            plan: The module's plan.
+            path: Its source file.
+            data: Its source bytes (parsed only for the "did you mean" of an error).
+            selected: The qualnames of the functions the module's rules selected.
+
+        Raises:
+            ImportError: A function glob of such a rule matches no function of the module.
+        """
+        judged: list[RuleBase] = []
+        for transform, rules in plan.rules:
+            for rule in rules:
+                if isinstance(rule, TransformRule) and ":" in rule.use:
+                    continue  # a user transformer's functions are not the engine's
+                judged.append(rule)
+                if _rulecheck.single_module(rule) is None:
+                    continue
+                for glob in rule.functions or ():
+                    if any(_rulecheck.selects(glob, q) for q in selected):
+                        continue
+                    tree = ast.parse(decode_source(data, path))
+                    hint = _rulecheck.function_hint(glob, _rulecheck.qualnames(tree))
+                    index = self.config.rules(transform.table).index(rule)
+                    message = _rulecheck.function_message(
+                        self.config, transform.table, index, rule, glob, [plan.fullname], hint
+                    )
+                    raise ImportError(
+                        f"callweave: {message} (strict = true)", name=plan.fullname, path=path
+                    )
+        if self.tracker is not None:
+            self.tracker.module_loaded(plan.fullname, judged, selected)
 
     def register(
         self,
@@ -751,6 +794,12 @@ def install(
     if not isinstance(config, Config):
         raise ConfigError(f"install() takes a Config or a path, not {type(config).__name__}")
     finder = CallweaveFinder(config, strict=strict)
+    if finder.strict:
+        missing = _rulecheck.missing_modules(config)
+        if missing:
+            raise ConfigError(f"{missing[0]} (strict = true)")
+        if report_at_exit and not child:
+            atexit.register(_warn_unmatched, finder)
     with _lock:
         uninstall()
         sys.meta_path.insert(0, finder)
@@ -797,6 +846,14 @@ def _start_prometheus(config: Config, *, child: bool) -> None:
         return
     if prometheus.server_port() is None:
         prometheus.start(spec.port, spec.address, interval=spec.interval)
+
+
+def _warn_unmatched(finder: CallweaveFinder) -> None:
+    """At exit, in strict mode: a line per rule glob that matched nothing during the run."""
+    if finder.tracker is None or finder not in sys.meta_path:
+        return
+    for line in finder.tracker.lines():
+        print(f"callweave: warning: {line} (strict = true)", file=sys.stderr)
 
 
 def uninstall() -> bool:
