@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 
 from callweave import _native
 from callweave._compile import compile_rewritten, find_code
+from callweave._make_function import make_function
 from callweave._slots import SlotError, patch_code
 from callweave.errors import RewriteError, SourceUnavailableError
 
@@ -248,21 +249,22 @@ def rewrite_with_layers(
     for lay in layers:
         original.__globals__.update(lay.names)
 
-    new = types.FunctionType(
+    # Built by MAKE_FUNCTION, not types.FunctionType, so that callers specialise their calls
+    # to it on 3.13 (see _make_function); the attributes set afterwards keep that.
+    new = make_function(
         new_code,
         original.__globals__,
         original.__name__,
         original.__defaults__,
         original.__closure__,
+        kwdefaults=original.__kwdefaults__,
+        annotations=original.__annotations__,
+        type_params=getattr(original, "__type_params__", ()),
     )
-    new.__kwdefaults__ = original.__kwdefaults__
     new.__dict__.update(original.__dict__)
-    new.__annotations__ = original.__annotations__
     new.__qualname__ = original.__qualname__
     new.__doc__ = original.__doc__
     new.__module__ = original.__module__
-    if hasattr(original, "__type_params__"):  # 3.12+
-        setattr(new, "__type_params__", original.__type_params__)  # noqa: B010
     info = [f for f in result.functions if (f.qualname, f.first_line) == at]
     new_source = info[0].new_text if info else ""
     rewritten = Rewritten(

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
+from callweave._make_function import make_function
 from callweave.bytecode.code import _LOCALS, _NAMES, BytecodeError, Code, _const_key, copy_instrs
 from callweave.bytecode.instructions import Instruction
 from callweave.bytecode.patterns import DEFAULT_STARTCODE, pattern
@@ -275,15 +276,19 @@ def _rename(
 
 
 def _rebuild(f: types.FunctionType, code: types.CodeType) -> types.FunctionType:
-    """A copy of ``f`` running ``code``."""
-    g = types.FunctionType(code, f.__globals__, f.__name__, f.__defaults__, f.__closure__)
-    g.__kwdefaults__ = None if f.__kwdefaults__ is None else dict(f.__kwdefaults__)
+    """A copy of ``f`` running ``code``, built so that its callers specialise (3.13)."""
+    g = make_function(
+        code,
+        f.__globals__,
+        f.__name__,
+        f.__defaults__,
+        f.__closure__,
+        kwdefaults=None if f.__kwdefaults__ is None else dict(f.__kwdefaults__),
+        annotations=dict(f.__annotations__),
+        type_params=getattr(f, "__type_params__", ()),
+    )
     g.__qualname__ = f.__qualname__
     g.__module__ = f.__module__
     g.__doc__ = f.__doc__
-    g.__annotations__ = dict(f.__annotations__)
     g.__dict__.update(f.__dict__)
-    type_params = getattr(f, "__type_params__", None)
-    if type_params:  # 3.12+; not an attribute of FunctionType for a 3.11 type check
-        setattr(g, "__type_params__", type_params)  # noqa: B010
     return g
