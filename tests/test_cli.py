@@ -334,3 +334,29 @@ def test_run_wrap_with_the_documented_signature_passes_call_keywords(project):
     r = cli(project, "run", "--wrap", "jobs:main=tracing:trace", "jobs.py")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["traced submit", "traced print", "(1, 'cb', 's')"]
+
+
+def test_check_says_when_rewritten_modules_are_not_cached(project):
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent("""
+        [tool.callweave]
+        [[tool.callweave.profile]]
+        modules = ["shopkit.**"]
+        time_limit = "10ms"
+    """)
+    )
+    off = run(project, "check", env={"PYTHONDONTWRITEBYTECODE": "1"})
+    assert off.returncode == 0, off.stderr
+    assert "PYTHONDONTWRITEBYTECODE is set" in off.stdout
+    assert "not cached" in off.stdout
+    env = {k: v for k, v in child_env(project).items() if k != "PYTHONDONTWRITEBYTECODE"}
+    on = subprocess.run(
+        [sys.executable, "-m", "callweave", "check"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert on.returncode == 0, on.stderr
+    assert "PYTHONDONTWRITEBYTECODE" not in on.stdout

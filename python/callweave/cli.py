@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from callweave import _native
+from callweave import _native, _pycache
 from callweave._compile import decode_source, raise_users_syntax_error
 from callweave.config import (
     CallbackSpec,
@@ -325,6 +325,8 @@ def _check(args: argparse.Namespace) -> int:
         print("callweave: no [tool.callweave] configuration found")
         return 1
     print(f"callweave: configuration {config.path or '(environment)'} is valid")
+    if (note := _pycache.cache_note()) is not None:
+        print(note)
     from callweave.transforms import REGISTRY
 
     for spec in sorted(
