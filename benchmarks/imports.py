@@ -7,7 +7,8 @@
 3. An installed finder that matches nothing, importing about 300 standard-library modules,
    against no finder, each in a fresh interpreter.
 
-Usage: ``python benchmarks/imports.py [--rounds N]``. Each target is printed at the end with
+Usage: ``python benchmarks/imports.py [--rounds N] [--only cold,warm,finder] [--clock cpu|wall]``
+(CPU time by default: less noise on a shared machine). Each target is printed at the end with
 its ratio and a PASS/FAIL verdict: cold profile-all <= 1.5x and wrap-all <= 1.3x ``compile()``
 (worst sample module); warm profile-all and wrap-all <= 1.10x an ordinary cached import; a
 finder that matches nothing < 1% over about 300 standard-library imports.
@@ -31,6 +32,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import callweave
 from callweave import _native
 from callweave.config import Config, ProfileRule, WrapRule
 from callweave.hook import CallweaveFinder, CallweaveLoader
@@ -43,6 +45,10 @@ def _some_functions(source: str, n: int = 5) -> tuple[str, ...]:
     names = [d.name for d in tree.body if isinstance(d, ast.FunctionDef | ast.AsyncFunctionDef)]
     return tuple(names[:n]) or ("*",)
 
+
+#: What is timed: the process's CPU time (``--clock cpu``, the default: on a shared machine other
+#: processes' load adds less noise to it) or the wall clock (``--clock wall``).
+CLOCK = time.process_time
 
 #: (what, ratio, target, kind): kind "x" compares the ratio, "%" the overhead (ratio - 1).
 RESULTS: list[tuple[str, float, float, str]] = []
@@ -85,13 +91,13 @@ def cold(rounds: int) -> None:
         }
         times: dict[str, list[float]] = {"compile": [], **{k: [] for k in variants}}
         for _ in range(rounds):
-            t = time.perf_counter()
+            t = CLOCK()
             compile(source, str(path), "exec", dont_inherit=True)
-            times["compile"].append(time.perf_counter() - t)
+            times["compile"].append(CLOCK() - t)
             for k, loader in loaders.items():
-                t = time.perf_counter()
+                t = CLOCK()
                 loader._rewrite(name, str(path), data, "bench")
-                times[k].append(time.perf_counter() - t)
+                times[k].append(CLOCK() - t)
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
         for k in variants:
             worst[k] = max(worst.get(k, 0.0), med[k] / med["compile"])
@@ -101,10 +107,14 @@ def cold(rounds: int) -> None:
     RESULTS.append(("cold wrap-all (worst module)", worst["wrap all"], 1.3, "x"))
 
 
-def _env(**extra: str) -> dict[str, str]:
+#: The callweave under test comes first on the fresh interpreters' path.
+CALLWEAVE_ROOT = str(Path(callweave.__file__).resolve().parent.parent)
+
+
+def _env(path: str = "") -> dict[str, str]:
     """The environment of a fresh interpreter: no callweave config, bytecode written."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CALLWEAVE", "PYTHONDONT"))}
-    env.update(extra)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (path, CALLWEAVE_ROOT) if p)
     return env
 
 
@@ -133,10 +143,11 @@ def warm(rounds: int) -> None:
     print("Warm: import from callweave's cache vs an ordinary cached import (fresh process)")
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     timer = (
-        "import time, callweave{hook}\n{install}t = time.perf_counter()\n"
+        "import time, callweave{hook}\n{install}t = time.CLOCK()\n"
         "import bench_argparse.mod, bench_pydoc.mod\n"
-        "print(time.perf_counter() - t)"
+        "print(time.CLOCK() - t)"
     )
+    timer = timer.replace("CLOCK", CLOCK.__name__)
     ours = timer.format(hook=", callweave.hook", install="callweave.install()\n")
     # The same modules imported before the timer, no finder installed.
     plain = timer.format(hook=", callweave.hook", install="")
@@ -151,13 +162,13 @@ def warm(rounds: int) -> None:
                 (pkg / "mod.py").write_bytes((stdlib / f"{name}.py").read_bytes())
             (root / "pyproject.toml").write_text("[tool.callweave]\n" + textwrap.dedent(table))
             dirs[config] = str(root)
-            env = _env(PYTHONPATH=str(root))
+            env = _env(str(root))
             _fresh(ours, env, str(root))  # writes callweave's cache
             _fresh(plain, env, str(root))  # writes ordinary .pyc files
         times: dict[str, list[float]] = {"plain": []} | {c: [] for c in WARM_CONFIGS}
         for _ in range(rounds):
             for config, root in dirs.items():
-                env = _env(PYTHONPATH=root)
+                env = _env(root)
                 if config == "profile-all":
                     times["plain"].append(_fresh(plain, env, root))
                 times[config].append(_fresh(ours, env, root))
@@ -184,7 +195,7 @@ def finder_overhead(rounds: int) -> None:
         callweave.install(Config(profile=(ProfileRule(modules=('nothing_matches.*',),
                           time_limit=1.0),)), report_at_exit=False)
         {uninstall}
-        t = time.perf_counter()
+        t = time.CLOCK()
         n = 0
         for name in {names!r}:
             try:
@@ -193,11 +204,12 @@ def finder_overhead(rounds: int) -> None:
             except Exception:
                 pass
         print(n, file=sys.stderr)
-        print(time.perf_counter() - t)
+        print(time.CLOCK() - t)
     """)
     # Both processes import and install callweave (the same modules are loaded before the
     # timer); the plain one removes the finder again.
     env = _env()
+    code_tpl = code_tpl.replace("CLOCK", CLOCK.__name__)
     plain_code = code_tpl.format(uninstall="callweave.uninstall()", names=names)
     hook_code = code_tpl.format(uninstall="", names=names)
     _fresh(plain_code, env, ".")  # ordinary .pyc files written where they may be
@@ -221,9 +233,20 @@ def main() -> None:
         default="cold,warm,finder",
         help="comma-separated benchmarks to run (default: cold,warm,finder)",
     )
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="time CPU time (time.process_time, default) or wall time (time.perf_counter)",
+    )
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     benchmarks = {"cold": cold, "warm": warm, "finder": finder_overhead}
-    print(f"CPython {sys.version.split()[0]}, callweave {_native.__version__}")
+    print(
+        f"CPython {sys.version.split()[0]}, callweave {_native.__version__},"
+        f" clock {CLOCK.__name__}, {args.rounds} rounds"
+    )
     for name in args.only.split(","):
         benchmarks[name.strip()](args.rounds)
     _verdicts()

@@ -153,6 +153,7 @@ def _valid_sites(sites: Any) -> bool:
 #: A profiled function's site as the runtime takes it: text, callee, line, end line, column,
 #: end column.
 ProfileSite = tuple[str, str | None, int, int, int, int]
+_PROFILE_SITE_TYPES: tuple[type | tuple[type, ...], ...]
 _PROFILE_SITE_TYPES = (str, (str, type(None)), int, int, int, int)
 
 

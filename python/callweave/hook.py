@@ -543,6 +543,10 @@ class CallweaveFinder:
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
         #: Per module name asked for: its plan, or None when no rule applies (or excluded).
         self._plans: dict[str, ModulePlan | None] = {}
+        #: Every rule's module globs at once: most imported names match none (one native
+        #: call says so, the plan is not resolved rule by rule).
+        globs = [g for t in REGISTRY for rule in config.rules(t.table) for g in rule.modules]
+        self._any_rule = _native.DottedGlobs(globs) if globs else None
         #: The latest version of each module (an unchanged reload reuses it).
         self._versions: dict[str, _Version] = {}
         #: Per module: the module objects holding a version's names, those names, and weak
@@ -728,7 +732,10 @@ class CallweaveFinder:
             return self._plans[fullname]
         except KeyError:
             pass
-        plan = None if _excluded(fullname) else ModulePlan.resolve(self.config, fullname)
+        if self._any_rule is None or not self._any_rule.matches(fullname) or _excluded(fullname):
+            self._plans[fullname] = None
+            return None
+        plan = ModulePlan.resolve(self.config, fullname)
         sources = [a.source_hash for a in self.appliers(plan)] if plan is not None else []
         if plan is not None and any(sources):
             # A user transformer's effect is in the cached code: its source is in the key.

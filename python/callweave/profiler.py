@@ -309,7 +309,9 @@ def register_profile(
         filename=filename,
         line=line,
         sites=[
-            s if type(s) is tuple else (s.text, s.callee, s.line, s.end_line, s.col, s.end_col)
+            (s.text, s.callee, s.line, s.end_line, s.col, s.end_col)
+            if isinstance(s, _native.Site)
+            else s
             for s in sites
         ],
         time_limit=time_limit,
