@@ -205,7 +205,12 @@ class EntryMeta:
 
     @classmethod
     def of_rewrite(
-        cls, functions: list[Any], sites: list[Any], slots: list[tuple[Any, ...]]
+        cls,
+        functions: list[Any],
+        sites: list[Any],
+        slots: list[tuple[Any, ...]],
+        *,
+        keep_sites: bool,
     ) -> EntryMeta:
         """The meta of a fresh rewrite.
 
@@ -214,13 +219,16 @@ class EntryMeta:
                 profile)`` with ``profile`` None or ``(index, rule index, site ids)``.
             sites: The engine's site rows.
             slots: The constant slots.
+            keep_sites: Keep the site table (a wrapper of the module's rules is given call
+                sites; the rules are part of the cache key). Without it, :meth:`sites` is
+                empty and the cache entry is smaller.
         """
         profiles = [
             (qualname, line, profile[1], [_profile_site(sites[i]) for i in profile[2]])
             for qualname, line, _rules, profile in functions
             if profile is not None
         ]
-        return cls(slots, profiles, sites, b"")
+        return cls(slots, profiles, sites if keep_sites else [], b"")
 
     @property
     def profiled(self) -> int:

@@ -432,6 +432,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
             ],
             [s.row() for s in result.sites],
             [configured.slot_row(c) for c in result.constants],
+            keep_sites=any(w.pass_site for w in plan.wrap),
         )
         return code, meta
 
