@@ -639,3 +639,29 @@ def test_strict_globs_that_matched_nothing_in_the_run_are_warned_at_exit(project
         f"callweave: warning: {config}: tool.callweave.profile[0].functions[1] = "
         '"nothing_*": matches no function in shopkit.orders (strict = true)',
     ]
+
+
+def test_check_says_when_rewritten_modules_are_not_cached(project):
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent("""
+        [tool.callweave]
+        [[tool.callweave.profile]]
+        modules = ["shopkit.**"]
+        time_limit = "10ms"
+    """)
+    )
+    off = run(project, "check", env={"PYTHONDONTWRITEBYTECODE": "1"})
+    assert off.returncode == 0, off.stderr
+    assert "PYTHONDONTWRITEBYTECODE is set" in off.stdout
+    assert "not cached" in off.stdout
+    env = {k: v for k, v in child_env(project).items() if k != "PYTHONDONTWRITEBYTECODE"}
+    on = subprocess.run(
+        [sys.executable, "-m", "callweave", "check"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert on.returncode == 0, on.stderr
+    assert "PYTHONDONTWRITEBYTECODE" not in on.stdout

@@ -1985,3 +1985,57 @@ def test_runtime_objects_in_module_globals_pickle(tmp_path):
     assert data["names"] >= 4
     assert {"Trampoline", "Binder", "builtin_function_or_method"} <= set(data["types"])
     assert data["stats"] == {"pmod:f": 1}
+
+
+LAZY_SCRIPT = (
+    INSTALL
+    + """\
+from callweave import _native
+import pkg.mod
+before = sorted(p.qualname for p in _native.all_profiles())
+first = pkg.mod.f()
+after_f = sorted(p.qualname for p in _native.all_profiles())
+emit(before=before, first=first, after_f=after_f, **cw_state())
+"""
+)
+
+
+def test_warm_import_registers_a_profiled_function_on_its_first_entry(tmp_path):
+    # Issue 10: a warm import registered every profiled function of the module (1 ms for
+    # pydoc's 152); now each is registered when first entered, and stats() still lists all.
+    write_files(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/mod.py": """\
+                def f():
+                    return g() + abs(-1)
+                def g():
+                    return 1
+                def h():
+                    return len("never")
+                """,
+        },
+    )
+    write_config(tmp_path, profile_rule("pkg.mod"))
+    cold = run(tmp_path, LAZY_SCRIPT).ok().data
+    warm = run(tmp_path, LAZY_SCRIPT).ok().data
+    assert cold["counters"]["rewritten"] == 1
+    assert warm["counters"]["cache_hits"] == 1
+    for data in (cold, warm):
+        assert data["before"] == []
+        assert data["first"] == 2
+        assert data["after_f"] == ["f", "g"]
+        # Reports list every profiled function, those that never ran included.
+        assert data["stats"] == {"pkg.mod:f": 1, "pkg.mod:g": 1, "pkg.mod:h": 0}
+
+
+def test_cache_note_says_when_bytecode_is_not_written(tmp_path):
+    code = "from callweave import _pycache\nemit(note=_pycache.cache_note())\n"
+    quiet = run(tmp_path, code).ok().data["note"]
+    assert quiet is None
+    note = run(tmp_path, code, env=child_env(write_bytecode=False)).ok().data["note"]
+    assert "PYTHONDONTWRITEBYTECODE is set" in note
+    assert "not cached" in note
+    flag = run(tmp_path, code, flags=["-B"]).ok().data["note"]
+    assert "python -B" in flag

@@ -297,6 +297,9 @@ class ProfileTable:
     """The profiled functions of one rewrite, indexed as the rewritten code's ENTER(i)."""
 
     def __new__(cls, functions: list[FunctionProfile]) -> ProfileTable: ...
+    @staticmethod
+    def lazy(size: int, resolve: Callable[[int], FunctionProfile]) -> ProfileTable:
+        """A table of ``size`` functions; function ``i`` is ``resolve(i)`` (on first entry)."""
     def enter_function(self) -> Callable[[int], Record]: ...
     @property
     def enter(self) -> Callable[[int], Record]:

@@ -4,9 +4,15 @@ A rewritten module is cached beside its ordinary bytecode in its own file
 (``mod.cpython-311.callweave.pyc``): a PEP 552 checked-hash pyc (flags ``0b11``) whose hash is
 :func:`importlib.util.source_hash` of the source followed by :func:`key_suffix` (callweave's
 version and build, :data:`FORMAT`, the hash of the rules that apply to the module, the
-optimisation level, the magic number). The payload is ``marshal.dumps((code, meta))``, where
-``meta`` is plain data the hook validates (:func:`valid_meta`) before it trusts an entry: a
+optimisation level, the magic number). The payload is ``marshal.dumps((code, stored))``, where
+``stored`` is plain data the hook validates (:func:`valid_meta`) before it trusts an entry: a
 header that matches says nothing about the payload.
+
+A warm import unmarshals and checks only what every import needs (the constant slots, the
+number of profiled functions): each profiled function's row and the site table stay marshalled
+``bytes``, checked by a CRC-32 at import and unmarshalled and validated when first needed
+(:class:`EntryMeta`: a profiled function's first entry, ``stats()``, a wrapper given its call
+sites).
 """
 
 from __future__ import annotations
@@ -16,14 +22,18 @@ import marshal
 import os
 import sys
 import threading
+import zlib
 from types import CodeType
-from typing import Any
+from typing import Any, cast
 
 from callweave import _native
 
 __all__ = [
     "CACHE_SUFFIX",
     "FORMAT",
+    "EntryMeta",
+    "ProfileSite",
+    "cache_note",
     "cache_path",
     "key_suffix",
     "read_entry",
@@ -34,8 +44,9 @@ __all__ = [
 CACHE_SUFFIX = ".callweave.pyc"
 #: Bumped when what the cache holds changes (2: injected names come from the source hash;
 #: 3: runtime names in module globals, paused yields, unlocated entry/exit, star-call binder;
-#: 4: the meta has the constant-slot table, the code is cached before slots are loaded).
-FORMAT = 4
+#: 4: the meta has the constant-slot table, the code is cached before slots are loaded;
+#: 5: profiled functions' rows and the site table marshalled apart, read lazily: EntryMeta).
+FORMAT = 5
 
 #: A checked-hash pyc's flags word (PEP 552: hash-based, check_source).
 _FLAGS = (3).to_bytes(4, "little")
@@ -55,6 +66,27 @@ def _build_id() -> str:
 
 
 _BUILD_ID = _build_id()
+
+
+def cache_note() -> str | None:
+    """What ``callweave check`` says when rewritten modules cannot be cached, else None.
+
+    Under ``sys.dont_write_bytecode`` (``PYTHONDONTWRITEBYTECODE`` set, or ``python -B``)
+    callweave writes no cache entry, as CPython writes no ``.pyc``: every process rewrites
+    every matched module again, a cold import each time instead of a warm one.
+    """
+    if not sys.dont_write_bytecode:
+        return None
+    why = (
+        "PYTHONDONTWRITEBYTECODE is set"
+        if os.environ.get("PYTHONDONTWRITEBYTECODE")
+        else "sys.dont_write_bytecode is true (python -B)"
+    )
+    return (
+        f"callweave: {why}: rewritten modules are not cached, so every process rewrites"
+        " every matched module when it imports it (a cold import, several times a cached"
+        " one); unset it to cache them (entries already in __pycache__ are still read)"
+    )
 
 
 def cache_path(source_path: str) -> str | None:
@@ -87,12 +119,6 @@ def key_suffix(fullname: str, rules_hash: str, *, pytest: bool) -> bytes:
     return b"\0callweave\0" + "\0".join(parts).encode()
 
 
-def _is_int_list(value: Any, bound: int | None = None) -> bool:
-    return type(value) is list and all(
-        type(i) is int and (bound is None or 0 <= i < bound) for i in value
-    )
-
-
 _SITE_TYPES: tuple[type | tuple[type, ...], ...]
 _SITE_TYPES = (int, str, int, int, int, int, str, (str, type(None)), bool)
 
@@ -100,24 +126,8 @@ _SITE_TYPES = (int, str, int, int, int, int, str, (str, type(None)), bool)
 _SLOT_TYPES = (str, str, int, str, int, int, int, int, str)
 
 
-def valid_meta(meta: Any, rule_indices: range, slot_rules: range = range(0)) -> bool:
-    """Whether a cache entry's meta has the shape the hook builds (indices in range).
-
-    The meta is ``(functions, sites, slots)``: per rewritten function ``(qualname, first line,
-    rule indices, profile)`` with ``profile`` None or ``(index, rule index, site ids)``, the
-    engine's site rows, and the constant slots (``configured.slot_row``) whose values are
-    loaded into the code when it is imported.
-
-    Args:
-        meta: The entry's meta.
-        rule_indices: The indices a function's profile rule may have (the module's profile
-            rules come after its transform and wrap rules).
-        slot_rules: The indices a constant slot's rule may have (the transform rules).
-    """
-    if not (type(meta) is tuple and len(meta) == 3):
-        return False
-    functions, sites, slots = meta
-    if type(functions) is not list or type(sites) is not list or type(slots) is not list:
+def _valid_slots(slots: Any, slot_rules: range) -> bool:
+    if type(slots) is not list:
         return False
     for slot in slots:
         if not (type(slot) is tuple and len(slot) == len(_SLOT_TYPES)):
@@ -126,29 +136,180 @@ def valid_meta(meta: Any, rule_indices: range, slot_rules: range = range(0)) -> 
             return False
         if slot[2] not in slot_rules:
             return False
+    return True
+
+
+def _valid_sites(sites: Any) -> bool:
+    if type(sites) is not list:
+        return False
     for site in sites:
         if not (type(site) is tuple and len(site) == len(_SITE_TYPES)):
             return False
         if not all(isinstance(v, t) for v, t in zip(site, _SITE_TYPES, strict=True)):
             return False
-    for row in functions:
-        if not (type(row) is tuple and len(row) == 4):
+    return True
+
+
+#: A profiled function's site as the runtime takes it: text, callee, line, end line, column,
+#: end column.
+ProfileSite = tuple[str, str | None, int, int, int, int]
+_PROFILE_SITE_TYPES: tuple[type | tuple[type, ...], ...]
+_PROFILE_SITE_TYPES = (str, (str, type(None)), int, int, int, int)
+
+
+def _profile_site(row: tuple[Any, ...]) -> ProfileSite:
+    return (row[6], row[7], row[2], row[3], row[4], row[5])
+
+
+def _valid_profile(row: Any, rule_indices: range) -> bool:
+    if not (type(row) is tuple and len(row) == 4):
+        return False
+    qualname, first_line, rule_index, sites = row
+    if type(qualname) is not str or type(first_line) is not int or type(rule_index) is not int:
+        return False
+    if rule_index not in rule_indices or type(sites) is not list:
+        return False
+    for site in sites:
+        if not (type(site) is tuple and len(site) == len(_PROFILE_SITE_TYPES)):
             return False
-        qualname, first_line, rules, profile = row
-        if type(qualname) is not str or type(first_line) is not int or not _is_int_list(rules):
-            return False
-        if profile is None:
-            continue
-        if not (type(profile) is tuple and len(profile) == 3):
-            return False
-        index, rule_index, site_ids = profile
-        if type(index) is not int or type(rule_index) is not int:
-            return False
-        if rule_index not in rule_indices:
-            return False
-        if not _is_int_list(site_ids, len(sites)):
+        if not all(isinstance(v, t) for v, t in zip(site, _PROFILE_SITE_TYPES, strict=True)):
             return False
     return True
+
+
+class EntryMeta:
+    """What a rewrite says about its module beside the code, read as the hook needs it.
+
+    ``slots`` (the constant slots, ``configured.slot_row``) are read at every import. Each
+    profiled function's row ``(qualname, first line, rule index, sites)`` (sites as
+    :data:`ProfileSite`) and the module's site table (the engine's rows, for wrappers given
+    their call sites) are kept as marshalled bytes until first asked for
+    (:meth:`profile`, :meth:`sites`): a warm import registers a profiled function when it is
+    first entered.
+
+    Attributes:
+        slots: The constant slots, loaded into the code at every import.
+    """
+
+    __slots__ = ("_profiles", "_sites", "_sites_blob", "slots")
+
+    def __init__(
+        self, slots: list[tuple[Any, ...]], profiles: list[Any], sites: Any, sites_blob: bytes
+    ) -> None:
+        """Meta from its parts (:meth:`of_rewrite`, :func:`valid_meta`)."""
+        self.slots = slots
+        #: Per profiled function (the profile table's order): its row, or its marshalled row.
+        self._profiles = profiles
+        self._sites = sites
+        self._sites_blob = sites_blob
+
+    @classmethod
+    def of_rewrite(
+        cls,
+        functions: list[Any],
+        sites: list[Any],
+        slots: list[tuple[Any, ...]],
+        *,
+        keep_sites: bool,
+    ) -> EntryMeta:
+        """The meta of a fresh rewrite.
+
+        Args:
+            functions: Per rewritten function ``(qualname, first line, rule indices,
+                profile)`` with ``profile`` None or ``(index, rule index, site ids)``.
+            sites: The engine's site rows.
+            slots: The constant slots.
+            keep_sites: Keep the site table (a wrapper of the module's rules is given call
+                sites; the rules are part of the cache key). Without it, :meth:`sites` is
+                empty and the cache entry is smaller.
+        """
+        profiles = [
+            (qualname, line, profile[1], [_profile_site(sites[i]) for i in profile[2]])
+            for qualname, line, _rules, profile in functions
+            if profile is not None
+        ]
+        return cls(slots, profiles, sites if keep_sites else [], b"")
+
+    @property
+    def profiled(self) -> int:
+        """The number of profiled functions (the size of the profile table)."""
+        return len(self._profiles)
+
+    def profile(self, index: int, rule_indices: range) -> tuple[str, int, int, list[ProfileSite]]:
+        """Profiled function ``index``: qualname, first line, rule index, sites.
+
+        Raises:
+            RuntimeError: The cached row is malformed although the entry's checksum matched
+                (a cache file written by something other than callweave).
+        """
+        row = self._profiles[index]
+        if type(row) is bytes:
+            row = self._load(row)
+            if not _valid_profile(row, rule_indices):
+                raise _malformed()
+            self._profiles[index] = row
+        return cast(tuple[str, int, int, list[ProfileSite]], row)
+
+    def sites(self) -> list[tuple[Any, ...]]:
+        """The engine's site rows (``Site.row()``).
+
+        Raises:
+            RuntimeError: The cached rows are malformed (see :meth:`profile`).
+        """
+        if self._sites is None:
+            sites = self._load(self._sites_blob)
+            if not _valid_sites(sites):
+                raise _malformed()
+            self._sites = sites
+        return cast(list[tuple[Any, ...]], self._sites)
+
+    @staticmethod
+    def _load(blob: bytes) -> Any:
+        try:
+            return marshal.loads(blob)
+        except Exception:  # marshal raises EOFError, ValueError, TypeError... on bad data
+            return None
+
+    def stored(self) -> tuple[list[bytes], bytes, int, list[tuple[Any, ...]]]:
+        """The cached form: ``(profiled rows, site rows, CRC-32, slots)``, rows marshalled."""
+        profiles = [p if type(p) is bytes else marshal.dumps(p) for p in self._profiles]
+        sites = self._sites_blob if self._sites is None else marshal.dumps(self._sites)
+        return (profiles, sites, _crc(profiles, sites), self.slots)
+
+
+def _crc(profiles: list[bytes], sites: bytes) -> int:
+    crc = zlib.crc32(sites)
+    for blob in profiles:
+        crc = zlib.crc32(blob, crc)
+    return crc
+
+
+def _malformed() -> RuntimeError:
+    return RuntimeError(
+        "callweave: a cache entry's function table is malformed (delete the"
+        " __pycache__/*.callweave.pyc files)"
+    )
+
+
+def valid_meta(stored: Any, slot_rules: range = range(0)) -> EntryMeta | None:
+    """The meta of a cache entry's stored form, or None when it is not what callweave writes.
+
+    The marshalled rows are checked by their CRC-32 here, their content when first read.
+
+    Args:
+        stored: The entry's stored meta (:meth:`EntryMeta.stored`).
+        slot_rules: The indices a constant slot's rule may have (the transform rules).
+    """
+    if not (type(stored) is tuple and len(stored) == 4):
+        return None
+    profiles, sites, crc, slots = stored
+    if type(profiles) is not list or type(sites) is not bytes or type(crc) is not int:
+        return None
+    if not all(type(p) is bytes for p in profiles):
+        return None
+    if _crc(profiles, sites) != crc or not _valid_slots(slots, slot_rules):
+        return None
+    return EntryMeta(slots, profiles, None, sites)
 
 
 def read_entry(cache: str | None, digest: bytes) -> tuple[CodeType, Any] | None:
@@ -179,7 +340,7 @@ def read_entry(cache: str | None, digest: bytes) -> tuple[CodeType, Any] | None:
 
 
 def write_entry(
-    cache: str | None, source_path: str, digest: bytes, code: CodeType, meta: Any
+    cache: str | None, source_path: str, digest: bytes, code: CodeType, meta: EntryMeta
 ) -> None:
     """Writes the entry atomically, as importlib writes ordinary bytecode.
 
@@ -191,7 +352,7 @@ def write_entry(
     if cache is None or sys.dont_write_bytecode:
         return
     header = importlib.util.MAGIC_NUMBER + _FLAGS
-    blob = header + digest + marshal.dumps((code, meta))
+    blob = header + digest + marshal.dumps((code, meta.stored()))
     try:
         mode = os.stat(source_path).st_mode
     except OSError:

@@ -35,7 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
-from callweave import _native
+from callweave import _native, _pycache
 from callweave._compile import decode_source, raise_users_syntax_error
 from callweave.config import (
     CallbackSpec,
@@ -487,6 +487,8 @@ def _check(args: argparse.Namespace) -> int:
         return 1
     errors = _callable_errors(config)
     warnings: list[str] = []
+    if (note := _pycache.cache_note()) is not None:
+        print(note)
     found = 0
     modules: dict[str, list[str] | None] = {}
     for module, path in _candidates(config):
@@ -665,7 +667,10 @@ def _parser() -> argparse.ArgumentParser:
         help="log --profile invocations over this (50ms, 1.5s, 1m30s)",
     )
     run.add_argument(
-        "--report", default=None, metavar="KIND", help="text | json:PATH | pstats:PATH | html:PATH | none"
+        "--report",
+        default=None,
+        metavar="KIND",
+        help="text | json:PATH | pstats:PATH | html:PATH | none",
     )
     show = sub.add_parser(
         "show",

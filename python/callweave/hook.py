@@ -74,6 +74,7 @@ from callweave.config import (
 from callweave.errors import ConfigError, RewriteError
 from callweave.profiler import (
     FUNCTION_FINDERS,
+    PENDING,
     RUNTIME_NAMES,
     default_above_log,
     default_below_log,
@@ -252,16 +253,86 @@ class _Version:
         path: The module's source file.
         static: Names shared by every version: the profiler's runtime and the wrappers.
         names: The version's own names: its profile table's entry, its site table.
-        bound: (qualname, first line) of each profiled function.
         site_objects: The CallSite object of each site (when a wrapper takes sites).
+        table: The version's profile table, registered on first entry (None: nothing
+            profiled).
     """
 
     key_hash: str
     path: str
     static: dict[str, Any]
     names: dict[str, Any]
-    bound: list[tuple[str, int]]
     site_objects: dict[_native.Site, Any]
+    table: _LazyTable | None
+
+
+#: Serialises the registration of lazily registered profiles (two threads' first entries).
+_register_lock = threading.RLock()
+
+
+class _LazyTable:
+    """Registers a module version's profiled functions, each when it is first entered.
+
+    A warm import registers nothing: the version's native table
+    (``_native.ProfileTable.lazy``) calls this object with a function's index on that
+    function's first entry, and it registers the function (its row is unmarshalled then,
+    :meth:`callweave._pycache.EntryMeta.profile`) and lets callbacks find its function object
+    (``FUNCTION_FINDERS``). ``profiler.stats()`` registers the functions still pending
+    (:data:`callweave.profiler.PENDING`), so reports list the functions that never ran as
+    before. The native table holds this object (no reference cycle: this object holds
+    neither the table nor its entry function).
+    """
+
+    __slots__ = ("_bound", "_finder", "_meta", "_modules", "_path", "_plan", "profiles")
+
+    def __init__(
+        self, finder: CallweaveFinder, plan: ModulePlan, path: str, meta: _pycache.EntryMeta
+    ) -> None:
+        self._finder = finder
+        self._plan = plan
+        self._path = path
+        self._meta = meta
+        #: Per function of the table, its registered profile.
+        self.profiles: list[_native.FunctionProfile | None] = [None] * meta.profiled
+        #: (qualname, first line) of each registered function.
+        self._bound: list[tuple[str, int]] = []
+        #: Per module running the version: its code objects that use the version's names.
+        self._modules: list[tuple[weakref.ref[ModuleType], list[weakref.ref[CodeType]]]] = []
+        PENDING[id(self)] = self.register_all
+
+    def __call__(self, index: int) -> _native.FunctionProfile:
+        """The profile of function ``index``, registered now if it is not yet."""
+        with _register_lock:
+            profile = self.profiles[index]
+            if profile is not None:
+                return profile
+            plan = self._plan
+            rule_indices = plan.rule_indices("profile")
+            qualname, line, rule_index, sites = self._meta.profile(index, rule_indices)
+            rule = plan.profile[rule_index - rule_indices.start]
+            profile = self._finder.register(rule, plan.fullname, qualname, self._path, line, sites)
+            self.profiles[index] = profile
+            self._bound.append((qualname, line))
+            for ref, users in self._modules:
+                module = ref()
+                if module is not None:
+                    self._finder.bind_finders(module, plan.fullname, [(qualname, line)], users)
+            if len(self._bound) == len(self.profiles):
+                PENDING.pop(id(self), None)
+            return profile
+
+    def register_all(self) -> None:
+        """Registers every function of the table not registered yet, in table order."""
+        for index, profile in enumerate(self.profiles):
+            if profile is None:
+                self(index)
+
+    def place(self, module: ModuleType, users: list[weakref.ref[CodeType]]) -> None:
+        """Records a module running the version, and its code objects that use its names."""
+        self._modules = [(r, u) for r, u in self._modules if r() not in (None, module)]
+        self._modules.append((weakref.ref(module), users))
+        if self._bound:
+            self._finder.bind_finders(module, self._plan.fullname, self._bound, users)
 
 
 class _FunctionRef:
@@ -324,7 +395,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
 
     def _rewrite(
         self, fullname: str, path: str, data: bytes, key_hash: str
-    ) -> tuple[CodeType, Any]:
+    ) -> tuple[CodeType, _pycache.EntryMeta]:
         # Undecodable bytes CPython accepts (in comments) are decoded position for position;
         # what CPython rejects raises its own SyntaxError, with the file and line.
         source = decode_source(data, path)
@@ -353,7 +424,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         # the code. The code is cached before its constant slots are loaded (their values,
         # Decimal or the user's objects, are not marshallable): the slot table is cached and
         # the values are computed and loaded at every import (``_load_constants``).
-        meta = (
+        meta = _pycache.EntryMeta.of_rewrite(
             [
                 (
                     f.qualname,
@@ -367,13 +438,18 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
             ],
             [s.row() for s in result.sites],
             [configured.slot_row(c) for c in result.constants],
+            keep_sites=any(w.pass_site for w in plan.wrap),
         )
         return code, meta
 
-    def _load_constants(self, plan: ModulePlan, code: CodeType, meta: Any) -> CodeType:
+    def _load_constants(
+        self, plan: ModulePlan, code: CodeType, meta: _pycache.EntryMeta
+    ) -> CodeType:
         """``code`` with its constant slots loaded as the values their transforms give."""
+        if not meta.slots and not plan.transform:
+            return code
         appliers = self._finder.rule_appliers(plan)
-        values = configured.slot_values(meta[2], appliers)
+        values = configured.slot_values(meta.slots, appliers)
         for applier in appliers:
             if applier is not None:
                 values.update(applier.names)
@@ -408,11 +484,11 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         digest = importlib.util.source_hash(key)
         key_hash = digest.hex()
         cache = _pycache.cache_path(path)
-        entry = _pycache.read_entry(cache, digest)
-        if entry is not None and not _pycache.valid_meta(
-            entry[1], plan.rule_indices("profile"), plan.rule_indices("transform")
-        ):
-            entry = None
+        read = _pycache.read_entry(cache, digest)
+        entry: tuple[CodeType, _pycache.EntryMeta] | None = None
+        if read is not None:
+            stored = _pycache.valid_meta(read[1], plan.rule_indices("transform"))
+            entry = (read[0], stored) if stored is not None else None
         try:
             if entry is not None:
                 _counters["cache_hits"] += 1
@@ -476,6 +552,10 @@ class CallweaveFinder:
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
         #: Per module name asked for: its plan, or None when no rule applies (or excluded).
         self._plans: dict[str, ModulePlan | None] = {}
+        #: Every rule's module globs at once: most imported names match none (one native
+        #: call says so, the plan is not resolved rule by rule).
+        globs = [g for t in REGISTRY for rule in config.rules(t.table) for g in rule.modules]
+        self._any_rule = _native.DottedGlobs(globs) if globs else None
         #: The latest version of each module (an unchanged reload reuses it).
         self._versions: dict[str, _Version] = {}
         #: Per module: the module objects holding a version's names, those names, and weak
@@ -534,7 +614,7 @@ class CallweaveFinder:
         qualname: str,
         path: str,
         line: int,
-        sites: list[_native.Site],
+        sites: list[_native.Site] | list[_pycache.ProfileSite],
     ) -> _native.FunctionProfile:
         """A native profile for a function of a loaded module (reused across reloads)."""
         key = (module, qualname, line)
@@ -556,50 +636,72 @@ class CallweaveFinder:
         self._profiles[key] = profile
         return profile
 
-    def version(self, plan: ModulePlan, path: str, key_hash: str, meta: Any) -> _Version:
+    def version(
+        self, plan: ModulePlan, path: str, key_hash: str, meta: _pycache.EntryMeta
+    ) -> _Version:
         """The objects one version of a module calls: its profile table and site table.
 
         Built once per version: an unchanged reload gets the same objects; profiles are
-        shared across versions for functions that did not move.
+        shared across versions for functions that did not move. The profile table is
+        registered when one of its functions is first entered (:class:`_LazyTable`).
         """
         fullname = plan.fullname
         current = self._versions.get(fullname)
         if current is not None and current.key_hash == key_hash:
             return current
-        functions, rows = meta[0], meta[1]
-        sites = [_native.Site(*row) for row in rows]
-        profiles, wraps = plan.profile, plan.wrap
         enter_name, sites_name = _version_names(key_hash)
         names: dict[str, Any] = {}
         site_objects: dict[_native.Site, Any] = {}
-        if any(w.pass_site for w in wraps):
+        if any(w.pass_site for w in plan.wrap):
             # Sites that did not change since the previous version share its CallSite objects:
             # stale code of an older version that is still alive costs a tuple, not a table.
+            sites = [_native.Site(*row) for row in meta.sites()]
             reuse = current.site_objects if current is not None and current.path == path else {}
             new_sites = [s for s in sites if s not in reuse]
             site_objects = dict(zip(new_sites, make_sites(fullname, path, new_sites), strict=True))
             site_objects.update((s, reuse[s]) for s in sites if s in reuse)
             names[sites_name] = tuple(site_objects[s] for s in sites)
-        table: list[_native.FunctionProfile] = []
-        bound: list[tuple[str, int]] = []
-        for qualname, first_line, _rules, profile in functions:
-            if profile is None:
-                continue
-            _index, rule_index, site_ids = profile
-            rule = profiles[rule_index - plan.rule_indices("profile").start]
-            own = [sites[i] for i in site_ids]
-            table.append(self.register(rule, fullname, qualname, path, first_line, own))
-            bound.append((qualname, first_line))
-        if table:
-            names[enter_name] = _native.ProfileTable(table).enter_function()
+        table = None
+        if meta.profiled:
+            table = _LazyTable(self, plan, path, meta)
+            names[enter_name] = _native.ProfileTable.lazy(meta.profiled, table).enter_function()
         # The shared runtime (bind_call serves every transform's star calls), then each rule's.
         static = dict(RUNTIME_NAMES)
         for _transform, selected in plan.rules:
             for selected_rule in selected:
                 static.update(self._static[selected_rule])
-        version = _Version(key_hash, path, static, names, bound, site_objects)
+        version = _Version(key_hash, path, static, names, site_objects, table)
         self._versions[fullname] = version
         return version
+
+    def bind_finders(
+        self,
+        module: ModuleType,
+        fullname: str,
+        bound: list[tuple[str, int]],
+        users: list[weakref.ref[CodeType]],
+    ) -> None:
+        """Lets callbacks find the profiled functions of a module (``FUNCTION_FINDERS``).
+
+        Args:
+            module: The module.
+            fullname: Its name.
+            bound: (qualname, first line) of each profiled function.
+            users: The module's code objects that use its version's names (the profiled
+                functions' among them: they call the entry).
+        """
+        keys = self._function_keys.setdefault(fullname, set())
+        by_position = {}
+        for ref in users:
+            c = ref()
+            if c is not None:
+                by_position[(c.co_qualname, c.co_firstlineno)] = c
+        for qualname, line in bound:
+            found = by_position.get((qualname, line))
+            if found is not None:
+                key = (fullname, qualname, line)
+                FUNCTION_FINDERS[key] = _FunctionRef(module, qualname, found)
+                keys.add(key)
 
     def bind_module(
         self, module: ModuleType, fullname: str, version: _Version, code: CodeType
@@ -622,14 +724,8 @@ class CallweaveFinder:
         for key in [k for k in keys if not _alive(FUNCTION_FINDERS.get(k))]:
             keys.discard(key)
             FUNCTION_FINDERS.pop(key, None)
-        if version.bound:
-            by_position = {(c.co_qualname, c.co_firstlineno): c for c in codes}
-            for qualname, line in version.bound:
-                found = by_position.get((qualname, line))
-                if found is not None:
-                    key = (fullname, qualname, line)
-                    FUNCTION_FINDERS[key] = _FunctionRef(module, qualname, found)
-                    keys.add(key)
+        if version.table is not None:
+            version.table.place(module, users)
         kept = []
         for ref, names, old_users in self._placed.get(fullname, ()):
             old = ref()
@@ -684,7 +780,10 @@ class CallweaveFinder:
             return self._plans[fullname]
         except KeyError:
             pass
-        plan = None if _excluded(fullname) else ModulePlan.resolve(self.config, fullname)
+        if self._any_rule is None or not self._any_rule.matches(fullname) or _excluded(fullname):
+            self._plans[fullname] = None
+            return None
+        plan = ModulePlan.resolve(self.config, fullname)
         sources = [a.source_hash for a in self.appliers(plan)] if plan is not None else []
         if plan is not None and any(sources):
             # A user transformer's effect is in the cached code: its source is in the key.

@@ -196,6 +196,20 @@ class _Described:
 FUNCTION_FINDERS: dict[tuple[str, str, int], Callable[[], Any]] = {}
 
 
+#: Profile tables the import hook has not registered yet, by id: a module's profiled functions
+#: are registered when one of them is first entered. Whatever reads the registry for every
+#: function (:func:`stats`) registers them first (:func:`register_pending`).
+PENDING: dict[int, Callable[[], object]] = {}
+
+
+def register_pending() -> None:
+    """Registers the profile tables the import hook deferred, in import order."""
+    for key in list(PENDING):
+        register = PENDING.pop(key, None)
+        if register is not None:
+            register()
+
+
 def _function_of(profile: _native.FunctionProfile) -> Any:
     func = profile.function
     if func is None:
@@ -323,7 +337,7 @@ def register_profile(
     qualname: str,
     filename: str,
     line: int,
-    sites: Sequence[_native.Site],
+    sites: Sequence[_native.Site] | Sequence[tuple[str, str | None, int, int, int, int]],
     time_limit: float,
     above: Any,
     below: Any,
@@ -335,7 +349,8 @@ def register_profile(
         qualname: Its qualname.
         filename: Its file.
         line: Its first line.
-        sites: Its sites (from the rewrite's site table), in local-index order.
+        sites: Its sites (from the rewrite's site table), in local-index order: ``Site``
+            objects or ``(text, callee, line, end line, column, end column)`` tuples.
         time_limit: Seconds.
         above: Callback at or over the limit, or None.
         below: Callback under the limit, or None.
@@ -348,7 +363,12 @@ def register_profile(
         qualname=qualname,
         filename=filename,
         line=line,
-        sites=[(s.text, s.callee, s.line, s.end_line, s.col, s.end_col) for s in sites],
+        sites=[
+            (s.text, s.callee, s.line, s.end_line, s.col, s.end_col)
+            if isinstance(s, _native.Site)
+            else s
+            for s in sites
+        ],
         time_limit=time_limit,
         above=above,
         below=below,
@@ -546,6 +566,7 @@ def function_stats(profile: _native.FunctionProfile) -> FunctionStats:
 
 def stats() -> list[FunctionStats]:
     """Aggregates of every profiled function of this process, in registration order."""
+    register_pending()
     return [function_stats(p) for p in _native.all_profiles()]
 
 

@@ -245,9 +245,56 @@ fn make_time_call(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 }
 
 /// The profiled functions of one rewrite, indexed as the rewritten code's `ENTER(i)` calls.
+///
+/// A table made by `ProfileTable.lazy(size, resolve)` (the import hook's, for a module loaded
+/// from its cache) starts empty: function `i` is `resolve(i)`, a `FunctionProfile`, asked for
+/// when `i` is first entered ([`ProfileTable::function`]). Invariant: a slot, once set, never
+/// changes.
 #[pyclass(module = "callweave._native", frozen)]
 pub(crate) struct ProfileTable {
-    pub(crate) functions: Vec<Arc<FunctionState>>,
+    pub(crate) functions: Vec<OnceLock<Arc<FunctionState>>>,
+    /// Registers function `i` on its first entry (None: every slot is set at creation).
+    resolve: Option<Py<PyAny>>,
+}
+
+impl ProfileTable {
+    /// Function `i` (None past the table's end), resolved on its first use: the only
+    /// per-call cost of laziness is the slot's initialised check.
+    #[inline(always)]
+    pub(crate) fn function(
+        &self,
+        py: Python<'_>,
+        i: usize,
+    ) -> PyResult<Option<&Arc<FunctionState>>> {
+        let Some(slot) = self.functions.get(i) else {
+            return Ok(None);
+        };
+        match slot.get() {
+            Some(state) => Ok(Some(state)),
+            None => self.resolve_slot(py, i, slot).map(Some),
+        }
+    }
+
+    /// The cold path of [`ProfileTable::function`]: asks the resolver for function `i`. Two
+    /// threads may both ask (the resolver runs Python code); the first answer is kept.
+    #[cold]
+    #[inline(never)]
+    fn resolve_slot<'a>(
+        &self,
+        py: Python<'_>,
+        i: usize,
+        slot: &'a OnceLock<Arc<FunctionState>>,
+    ) -> PyResult<&'a Arc<FunctionState>> {
+        let Some(resolve) = self.resolve.as_ref() else {
+            return Err(PyIndexError::new_err(format!(
+                "no profiled function number {i}"
+            )));
+        };
+        let profile = resolve.call1(py, (i,))?;
+        let profile = profile.bind(py).cast::<FunctionProfile>()?;
+        let state = Arc::clone(&profile.get().state);
+        Ok(slot.get_or_init(|| state))
+    }
 }
 
 #[pymethods]
@@ -255,7 +302,21 @@ impl ProfileTable {
     #[new]
     fn new(functions: Vec<PyRef<'_, FunctionProfile>>) -> Self {
         Self {
-            functions: functions.iter().map(|f| Arc::clone(&f.state)).collect(),
+            functions: functions
+                .iter()
+                .map(|f| OnceLock::from(Arc::clone(&f.state)))
+                .collect(),
+            resolve: None,
+        }
+    }
+
+    /// A table of `size` functions, function `i` given by `resolve(i)` (a `FunctionProfile`)
+    /// when it is first entered.
+    #[staticmethod]
+    fn lazy(size: usize, resolve: Py<PyAny>) -> Self {
+        Self {
+            functions: (0..size).map(|_| OnceLock::new()).collect(),
+            resolve: Some(resolve),
         }
     }
 
@@ -274,19 +335,21 @@ impl ProfileTable {
         self.functions.len()
     }
 
-    /// Pickles as a table of the same profiles (by reference: see `FunctionProfile`).
+    /// Pickles as a table of the same profiles (by reference: see `FunctionProfile`); a lazy
+    /// table's functions are resolved first.
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
-    ) -> (Bound<'py, pyo3::types::PyType>, (Vec<FunctionProfile>,)) {
-        let profiles = slf
-            .get()
-            .functions
-            .iter()
-            .map(|state| FunctionProfile {
-                state: Arc::clone(state),
-            })
-            .collect();
-        (slf.get_type(), (profiles,))
+    ) -> PyResult<(Bound<'py, pyo3::types::PyType>, (Vec<FunctionProfile>,))> {
+        let table = slf.get();
+        let mut profiles = Vec::with_capacity(table.functions.len());
+        for i in 0..table.functions.len() {
+            if let Some(state) = table.function(slf.py(), i)? {
+                profiles.push(FunctionProfile {
+                    state: Arc::clone(state),
+                });
+            }
+        }
+        Ok((slf.get_type(), (profiles,)))
     }
 }
 
@@ -840,11 +903,13 @@ unsafe extern "C-unwind" fn enter(
     if index < 0 && !unsafe { ffi::PyErr_Occurred() }.is_null() {
         return std::ptr::null_mut();
     }
-    let Some(func) = usize::try_from(index)
-        .ok()
-        .and_then(|i| table.get().functions.get(i))
-    else {
-        return raise::<PyIndexError>(py, format!("no profiled function number {index}"));
+    let func = match usize::try_from(index).map(|i| table.get().function(py, i)) {
+        Ok(Ok(Some(func))) => func,
+        Ok(Err(e)) => {
+            e.restore(py);
+            return std::ptr::null_mut();
+        }
+        _ => return raise::<PyIndexError>(py, format!("no profiled function number {index}")),
     };
     match Py::new(py, Record::new(std::sync::Arc::clone(func))) {
         Ok(obj) => obj.into_ptr(),
