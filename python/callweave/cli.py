@@ -1,7 +1,8 @@
-"""The ``callweave`` command: ``run``, ``show`` and ``check``.
+"""The ``callweave`` command: ``run``, ``show``, ``check`` and ``report``.
 
 ``callweave run [--profile MOD:FUNC ...] [--wrap MOD:FUNC=pkg.mod:callable ...]
-[--time-limit 50ms] [--report text|json:PATH|pstats:PATH|html:PATH] (script.py | -m module) [args...]``
+[--time-limit 50ms] [--report text|json:PATH|pstats:PATH|html:PATH]
+(script.py | -m module) [args...]``
 runs a program with the import hook installed (rules from ``[tool.callweave]`` plus the
 command line), instruments ``__main__`` too, and exits with the program's exit code.
 
