@@ -454,7 +454,8 @@ ONE_LINE_ERRORS = [
     ),
     (["--profile", "pkg/x"], "--profile 'pkg/x': module 'pkg/x': "),
     (["--profile", "shopkit.orders:"], "--profile 'shopkit.orders:': expected MODULE or"),
-    (["--report", "html"], "--report 'html': must be \"text\""),
+    (["--report", "html"], "--report 'html': \"html\" needs a file"),
+    (["--report", "xml"], "--report 'xml': must be \"text\""),
     (["--wrap", "shopkit.orders"], "--wrap 'shopkit.orders': expected MOD[:FUNC]=pkg.mod:callable"),
     (
         ["--wrap", "shopkit.orders=shopkit.tracing:nothing"],

@@ -46,7 +46,7 @@ CACHE_SUFFIX = ".callweave.pyc"
 #: 3: runtime names in module globals, paused yields, unlocated entry/exit, star-call binder;
 #: 4: the meta has the constant-slot table, the code is cached before slots are loaded;
 #: 5: profiled functions' rows and the site table marshalled apart, read lazily: EntryMeta).
-FORMAT = 5
+FORMAT = 6
 
 #: A checked-hash pyc's flags word (PEP 552: hash-based, check_source).
 _FLAGS = (3).to_bytes(4, "little")
@@ -182,19 +182,26 @@ class EntryMeta:
 
     ``slots`` (the constant slots, ``configured.slot_row``) are read at every import. Each
     profiled function's row ``(qualname, first line, rule index, sites)`` (sites as
-    :data:`ProfileSite`) and the module's site table (the engine's rows, for wrappers given
-    their call sites) are kept as marshalled bytes until first asked for
-    (:meth:`profile`, :meth:`sites`): a warm import registers a profiled function when it is
-    first entered.
+    :data:`ProfileSite`), the module's site table (the engine's rows, for wrappers given
+    their call sites) and the qualnames of every rewritten function (for strict mode's rule
+    checks) are kept as marshalled bytes until first asked for (:meth:`profile`,
+    :meth:`sites`, :meth:`qualnames`): a warm import registers a profiled function when it
+    is first entered.
 
     Attributes:
         slots: The constant slots, loaded into the code at every import.
     """
 
-    __slots__ = ("_profiles", "_sites", "_sites_blob", "slots")
+    __slots__ = ("_names", "_names_blob", "_profiles", "_sites", "_sites_blob", "slots")
 
     def __init__(
-        self, slots: list[tuple[Any, ...]], profiles: list[Any], sites: Any, sites_blob: bytes
+        self,
+        slots: list[tuple[Any, ...]],
+        profiles: list[Any],
+        sites: Any,
+        sites_blob: bytes,
+        names: list[str] | None,
+        names_blob: bytes,
     ) -> None:
         """Meta from its parts (:meth:`of_rewrite`, :func:`valid_meta`)."""
         self.slots = slots
@@ -202,6 +209,8 @@ class EntryMeta:
         self._profiles = profiles
         self._sites = sites
         self._sites_blob = sites_blob
+        self._names = names
+        self._names_blob = names_blob
 
     @classmethod
     def of_rewrite(
@@ -228,7 +237,8 @@ class EntryMeta:
             for qualname, line, _rules, profile in functions
             if profile is not None
         ]
-        return cls(slots, profiles, sites if keep_sites else [], b"")
+        names = [qualname for qualname, _line, _rules, _profile in functions]
+        return cls(slots, profiles, sites if keep_sites else [], b"", names, b"")
 
     @property
     def profiled(self) -> int:
@@ -263,6 +273,19 @@ class EntryMeta:
             self._sites = sites
         return cast(list[tuple[Any, ...]], self._sites)
 
+    def qualnames(self) -> list[str]:
+        """The qualnames of every function the module's rules rewrote.
+
+        Raises:
+            RuntimeError: The cached list is malformed (see :meth:`profile`).
+        """
+        if self._names is None:
+            names = self._load(self._names_blob)
+            if type(names) is not list or not all(type(n) is str for n in names):
+                raise _malformed()
+            self._names = names
+        return self._names
+
     @staticmethod
     def _load(blob: bytes) -> Any:
         try:
@@ -270,15 +293,19 @@ class EntryMeta:
         except Exception:  # marshal raises EOFError, ValueError, TypeError... on bad data
             return None
 
-    def stored(self) -> tuple[list[bytes], bytes, int, list[tuple[Any, ...]]]:
-        """The cached form: ``(profiled rows, site rows, CRC-32, slots)``, rows marshalled."""
+    def stored(self) -> tuple[list[bytes], bytes, bytes, int, list[tuple[Any, ...]]]:
+        """The cached form: ``(profiled rows, site rows, qualnames, CRC-32, slots)``.
+
+        The rows and the qualnames are marshalled.
+        """
         profiles = [p if type(p) is bytes else marshal.dumps(p) for p in self._profiles]
         sites = self._sites_blob if self._sites is None else marshal.dumps(self._sites)
-        return (profiles, sites, _crc(profiles, sites), self.slots)
+        names = self._names_blob if self._names is None else marshal.dumps(self._names)
+        return (profiles, sites, names, _crc(profiles, sites, names), self.slots)
 
 
-def _crc(profiles: list[bytes], sites: bytes) -> int:
-    crc = zlib.crc32(sites)
+def _crc(profiles: list[bytes], sites: bytes, names: bytes) -> int:
+    crc = zlib.crc32(names, zlib.crc32(sites))
     for blob in profiles:
         crc = zlib.crc32(blob, crc)
     return crc
@@ -300,16 +327,16 @@ def valid_meta(stored: Any, slot_rules: range = range(0)) -> EntryMeta | None:
         stored: The entry's stored meta (:meth:`EntryMeta.stored`).
         slot_rules: The indices a constant slot's rule may have (the transform rules).
     """
-    if not (type(stored) is tuple and len(stored) == 4):
+    if not (type(stored) is tuple and len(stored) == 5):
         return None
-    profiles, sites, crc, slots = stored
-    if type(profiles) is not list or type(sites) is not bytes or type(crc) is not int:
+    profiles, sites, names, crc, slots = stored
+    if type(profiles) is not list or type(sites) is not bytes or type(names) is not bytes:
         return None
-    if not all(type(p) is bytes for p in profiles):
+    if type(crc) is not int or not all(type(p) is bytes for p in profiles):
         return None
-    if _crc(profiles, sites) != crc or not _valid_slots(slots, slot_rules):
+    if _crc(profiles, sites, names) != crc or not _valid_slots(slots, slot_rules):
         return None
-    return EntryMeta(slots, profiles, None, sites)
+    return EntryMeta(slots, profiles, None, sites, None, names)
 
 
 def read_entry(cache: str | None, digest: bytes) -> tuple[CodeType, Any] | None:

@@ -558,7 +558,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_report_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_report_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     from callweave.config import SORT_KEYS
 
     def top(text: str) -> int:
@@ -638,7 +638,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"callweave {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,show,check}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,show,check,report}")
     run = sub.add_parser(
         "run",
         help="run a program with the import hook installed",

@@ -521,7 +521,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
             return cast(CodeType, super().get_code(fullname))
         meta = entry[1]
         if self._finder.strict:
-            self._finder.check_functions(plan, path, data, [f[0] for f in meta[0]])
+            self._finder.check_functions(plan, path, data, meta.qualnames())
         version = self._finder.version(plan, path, key_hash, meta)
         if isinstance(module, ModuleType):
             self._finder.bind_module(module, fullname, version, code)
