@@ -11,6 +11,9 @@ use callweave_engine::{
     rewrite, source, CallFilter, FunctionSelector, OptionValue, Options, Plan, QualnameGlobs, Rule,
 };
 
+/// The engine's throughput target, as a fraction of the parser's alone on the same files.
+const TARGET: f64 = 0.8;
+
 fn python_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -85,6 +88,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "rewrite / parse time:    {:7.2}x",
         rewrite_best / parse_best
+    );
+    // Issue 10's target: the engine at no less than 0.8x the parser's own throughput.
+    let ratio = parse_best / rewrite_best;
+    println!(
+        "target engine >= {TARGET:.2}x parser: {ratio:.2}x {}",
+        if ratio >= TARGET { "PASS" } else { "FAIL" }
     );
     Ok(())
 }

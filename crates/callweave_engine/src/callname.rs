@@ -119,6 +119,36 @@ pub fn callee_name(expr: &Expr, source: &str) -> Option<CallName> {
     Some(CallName(segments))
 }
 
+/// The text of [`callee_name`] (`callee_name(expr, source).map(|n| n.to_string())`), written
+/// straight into one string: what every routed call's site records.
+pub(crate) fn callee_text(expr: &Expr, source: &str) -> Option<String> {
+    let mut out = String::new();
+    push_text(expr, source, &mut out)?;
+    Some(out)
+}
+
+/// Appends `expr`'s call name to `out`. The chain's base is always a name (the only case that
+/// does not recurse), so it is the first thing written and the only one without a `.`.
+fn push_text(expr: &Expr, source: &str, out: &mut String) -> Option<()> {
+    match expr {
+        Expr::Name(n) => out.push_str(n.id.as_str()),
+        Expr::Attribute(a) => {
+            push_text(&a.value, source, out)?;
+            out.push('.');
+            out.push_str(a.attr.id.as_str());
+        }
+        Expr::Call(c) => push_text(&c.func, source, out)?,
+        Expr::Subscript(s) => {
+            push_text(&s.value, source, out)?;
+            out.push('[');
+            out.push_str(&subscript_text(&s.slice, source)?);
+            out.push(']');
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
 fn push_segments(expr: &Expr, source: &str, out: &mut Vec<Segment>) -> Option<()> {
     match expr {
         Expr::Name(n) => out.push(Segment::Name(n.id.to_string())),
@@ -149,7 +179,7 @@ fn subscript_text(expr: &Expr, source: &str) -> Option<String> {
         },
         Expr::BooleanLiteral(b) => Some(if b.value { "True" } else { "False" }.to_owned()),
         Expr::NoneLiteral(_) => Some("None".to_owned()),
-        other => callee_name(other, source).map(|n| n.to_string()),
+        other => callee_text(other, source),
     }
 }
 
@@ -181,6 +211,31 @@ mod tests {
         ] {
             let err = CallName::parse(bad).expect_err(bad);
             assert!(err.to_string().contains(&format!("'{bad}'")), "{err}");
+        }
+    }
+
+    #[test]
+    fn callee_text_is_the_call_names_display() {
+        for src in [
+            "f()",
+            "a.b.c()",
+            "a.b(x).c()",
+            "a[0].b['k'].c[1.5][True][None][-1](y)",
+            "a[b.c[0]].d()",
+            "a[b()]()",
+            "(lambda: 0)()",
+            "a[b + 1]()",
+            "x.y[1:2]()",
+        ] {
+            let parsed = ruff_python_parser::parse_expression(src).expect("parses");
+            let Expr::Call(call) = parsed.expr() else {
+                unreachable!("{src} is not a call");
+            };
+            assert_eq!(
+                callee_text(&call.func, src),
+                callee_name(&call.func, src).map(|n| n.to_string()),
+                "{src}"
+            );
         }
     }
 

@@ -350,6 +350,10 @@ pub fn remap_entries(
         dropped: Vec::with_capacity(entries.len()),
     };
     let mut unit = 0usize;
+    // CPython splits an instruction run longer than 8 code units into entries of one location,
+    // and a location's instructions are often split further by class: the last mapping is
+    // reused for a repeated `(location, class)` (`f` is a pure function of its arguments).
+    let mut last: Option<(Location, bool, Option<Location>)> = None;
     for entry in &entries {
         let end = unit + entry.code_units as usize;
         let Some(loc) = entry.loc else {
@@ -365,7 +369,14 @@ pub fn remap_entries(
             while run_end < end && class_of(run_end) == class {
                 run_end += 1;
             }
-            let mapped = f(loc, class);
+            let mapped = match last {
+                Some((l, c, m)) if l == loc && c == class => m,
+                _ => {
+                    let m = f(loc, class);
+                    last = Some((loc, class, m));
+                    m
+                }
+            };
             out.entries.push(Entry {
                 code_units: u32::try_from(run_end - run_start).unwrap_or(u32::MAX),
                 loc: mapped,

@@ -268,7 +268,11 @@ fn is_identifier_char(c: char) -> bool {
 impl PositionMap {
     /// The identity map of a text that was not edited.
     pub fn identity(text: &str) -> Self {
-        let lines = LineIndex::new(text);
+        Self::identity_indexed(text, LineIndex::new(text))
+    }
+
+    /// [`PositionMap::identity`] of a text whose line index is already built.
+    pub(crate) fn identity_indexed(text: &str, lines: LineIndex) -> Self {
         let chunks = if text.is_empty() {
             Vec::new()
         } else {

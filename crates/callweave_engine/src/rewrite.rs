@@ -7,7 +7,7 @@ use ruff_python_parser::{parse_unchecked, Mode, ParseOptions, Parsed};
 use ruff_text_size::Ranged;
 
 use crate::bindings;
-use crate::callname::callee_name;
+use crate::callname::callee_text;
 use crate::collect::{Collector, RoutedCall};
 use crate::depth::{self, Nesting};
 use crate::plan::{FunctionSelector, Plan};
@@ -110,9 +110,10 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
             reason: "the parser did not return a module".to_owned(),
         });
     };
+    // One line index of the original serves the checks, the plan and the position map.
+    let lines = LineIndex::new(source);
     let checked = match parsed.errors().first() {
         Some(e) => {
-            let lines = LineIndex::new(source);
             let (line, column) = lines.line_col(e.location.start().to_usize());
             Err(EngineError::Parse {
                 message: e.error.to_string(),
@@ -120,7 +121,7 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
                 column,
             })
         }
-        None => nesting.check(&LineIndex::new(source)),
+        None => nesting.check(&lines),
     };
     let walk = checked.is_ok();
     let needed = nesting.stack_needed(walk);
@@ -129,7 +130,7 @@ pub fn rewrite(source: &str, plan: &Plan) -> Result<Rewrite, EngineError> {
             dispose(parsed, &nesting);
             return Err(e);
         }
-        rewrite_parsed(source, plan, &parsed, &nesting)
+        rewrite_parsed(source, lines, plan, &parsed, &nesting)
     })
 }
 
@@ -145,11 +146,11 @@ fn dispose(parsed: Parsed<ruff_python_ast::ModModule>, nesting: &Nesting) {
 
 fn rewrite_parsed(
     source: &str,
+    lines: LineIndex,
     plan: &Plan,
     parsed: &Parsed<ruff_python_ast::ModModule>,
     nesting: &Nesting,
 ) -> Result<Rewrite, EngineError> {
-    let lines = LineIndex::new(source);
     let module = parsed.syntax();
     let mut collector = Collector::new(source, &lines, plan, &module.body, nesting);
     for stmt in &module.body {
@@ -361,7 +362,7 @@ fn rewrite_parsed(
     if functions.is_empty() {
         return Ok(Rewrite {
             source: source.to_owned(),
-            map: PositionMap::identity(source),
+            map: PositionMap::identity_indexed(source, lines),
             sites,
             functions,
             constants,
@@ -398,7 +399,7 @@ fn make_site(source: &str, lines: &LineIndex, routed: &RoutedCall<'_>, id: u32) 
         col: to_u32(col),
         end_col: to_u32(end_col),
         text: source.get(start..end).unwrap_or_default().to_owned(),
-        callee: callee_name(&routed.call.func, source).map(|n| n.to_string()),
+        callee: callee_text(&routed.call.func, source),
         awaited: routed.awaited,
     }
 }
