@@ -166,15 +166,33 @@ class ModulePlan:
     rules_hash: str
 
     @classmethod
-    def resolve(cls, config: Config, fullname: str) -> ModulePlan | None:
-        """The plan of module ``fullname``, or None when no rule applies to it."""
+    def resolve(
+        cls,
+        config: Config,
+        fullname: str,
+        hashes: dict[tuple[tuple[RuleBase, ...], ...], str] | None = None,
+    ) -> ModulePlan | None:
+        """The plan of module ``fullname``, or None when no rule applies to it.
+
+        Args:
+            config: The configuration.
+            fullname: The module's name.
+            hashes: Rules hashes already computed, by selection of rules (modules that the
+                same rules select share theirs): read and updated.
+        """
         rules = tuple(
             (t, tuple(r for r in config.rules(t.table) if r.matches_module(fullname)))
             for t in REGISTRY
         )
         if not any(selected for _, selected in rules):
             return None
-        return cls(fullname, rules, rules_hash({t.table: selected for t, selected in rules}))
+        selection = tuple(selected for _, selected in rules)
+        digest = hashes.get(selection) if hashes is not None else None
+        if digest is None:
+            digest = rules_hash({t.table: selected for t, selected in rules})
+            if hashes is not None:
+                hashes[selection] = digest
+        return cls(fullname, rules, digest)
 
     def of(self, table: str) -> tuple[RuleBase, ...]:
         """The module's rules of the transform configured by ``[[tool.callweave.<table>]]``."""
@@ -618,6 +636,8 @@ class CallweaveFinder:
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
         #: Per module name asked for: its plan, or None when no rule applies (or excluded).
         self._plans: dict[str, ModulePlan | None] = {}
+        #: The rules hash of each selection of rules a plan was resolved for.
+        self._rules_hashes: dict[tuple[tuple[RuleBase, ...], ...], str] = {}
         #: Every rule's module globs at once: most imported names match none (one native
         #: call says so, the plan is not resolved rule by rule).
         globs = [g for t in REGISTRY for rule in config.rules(t.table) for g in rule.modules]
@@ -840,7 +860,7 @@ class CallweaveFinder:
         if self._any_rule is None or not self._any_rule.matches(fullname) or _excluded(fullname):
             self._plans[fullname] = None
             return None
-        plan = ModulePlan.resolve(self.config, fullname)
+        plan = ModulePlan.resolve(self.config, fullname, self._rules_hashes)
         sources = [a.source_hash for a in self.appliers(plan)] if plan is not None else []
         if plan is not None and any(sources):
             # A user transformer's effect is in the cached code: its source is in the key.
