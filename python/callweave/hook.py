@@ -52,7 +52,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType, ModuleType
@@ -158,7 +158,7 @@ class ModulePlan:
         fullname: The module's name.
         rules: Per transform, in the registry's order (the engine's rule order: earlier
             transforms' rules are innermost), the module's rules in configuration order.
-        rules_hash: The hash of those rules (part of the cache key).
+        rules_hash: The hash of those rules (part of the cache key; see :meth:`resolve`).
     """
 
     fullname: str
@@ -170,15 +170,17 @@ class ModulePlan:
         cls,
         config: Config,
         fullname: str,
-        hashes: dict[tuple[tuple[RuleBase, ...], ...], str] | None = None,
+        digests: Mapping[RuleBase, str] | None = None,
     ) -> ModulePlan | None:
         """The plan of module ``fullname``, or None when no rule applies to it.
 
         Args:
             config: The configuration.
             fullname: The module's name.
-            hashes: Rules hashes already computed, by selection of rules (modules that the
-                same rules select share theirs): read and updated.
+            digests: Each rule's own digest (:func:`rule_digests`, computed once per
+                configuration): the plan's rules hash is then the list of its rules' digests
+                per transform, not a digest hashed at every import. Without them, it is
+                :func:`callweave.config.rules_hash`'s.
         """
         rules = tuple(
             (t, tuple(r for r in config.rules(t.table) if r.matches_module(fullname)))
@@ -186,12 +188,13 @@ class ModulePlan:
         )
         if not any(selected for _, selected in rules):
             return None
-        selection = tuple(selected for _, selected in rules)
-        digest = hashes.get(selection) if hashes is not None else None
-        if digest is None:
+        if digests is None:
             digest = rules_hash({t.table: selected for t, selected in rules})
-            if hashes is not None:
-                hashes[selection] = digest
+        else:
+            # Every transform's table, also without rules (as in rules_hash); digests are hex.
+            digest = ";".join(
+                f"{t.table}:{','.join(digests[r] for r in selected)}" for t, selected in rules
+            )
         return cls(fullname, rules, digest)
 
     def of(self, table: str) -> tuple[RuleBase, ...]:
@@ -224,6 +227,15 @@ class ModulePlan:
                 return range(start, start + len(selected))
             start += len(selected)
         return range(start, start)
+
+
+def rule_digests(config: Config) -> dict[RuleBase, str]:
+    """Each rule's hex SHA-256 digest (of its canonical JSON table), by rule."""
+    return {
+        rule: rules_hash({transform.table: [rule]})
+        for transform in REGISTRY
+        for rule in config.rules(transform.table)
+    }
 
 
 def native_rules(plan: ModulePlan, enter: str, sites: str) -> list[_native.Rule]:
@@ -636,8 +648,8 @@ class CallweaveFinder:
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
         #: Per module name asked for: its plan, or None when no rule applies (or excluded).
         self._plans: dict[str, ModulePlan | None] = {}
-        #: The rules hash of each selection of rules a plan was resolved for.
-        self._rules_hashes: dict[tuple[tuple[RuleBase, ...], ...], str] = {}
+        #: Each rule's digest, for the plans' rules hashes (see ModulePlan.resolve).
+        self._rule_digests = rule_digests(config)
         #: Every rule's module globs at once: most imported names match none (one native
         #: call says so, the plan is not resolved rule by rule).
         globs = [g for t in REGISTRY for rule in config.rules(t.table) for g in rule.modules]
@@ -860,7 +872,7 @@ class CallweaveFinder:
         if self._any_rule is None or not self._any_rule.matches(fullname) or _excluded(fullname):
             self._plans[fullname] = None
             return None
-        plan = ModulePlan.resolve(self.config, fullname, self._rules_hashes)
+        plan = ModulePlan.resolve(self.config, fullname, self._rule_digests)
         sources = [a.source_hash for a in self.appliers(plan)] if plan is not None else []
         if plan is not None and any(sources):
             # A user transformer's effect is in the cached code: its source is in the key.
