@@ -750,7 +750,10 @@ unsafe extern "C-unwind" fn exit_record(
         unsafe { leaving_with_error() }
     };
     // SAFETY: GIL held; `rec` is the record's object, held by the caller.
-    if unsafe { record.exit(rec, raised) } {
+    let ok = unsafe { record.exit(rec, raised) };
+    // SAFETY: GIL held; the invocation has ended (`exit` marks it done in every case).
+    unsafe { keep_spare(record, rec) };
+    if ok {
         // SAFETY: GIL held.
         unsafe { ffi::Py_NewRef(ffi::Py_None()) }
     } else {
@@ -890,32 +893,90 @@ unsafe extern "C-unwind" fn strip_locals(
 }
 
 /// `enter(index)`: a new record for the table's function `index`, its clock started.
-/// (`Record` is not tracked by the garbage collector, so allocating it runs no Python code.)
+///
+/// The function's spare record (the one its last invocation ended, see [`keep_spare`]) is
+/// reused when nothing but the spare slot references it: the previous invocation's frame,
+/// callbacks and awaits have all let it go, so no one can see it restart. Otherwise a new one
+/// is made (`Record` is not tracked by the garbage collector, so allocating it runs no Python
+/// code).
 unsafe extern "C-unwind" fn enter(
     slf: *mut ffi::PyObject,
     arg: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls this with the GIL held; `slf` is the ProfileTable the function
-    // object was made with.
+    // object was made with (never NULL), borrowed for the call.
     let py = unsafe { Python::assume_attached() };
-    let table = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<ProfileTable>() };
-    let index = unsafe { ffi::PyLong_AsSsize_t(arg) };
-    if index < 0 && !unsafe { ffi::PyErr_Occurred() }.is_null() {
-        return std::ptr::null_mut();
-    }
-    let func = match usize::try_from(index).map(|i| table.get().function(py, i)) {
-        Ok(Ok(Some(func))) => func,
-        Ok(Err(e)) => {
+    let Some(table) = (unsafe { pyo3::Borrowed::from_ptr_or_opt(py, slf) }) else {
+        return raise::<PyTypeError>(py, "enter() has no profile table".into());
+    };
+    // SAFETY: the entry callable is only made with a ProfileTable as its self (`make_enter`).
+    let table = unsafe { table.cast_unchecked::<ProfileTable>() }.get();
+    // SAFETY: `arg` is a valid object.
+    let index = match unsafe { small_index(arg) } {
+        Some(i) => i,
+        None => match unsafe { ffi::PyLong_AsSsize_t(arg) } {
+            -1 if !unsafe { ffi::PyErr_Occurred() }.is_null() => return std::ptr::null_mut(),
+            i => match usize::try_from(i) {
+                Ok(i) => i,
+                Err(_) => {
+                    return raise::<PyIndexError>(py, format!("no profiled function number {i}"))
+                }
+            },
+        },
+    };
+    // A lazily registered function is resolved on its first entry (`ProfileTable::function`).
+    let func = match table.function(py, index) {
+        Ok(Some(func)) => func,
+        Ok(None) => {
+            return raise::<PyIndexError>(py, format!("no profiled function number {index}"))
+        }
+        Err(e) => {
             e.restore(py);
             return std::ptr::null_mut();
         }
-        _ => return raise::<PyIndexError>(py, format!("no profiled function number {index}")),
     };
+    // SAFETY: GIL held; the slot holds NULL or an owned reference to a finished record of
+    // `func` (its invariant). With a reference count of 1 the slot's reference is the only
+    // one: it moves to the caller, and the record restarts unseen.
+    unsafe {
+        let spare = func.spare.get();
+        if !spare.is_null() && ffi::Py_REFCNT(spare) == 1 {
+            func.spare.set(std::ptr::null_mut());
+            record_at(spare).restart();
+            return spare;
+        }
+    }
     match Py::new(py, Record::new(std::sync::Arc::clone(func))) {
         Ok(obj) => obj.into_ptr(),
         Err(e) => {
             e.restore(py);
             std::ptr::null_mut()
+        }
+    }
+}
+
+/// Keeps the ended record `rec` as its function's spare for a later invocation (see
+/// [`enter`]), unless the slot already holds a spare that is free to reuse (then `rec` is left
+/// to be freed with its frame). A spare still referenced elsewhere (a generator's frame not yet
+/// collected, a record kept by a callback) is replaced, so that one long-lived holder cannot
+/// stop reuse.
+///
+/// # Safety
+/// The GIL must be held; `rec` is the object of `record`, alive for the call, and its
+/// invocation has ended. Runs no Python code: releasing a replaced spare at most frees a
+/// `Record`, whose function state outlives it (the slot's function holds it).
+#[inline(always)]
+unsafe fn keep_spare(record: &Record, rec: *mut ffi::PyObject) {
+    let slot = &record.func.spare;
+    // SAFETY: GIL held; the slot holds NULL or an owned reference.
+    unsafe {
+        let old = slot.get();
+        if old == rec || (!old.is_null() && ffi::Py_REFCNT(old) == 1) {
+            return;
+        }
+        slot.set(ffi::Py_NewRef(rec));
+        if !old.is_null() {
+            ffi::Py_DECREF(old);
         }
     }
 }

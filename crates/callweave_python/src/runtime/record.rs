@@ -113,6 +113,34 @@ impl Record {
         }
     }
 
+    /// Starts a new invocation in a finished record, as [`Record::new`] would (same function):
+    /// the clock restarts, the per-site accumulators are zeroed and the per-call list emptied
+    /// (its buffer kept when small).
+    ///
+    /// # Safety
+    /// The GIL must be held and nothing but the caller may reference the record's object (its
+    /// reference count is 1): no one can see the previous invocation change.
+    #[inline(always)]
+    pub(crate) unsafe fn restart(&self) {
+        /// A per-call list kept across invocations holds at most this many events' memory.
+        const KEEP_EVENTS: usize = 1024;
+        // SAFETY: GIL held; no Python code runs while this reference lives.
+        let inner = unsafe { self.inner_mut() };
+        inner.acc = 0;
+        inner.paused = false;
+        inner.total_ns = 0;
+        inner.done = false;
+        inner.sites.fill(SiteAcc::default());
+        if inner.events.capacity() > KEEP_EVENTS {
+            inner.events = Vec::new();
+        } else {
+            inner.events.clear();
+        }
+        inner.dropped = 0;
+        inner.callback_start = callback_ticks();
+        inner.start = ticks();
+    }
+
     /// Mutable access to the invocation's state.
     ///
     /// # Safety

@@ -53,6 +53,51 @@ pub(crate) struct FunctionState {
     pub(crate) above_limit: AtomicU64,
     pub(crate) histogram: Histogram,
     pub(crate) site_aggs: Box<[SiteAgg]>,
+    /// A finished record of this function kept for its next invocation (`entry::enter`).
+    pub(crate) spare: Spare,
+}
+
+/// One finished `Record` object of a function, kept (with a strong reference) so that the
+/// next invocation can reuse it instead of allocating and freeing an object per invocation.
+///
+/// Invariants: touched only with the GIL held, never across a call into Python (see the
+/// concurrency invariant in `runtime/mod.rs`); the pointer is NULL or a `Record` whose
+/// function is the one holding this slot, and whose invocation has ended. The record is reused
+/// only when the slot's reference is its only one (nothing else can observe the reset). The
+/// reference is never released while the function's state lives; a state is kept by the
+/// registry for the process, and a record keeps its state alive, so at most one record per
+/// profiled function is kept.
+pub(crate) struct Spare(std::cell::UnsafeCell<*mut pyo3::ffi::PyObject>);
+
+// SAFETY: accessed only with the GIL held (see the invariants above).
+unsafe impl Sync for Spare {}
+unsafe impl Send for Spare {}
+
+impl Spare {
+    fn new() -> Self {
+        Self(std::cell::UnsafeCell::new(std::ptr::null_mut()))
+    }
+
+    /// The kept record (borrowed from the slot), or NULL.
+    ///
+    /// # Safety
+    /// The GIL must be held.
+    #[inline(always)]
+    pub(crate) unsafe fn get(&self) -> *mut pyo3::ffi::PyObject {
+        // SAFETY: GIL held (caller's contract); no reference into the cell outlives this read.
+        unsafe { *self.0.get() }
+    }
+
+    /// Replaces the kept record; the slot owns the reference it is given.
+    ///
+    /// # Safety
+    /// The GIL must be held; `obj` is NULL or an owned reference to a finished `Record` of
+    /// this slot's function.
+    #[inline(always)]
+    pub(crate) unsafe fn set(&self, obj: *mut pyo3::ffi::PyObject) {
+        // SAFETY: GIL held (caller's contract); no reference into the cell is alive.
+        unsafe { *self.0.get() = obj }
+    }
 }
 
 /// What a profiled function is, as given at registration.
@@ -92,6 +137,7 @@ impl FunctionState {
             above_limit: AtomicU64::new(0),
             histogram: Histogram::new(),
             site_aggs,
+            spare: Spare::new(),
         }
     }
 
