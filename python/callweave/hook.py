@@ -418,8 +418,8 @@ class _Users:
                 if c is not None:
                     by_position[(c.co_qualname, c.co_firstlineno)] = ref
             self._by_position = by_position
-        ref = self._by_position.get((qualname, line))
-        return ref() if ref is not None else None
+        found = self._by_position.get((qualname, line))
+        return found() if found is not None else None
 
 
 class _FunctionRef:
