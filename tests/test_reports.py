@@ -1137,3 +1137,28 @@ def test_pstats_counts_a_function_reached_through_an_unprofiled_call_once(tmp_pa
     assert ct == relay.total
     assert tt == pytest.approx(relay.total - relay.nested)
     assert 0 < tt < ct
+
+
+def test_nested_times_per_thread_and_of_awaits():
+    import asyncio
+    import threading
+
+    from fixtures import report_nested as g
+
+    threads = [threading.Thread(target=g.outer, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    asyncio.run(g.aouter())
+    f = by_name(f for f in callweave.stats() if f.module == g.__name__)
+    # each thread's counter is its own: relay()'s calls hold exactly hidden()'s invocations
+    assert f["hidden"].count == 8
+    relay = site(f["outer"], "relay(n)")
+    assert relay.nested == pytest.approx(f["hidden"].total, rel=1e-6, abs=1e-6)
+    # an awaited profiled coroutine: the await's nested time is the callee's total
+    awaited = [s for s in f["aouter"].sites if s.text == "ainner()"]
+    assert [s.count for s in awaited] == [1, 1]
+    nested = sum(s.nested for s in awaited)
+    assert nested == pytest.approx(f["ainner"].total, rel=1e-6, abs=1e-6)
+    assert all(0 < s.nested <= s.total for s in awaited)

@@ -403,9 +403,7 @@ def _stats_of(static: tuple[Any, ...], raw: tuple[Any, ...]) -> Any:
         p99=p99,
         sites=[
             SiteStats(text, callee, at, n, spent, spent / n if n else 0.0, most, nested)
-            for (text, callee, at), (n, spent, most, nested) in zip(
-                sites, aggregates, strict=True
-            )
+            for (text, callee, at), (n, spent, most, nested) in zip(sites, aggregates, strict=True)
         ],
         above=above,
         histogram=[tuple(b) for b in histogram],

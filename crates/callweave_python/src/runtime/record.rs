@@ -71,7 +71,14 @@ impl Inner {
             acc.ticks += elapsed;
             acc.max = acc.max.max(elapsed);
             // Never more than the call's own time (clock readings of nested spans sit inside).
-            acc.nested += nested.min(elapsed);
+            // A counter that went back over the call (a coroutine begun before the call ended
+            // in it after interleaving with others, see `thread.rs`) wraps to a huge growth:
+            // that counts as none.
+            acc.nested += if nested > i64::MAX as u64 {
+                0
+            } else {
+                nested.min(elapsed)
+            };
         }
     }
 
