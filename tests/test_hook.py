@@ -2039,3 +2039,32 @@ def test_cache_note_says_when_bytecode_is_not_written(tmp_path):
     assert "not cached" in note
     flag = run(tmp_path, code, flags=["-B"]).ok().data["note"]
     assert "python -B" in flag
+
+
+def test_cache_meta_rows_round_trip_and_bad_offsets_are_caught():
+    # Format 7 keeps the profiled functions' rows in one blob with a table of offsets.
+    from callweave import _pycache
+
+    site = ("g()", "g", 2, 2, 4, 7)
+    rows = [("f", 1, 0, [site]), ("C.m", 5, 1, [])]
+    functions = [(q, line, [r], (i, r, [])) for i, (q, line, r, _s) in enumerate(rows)]
+    meta = _pycache.EntryMeta.of_rewrite(functions, [], [], keep_sites=False)
+    stored = meta.stored()
+    loaded = _pycache.valid_meta(stored)
+    assert loaded is not None and loaded.profiled == 2
+    assert loaded.profile(1, range(2)) == ("C.m", 5, 1, [])
+    assert loaded.profile(0, range(2)) == ("f", 1, 0, [])
+    assert loaded.stored() == stored
+    empty = _pycache.EntryMeta.of_rewrite([], [], [], keep_sites=False)
+    assert _pycache.valid_meta(empty.stored()).profiled == 0
+    profiles, offsets, sites, names, crc, slots = stored
+    # Offsets that do not end at the blob's end, a checksum that does not match: not ours.
+    assert _pycache.valid_meta((profiles, offsets[:-4], sites, names, crc, slots)) is None
+    assert _pycache.valid_meta((profiles, offsets, sites, names, crc + 1, slots)) is None
+    # Offsets out of order with a matching checksum (not written by callweave): an error on use.
+    swapped = offsets[4:8] + offsets[:4] + offsets[8:]
+    crc = _pycache._crc(profiles, swapped, sites, names)
+    bad = _pycache.valid_meta((profiles, swapped, sites, names, crc, slots))
+    assert bad is not None
+    with pytest.raises(RuntimeError, match="malformed"):
+        bad.profile(0, range(2))

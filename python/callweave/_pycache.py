@@ -10,9 +10,10 @@ header that matches says nothing about the payload.
 
 A warm import unmarshals and checks only what every import needs (the constant slots, the
 number of profiled functions): each profiled function's row and the site table stay marshalled
-``bytes``, checked by a CRC-32 at import and unmarshalled and validated when first needed
-(:class:`EntryMeta`: a profiled function's first entry, ``stats()``, a wrapper given its call
-sites).
+``bytes`` (the rows in one blob, with a table of their offsets: a handful of objects per
+entry, not one per function), checked by a CRC-32 at import and unmarshalled and validated when
+first needed (:class:`EntryMeta`: a profiled function's first entry, ``stats()``, a wrapper
+given its call sites).
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ CACHE_SUFFIX = ".callweave.pyc"
 #: Bumped when what the cache holds changes (2: injected names come from the source hash;
 #: 3: runtime names in module globals, paused yields, unlocated entry/exit, star-call binder;
 #: 4: the meta has the constant-slot table, the code is cached before slots are loaded;
-#: 5: profiled functions' rows and the site table marshalled apart, read lazily: EntryMeta).
-FORMAT = 6
+#: 5: profiled functions' rows and the site table marshalled apart, read lazily: EntryMeta;
+#: 7: the profiled functions' rows in one blob with a table of offsets).
+FORMAT = 7
 
 #: A checked-hash pyc's flags word (PEP 552: hash-based, check_source).
 _FLAGS = (3).to_bytes(4, "little")
@@ -192,7 +194,16 @@ class EntryMeta:
         slots: The constant slots, loaded into the code at every import.
     """
 
-    __slots__ = ("_names", "_names_blob", "_profiles", "_sites", "_sites_blob", "slots")
+    __slots__ = (
+        "_names",
+        "_names_blob",
+        "_offsets",
+        "_profiles",
+        "_profiles_blob",
+        "_sites",
+        "_sites_blob",
+        "slots",
+    )
 
     def __init__(
         self,
@@ -202,11 +213,16 @@ class EntryMeta:
         sites_blob: bytes,
         names: list[str] | None,
         names_blob: bytes,
+        profiles_blob: bytes = b"",
+        offsets: bytes = b"",
     ) -> None:
         """Meta from its parts (:meth:`of_rewrite`, :func:`valid_meta`)."""
         self.slots = slots
-        #: Per profiled function (the profile table's order): its row, or its marshalled row.
+        #: Per profiled function (the profile table's order): its row, or None while it is
+        #: only in ``_profiles_blob``, between two of ``_offsets`` (4-byte little-endian).
         self._profiles = profiles
+        self._profiles_blob = profiles_blob
+        self._offsets = offsets
         self._sites = sites
         self._sites_blob = sites_blob
         self._names = names
@@ -253,8 +269,11 @@ class EntryMeta:
                 (a cache file written by something other than callweave).
         """
         row = self._profiles[index]
-        if type(row) is bytes:
-            row = self._load(row)
+        if row is None:
+            offsets = self._offsets
+            start = int.from_bytes(offsets[4 * index : 4 * index + 4], "little")
+            end = int.from_bytes(offsets[4 * index + 4 : 4 * index + 8], "little")
+            row = self._load(self._profiles_blob[start:end]) if start <= end else None
             if not _valid_profile(row, rule_indices):
                 raise _malformed()
             self._profiles[index] = row
@@ -293,22 +312,28 @@ class EntryMeta:
         except Exception:  # marshal raises EOFError, ValueError, TypeError... on bad data
             return None
 
-    def stored(self) -> tuple[list[bytes], bytes, bytes, int, list[tuple[Any, ...]]]:
-        """The cached form: ``(profiled rows, site rows, qualnames, CRC-32, slots)``.
+    def stored(self) -> tuple[bytes, bytes, bytes, bytes, int, list[tuple[Any, ...]]]:
+        """The cached form: ``(profiled rows, offsets, site rows, qualnames, CRC-32, slots)``.
 
-        The rows and the qualnames are marshalled.
+        The rows (one blob; the offsets of each row's start and of the end, 4-byte
+        little-endian) and the qualnames are marshalled.
         """
-        profiles = [p if type(p) is bytes else marshal.dumps(p) for p in self._profiles]
+        if self._profiles_blob or not self._profiles:
+            profiles, offsets = self._profiles_blob, self._offsets
+        else:
+            rows = [marshal.dumps(p) for p in self._profiles]
+            profiles = b"".join(rows)
+            ends = [0]
+            for row in rows:
+                ends.append(ends[-1] + len(row))
+            offsets = b"".join(e.to_bytes(4, "little") for e in ends)
         sites = self._sites_blob if self._sites is None else marshal.dumps(self._sites)
         names = self._names_blob if self._names is None else marshal.dumps(self._names)
-        return (profiles, sites, names, _crc(profiles, sites, names), self.slots)
+        return (profiles, offsets, sites, names, _crc(profiles, offsets, sites, names), self.slots)
 
 
-def _crc(profiles: list[bytes], sites: bytes, names: bytes) -> int:
-    crc = zlib.crc32(names, zlib.crc32(sites))
-    for blob in profiles:
-        crc = zlib.crc32(blob, crc)
-    return crc
+def _crc(profiles: bytes, offsets: bytes, sites: bytes, names: bytes) -> int:
+    return zlib.crc32(names, zlib.crc32(sites, zlib.crc32(offsets, zlib.crc32(profiles))))
 
 
 def _malformed() -> RuntimeError:
@@ -327,16 +352,20 @@ def valid_meta(stored: Any, slot_rules: range = range(0)) -> EntryMeta | None:
         stored: The entry's stored meta (:meth:`EntryMeta.stored`).
         slot_rules: The indices a constant slot's rule may have (the transform rules).
     """
-    if not (type(stored) is tuple and len(stored) == 5):
+    if not (type(stored) is tuple and len(stored) == 6):
         return None
-    profiles, sites, names, crc, slots = stored
-    if type(profiles) is not list or type(sites) is not bytes or type(names) is not bytes:
+    profiles, offsets, sites, names, crc, slots = stored
+    if not all(type(b) is bytes for b in (profiles, offsets, sites, names)) or type(crc) is not int:
         return None
-    if type(crc) is not int or not all(type(p) is bytes for p in profiles):
+    # No rows and no offsets, or the offsets of n rows' starts and of the blob's end.
+    if offsets and (len(offsets) % 4 or int.from_bytes(offsets[-4:], "little") != len(profiles)):
         return None
-    if _crc(profiles, sites, names) != crc or not _valid_slots(slots, slot_rules):
+    if not offsets and profiles:
         return None
-    return EntryMeta(slots, profiles, None, sites, None, names)
+    if _crc(profiles, offsets, sites, names) != crc or not _valid_slots(slots, slot_rules):
+        return None
+    count = len(offsets) // 4 - 1 if offsets else 0
+    return EntryMeta(slots, [None] * count, None, sites, None, names, profiles, offsets)
 
 
 def read_entry(cache: str | None, digest: bytes) -> tuple[CodeType, Any] | None:
@@ -358,7 +387,7 @@ def read_entry(cache: str | None, digest: bytes) -> tuple[CodeType, Any] | None:
     if blob[8:16] != digest:
         return None
     try:
-        entry = marshal.loads(blob[16:])
+        entry = marshal.loads(memoryview(blob)[16:])
     except Exception:  # marshal raises EOFError, ValueError, TypeError... on bad data
         return None
     if not (type(entry) is tuple and len(entry) == 2 and type(entry[0]) is CodeType):

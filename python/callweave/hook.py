@@ -52,7 +52,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType, ModuleType
@@ -60,7 +60,7 @@ from typing import Any, cast
 
 from callweave import _native, _pycache, _rulecheck, lifecycle
 from callweave._compile import compile_rewritten, decode_source
-from callweave._lookup import code_objects, find_function
+from callweave._lookup import find_function
 from callweave.config import (
     Config,
     ProfileRule,
@@ -158,7 +158,7 @@ class ModulePlan:
         fullname: The module's name.
         rules: Per transform, in the registry's order (the engine's rule order: earlier
             transforms' rules are innermost), the module's rules in configuration order.
-        rules_hash: The hash of those rules (part of the cache key).
+        rules_hash: The hash of those rules (part of the cache key; see :meth:`resolve`).
     """
 
     fullname: str
@@ -166,15 +166,36 @@ class ModulePlan:
     rules_hash: str
 
     @classmethod
-    def resolve(cls, config: Config, fullname: str) -> ModulePlan | None:
-        """The plan of module ``fullname``, or None when no rule applies to it."""
+    def resolve(
+        cls,
+        config: Config,
+        fullname: str,
+        digests: Mapping[RuleBase, str] | None = None,
+    ) -> ModulePlan | None:
+        """The plan of module ``fullname``, or None when no rule applies to it.
+
+        Args:
+            config: The configuration.
+            fullname: The module's name.
+            digests: Each rule's own digest (:func:`rule_digests`, computed once per
+                configuration): the plan's rules hash is then the list of its rules' digests
+                per transform, not a digest hashed at every import. Without them, it is
+                :func:`callweave.config.rules_hash`'s.
+        """
         rules = tuple(
             (t, tuple(r for r in config.rules(t.table) if r.matches_module(fullname)))
             for t in REGISTRY
         )
         if not any(selected for _, selected in rules):
             return None
-        return cls(fullname, rules, rules_hash({t.table: selected for t, selected in rules}))
+        if digests is None:
+            digest = rules_hash({t.table: selected for t, selected in rules})
+        else:
+            # Every transform's table, also without rules (as in rules_hash); digests are hex.
+            digest = ";".join(
+                f"{t.table}:{','.join(digests[r] for r in selected)}" for t, selected in rules
+            )
+        return cls(fullname, rules, digest)
 
     def of(self, table: str) -> tuple[RuleBase, ...]:
         """The module's rules of the transform configured by ``[[tool.callweave.<table>]]``."""
@@ -206,6 +227,15 @@ class ModulePlan:
                 return range(start, start + len(selected))
             start += len(selected)
         return range(start, start)
+
+
+def rule_digests(config: Config) -> dict[RuleBase, str]:
+    """Each rule's hex SHA-256 digest (of its canonical JSON table), by rule."""
+    return {
+        rule: rules_hash({transform.table: [rule]})
+        for transform in REGISTRY
+        for rule in config.rules(transform.table)
+    }
 
 
 def native_rules(plan: ModulePlan, enter: str, sites: str) -> list[_native.Rule]:
@@ -297,7 +327,7 @@ class _LazyTable:
         #: (qualname, first line) of each registered function.
         self._bound: list[tuple[str, int]] = []
         #: Per module running the version: its code objects that use the version's names.
-        self._modules: list[tuple[weakref.ref[ModuleType], list[weakref.ref[CodeType]]]] = []
+        self._modules: list[tuple[weakref.ref[ModuleType], _Users]] = []
         PENDING[id(self)] = self.register_all
 
     def __call__(self, index: int) -> _native.FunctionProfile:
@@ -327,7 +357,7 @@ class _LazyTable:
             if profile is None:
                 self(index)
 
-    def place(self, module: ModuleType, users: list[weakref.ref[CodeType]]) -> None:
+    def place(self, module: ModuleType, users: _Users) -> None:
         """Records a module running the version, and its code objects that use its names."""
         self._modules = [(r, u) for r, u in self._modules if r() not in (None, module)]
         self._modules.append((weakref.ref(module), users))
@@ -335,26 +365,92 @@ class _LazyTable:
             self._finder.bind_finders(module, self._plan.fullname, self._bound, users)
 
 
+def _user_refs(code: CodeType, own: frozenset[str]) -> list[weakref.ref[CodeType]]:
+    """Weak references to the code objects nested in ``code`` whose names include ``own``."""
+    refs: list[weakref.ref[CodeType]] = []
+    stack = [code]
+    while stack:
+        for const in stack.pop().co_consts:
+            if type(const) is CodeType:
+                stack.append(const)
+                if not own.isdisjoint(const.co_names):
+                    refs.append(weakref.ref(const))
+    return refs
+
+
+class _Users:
+    """The code objects of one module run that use its version's names, found when needed.
+
+    Walking a module's code objects costs a good part of a warm import, and only a reload of
+    the module (are the previous version's users still alive?) or a callback looking for a
+    profiled function's object needs them. Until then this holds the module's code object
+    (its nested code objects are mostly held by the module's functions anyway); the walk then
+    drops it, and the code objects nothing else holds (the module's and class bodies') go, as
+    they went right after the import before.
+    """
+
+    __slots__ = ("_by_position", "_code", "_own", "_refs")
+
+    def __init__(self, code: CodeType, own: frozenset[str]) -> None:
+        self._code: CodeType | None = code
+        self._own = own
+        self._refs: list[weakref.ref[CodeType]] | None = None
+        self._by_position: dict[tuple[str, int], weakref.ref[CodeType]] | None = None
+
+    def refs(self) -> list[weakref.ref[CodeType]]:
+        """Weak references to the users (the walk, on the first call)."""
+        if self._refs is None:
+            self._refs = _user_refs(cast(CodeType, self._code), self._own)
+            self._code = None
+        return self._refs
+
+    def alive(self) -> bool:
+        """Whether a user is still alive (the dead ones are forgotten)."""
+        self._refs = [r for r in self.refs() if r() is not None]
+        return bool(self._refs)
+
+    def find(self, qualname: str, line: int) -> CodeType | None:
+        """The user at this qualname and first line (the last one walked), if alive."""
+        if self._by_position is None:
+            by_position = {}
+            for ref in self.refs():
+                c = ref()
+                if c is not None:
+                    by_position[(c.co_qualname, c.co_firstlineno)] = ref
+            self._by_position = by_position
+        ref = self._by_position.get((qualname, line))
+        return ref() if ref is not None else None
+
+
 class _FunctionRef:
-    """Finds a profiled function of a hooked module on demand, holding it weakly."""
+    """Finds a profiled function of a hooked module on demand, holding it weakly.
 
-    __slots__ = ("_code", "_func", "_module", "_qualname")
+    Its code object is looked up among the module's users of its version's names when first
+    needed (:class:`_Users`): a function's first entry only creates this object.
+    """
 
-    def __init__(self, module: ModuleType, qualname: str, code: CodeType) -> None:
+    __slots__ = ("_func", "_line", "_module", "_qualname", "_users")
+
+    def __init__(self, module: ModuleType, qualname: str, line: int, users: _Users) -> None:
         self._module = weakref.ref(module)
         self._qualname = qualname
-        self._code = weakref.ref(code)
+        self._line = line
+        self._users = users
         self._func: weakref.ref[Any] | None = None
+
+    def _code(self) -> CodeType | None:
+        return self._users.find(self._qualname, self._line)
 
     def alive(self) -> bool:
         """Whether the function's code (and so possibly the function) still exists."""
-        return self._code() is not None and self._module() is not None
+        return self._module() is not None and self._code() is not None
 
     def __call__(self) -> Any:
         func = self._func() if self._func is not None else None
         if func is not None:
             return func
-        module, code = self._module(), self._code()
+        module = self._module()
+        code = self._code() if module is not None else None
         if module is None or code is None:
             return None
         func = find_function(_module_dict(module), self._qualname, code)
@@ -552,6 +648,8 @@ class CallweaveFinder:
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
         #: Per module name asked for: its plan, or None when no rule applies (or excluded).
         self._plans: dict[str, ModulePlan | None] = {}
+        #: Each rule's digest, for the plans' rules hashes (see ModulePlan.resolve).
+        self._rule_digests = rule_digests(config)
         #: Every rule's module globs at once: most imported names match none (one native
         #: call says so, the plan is not resolved rule by rule).
         globs = [g for t in REGISTRY for rule in config.rules(t.table) for g in rule.modules]
@@ -560,9 +658,7 @@ class CallweaveFinder:
         self._versions: dict[str, _Version] = {}
         #: Per module: the module objects holding a version's names, those names, and weak
         #: references to the code objects that use them (see ``bind_module``).
-        self._placed: dict[
-            str, list[tuple[weakref.ref[ModuleType], tuple[str, ...], list[weakref.ref[CodeType]]]]
-        ] = {}
+        self._placed: dict[str, list[tuple[weakref.ref[ModuleType], tuple[str, ...], _Users]]] = {}
         #: Per module: its keys in the profiler's FUNCTION_FINDERS.
         self._function_keys: dict[str, set[tuple[str, str, int]]] = {}
         #: Per module: the version names it last put into builtins.
@@ -679,7 +775,7 @@ class CallweaveFinder:
         module: ModuleType,
         fullname: str,
         bound: list[tuple[str, int]],
-        users: list[weakref.ref[CodeType]],
+        users: _Users,
     ) -> None:
         """Lets callbacks find the profiled functions of a module (``FUNCTION_FINDERS``).
 
@@ -688,20 +784,14 @@ class CallweaveFinder:
             fullname: Its name.
             bound: (qualname, first line) of each profiled function.
             users: The module's code objects that use its version's names (the profiled
-                functions' among them: they call the entry).
+                functions' among them: they call the entry), looked up when a callback needs
+                a function.
         """
         keys = self._function_keys.setdefault(fullname, set())
-        by_position = {}
-        for ref in users:
-            c = ref()
-            if c is not None:
-                by_position[(c.co_qualname, c.co_firstlineno)] = c
         for qualname, line in bound:
-            found = by_position.get((qualname, line))
-            if found is not None:
-                key = (fullname, qualname, line)
-                FUNCTION_FINDERS[key] = _FunctionRef(module, qualname, found)
-                keys.add(key)
+            key = (fullname, qualname, line)
+            FUNCTION_FINDERS[key] = _FunctionRef(module, qualname, line, users)
+            keys.add(key)
 
     def bind_module(
         self, module: ModuleType, fullname: str, version: _Version, code: CodeType
@@ -717,9 +807,9 @@ class CallweaveFinder:
         namespace.update(version.names)
         if not version.names:
             return
-        own = set(version.names)
-        codes = list(code_objects(code))
-        users = [weakref.ref(c) for c in codes if not own.isdisjoint(c.co_names)]
+        own = tuple(version.names)
+        # Walked when first needed (a reload, a callback): see _Users.
+        users = _Users(code, frozenset(own))
         keys = self._function_keys.setdefault(fullname, set())
         for key in [k for k in keys if not _alive(FUNCTION_FINDERS.get(k))]:
             keys.discard(key)
@@ -729,17 +819,16 @@ class CallweaveFinder:
         kept = []
         for ref, names, old_users in self._placed.get(fullname, ()):
             old = ref()
-            if old is None or (old is module and names == tuple(own)):
+            if old is None or (old is module and names == own):
                 continue
-            alive = [u for u in old_users if u() is not None]
-            if alive:
-                kept.append((ref, names, alive))
+            if old_users.alive():
+                kept.append((ref, names, old_users))
                 continue
             old_namespace = _module_dict(old)
             for name in names:
                 if name not in own:
                     old_namespace.pop(name, None)
-        kept.append((weakref.ref(module), tuple(own), users))
+        kept.append((weakref.ref(module), own, users))
         self._placed[fullname] = kept
 
     def bind_builtins(self, fullname: str, version: _Version) -> None:
@@ -783,7 +872,7 @@ class CallweaveFinder:
         if self._any_rule is None or not self._any_rule.matches(fullname) or _excluded(fullname):
             self._plans[fullname] = None
             return None
-        plan = ModulePlan.resolve(self.config, fullname)
+        plan = ModulePlan.resolve(self.config, fullname, self._rule_digests)
         sources = [a.source_hash for a in self.appliers(plan)] if plan is not None else []
         if plan is not None and any(sources):
             # A user transformer's effect is in the cached code: its source is in the key.
