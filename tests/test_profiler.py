@@ -719,13 +719,15 @@ def test_stats_aggregate_invocations_and_sites():
     assert json.loads(json.dumps(data)) == data
     assert data["count"] == 200 and data["qualname"] == "stats_target"
     assert {s["text"] for s in data["sites"]} == by_text.keys()
-    assert set(data["sites"][0]) == {"text", "callee", "line", "count", "total", "mean", "max"}
+    assert set(data["sites"][0]) == {
+        *("text", "callee", "line", "count", "total", "mean", "max", "nested")
+    }
 
     reset_stats()
     (after,) = [function_stats(prof.__callweave_profile__)]
     assert (after.count, after.errors, after.total, after.min, after.max) == (0, 0, 0.0, 0.0, 0.0)
     assert (after.p50, after.p95, after.p99, after.mean) == (0.0, 0.0, 0.0, 0.0)
-    assert all((s.count, s.total, s.max) == (0, 0.0, 0.0) for s in after.sites)
+    assert all((s.count, s.total, s.max, s.nested) == (0, 0.0, 0.0, 0.0) for s in after.sites)
     assert not [s for s in stats() if s.count]
     prof(1)
     assert function_stats(prof.__callweave_profile__).count == 1

@@ -274,7 +274,7 @@ class FunctionProfile:
         float,
         float,
         float,
-        list[tuple[int, float, float]],
+        list[tuple[int, float, float, float]],
         int,
         list[tuple[float, float, int]],
     ]:
@@ -282,7 +282,8 @@ class FunctionProfile:
 
         In order: count, errors, total, min, max, p50, p95, p99, sites, above, histogram.
 
-        ``sites``: ``(count, total, max)`` per site; ``above``: invocations at or over the
+        ``sites``: ``(count, total, max, nested)`` per site (``nested``: time of profiled
+        invocations inside the site's calls); ``above``: invocations at or over the
         limit; ``histogram``: the non-empty buckets ``(low, high, count)``; times in seconds.
         """
     @property

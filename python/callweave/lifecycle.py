@@ -402,8 +402,8 @@ def _stats_of(static: tuple[Any, ...], raw: tuple[Any, ...]) -> Any:
         p95=p95,
         p99=p99,
         sites=[
-            SiteStats(text, callee, at, n, spent, spent / n if n else 0.0, most)
-            for (text, callee, at), (n, spent, most) in zip(sites, aggregates, strict=True)
+            SiteStats(text, callee, at, n, spent, spent / n if n else 0.0, most, nested)
+            for (text, callee, at), (n, spent, most, nested) in zip(sites, aggregates, strict=True)
         ],
         above=above,
         histogram=[tuple(b) for b in histogram],

@@ -480,6 +480,9 @@ class SiteStats:
     total: float
     mean: float
     max: float
+    #: Time of profiled invocations inside this site's calls (the outermost ones): the part
+    #: of ``total`` that profiled functions' own totals account for.
+    nested: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -539,6 +542,7 @@ def function_stats(profile: _native.FunctionProfile) -> FunctionStats:
             s["total"],
             s["total"] / s["count"] if s["count"] else 0.0,
             s["max"],
+            s["nested"],
         )
         for (text, callee, line, *_), s in zip(profile.sites, raw["sites"], strict=True)
     ]

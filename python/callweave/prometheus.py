@@ -132,7 +132,7 @@ def _gather(profiles: Iterable[_native.FunctionProfile]) -> dict[tuple[str, str]
             fn.total += total
             fn.above += above
             fn.errors += errors
-        for (_text, callee, line, *_), (calls, spent, _max) in zip(
+        for (_text, callee, line, *_), (calls, spent, _max, _nested) in zip(
             profile.sites, site_aggs, strict=True
         ):
             site = fn.sites.setdefault((str(line), callee or "?"), [0, 0.0])

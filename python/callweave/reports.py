@@ -127,6 +127,7 @@ def _merge_sites(a: list[SiteStats], b: list[SiteStats]) -> list[SiteStats]:
             total=total,
             mean=total / count if count else 0.0,
             max=max(old.max, s.max),
+            nested=old.nested + s.nested,
         )
     return list(merged.values())
 
@@ -410,12 +411,14 @@ def to_json(stats: StatsInput = None) -> dict[str, Any]:
          "functions": [{"module", "qualname", "filename", "line", "time_limit", "count",
                         "errors", "total", "mean", "min", "max", "p50", "p95", "p99",
                         "sites": [{"text", "callee", "line", "count", "total", "mean",
-                                   "max"}, ...],
+                                   "max", "nested"}, ...],
                         "above", "histogram": [[low, high, count], ...]}, ...]}
 
     Times are in seconds. ``above`` counts the invocations at or over the limit;
     ``histogram`` holds the latency histogram's non-empty buckets (documents without these
-    two, from earlier versions, read as 0 and an empty histogram). Functions are sorted by
+    two, from earlier versions, read as 0 and an empty histogram). A site's ``nested`` is the
+    time of profiled invocations inside its calls (0 in documents of earlier versions).
+    Functions are sorted by
     total time, longest first, and include those that never ran (``count`` 0); sites are in
     source order.
 
@@ -498,6 +501,7 @@ def _function_from_json(data: Mapping[str, Any], where: str) -> FunctionStats:
                 total=s["total"],
                 mean=s["mean"],
                 max=s["max"],
+                nested=s.get("nested", 0.0),  # absent from older documents
             )
             for s in data.get("sites", [])
         ]
@@ -738,15 +742,19 @@ def to_pstats(stats: StatsInput = None) -> dict[PstatsKey, PstatsEntry]:
       tree;
     * any other call site that ran is a leaf node ``(the function's file, the call's line,
       the callee's name)`` (``str.join`` for ``"".join(...)``, the callee expression when it
-      has no name), called by its function, with ``tottime`` = ``cumtime`` = the site's
-      total. Sites on one line with the same callee share a node; a leaf whose key equals a
-      profiled function's gets `` (call)`` appended to its name.
+      has no name), called by its function, with ``cumtime`` the site's total and
+      ``tottime`` the site's total less its ``nested`` time (the profiled invocations that
+      ran inside its calls, whose own nodes hold that time). Sites on one line with the same
+      callee share a node; a leaf whose key equals a profiled function's gets `` (call)``
+      appended to its name.
 
-    So when profiled functions call each other directly, the tottimes add up to the time of
-    the outermost profiled invocations (the header's total), each nanosecond counted once.
-    Time that runs inside two timed calls counts in both: a profiled function reached
-    through an unprofiled call of another (that call's leaf holds its time too), or the
-    calls of a generator expression passed to ``sum``.
+    So the tottimes add up to the time of the outermost profiled invocations (the header's
+    total), each nanosecond counted once, also when a profiled function is reached through
+    an unprofiled call of another (``A`` → ``U`` → ``B``: ``U``'s leaf keeps only its time
+    outside ``B``; ``B`` is not drawn under ``U``, which the runtime cannot name). Time that
+    runs inside two timed calls of one function still counts in both: the calls of a
+    generator expression passed to ``sum``. Documents of earlier versions have no nested
+    times: there ``U``'s leaf holds ``B``'s time too.
 
     When no function ran, the dict holds one entry ``EMPTY_PSTATS_KEY`` with no calls, as
     ``pstats`` refuses to load an empty one.
@@ -776,7 +784,8 @@ def to_pstats(stats: StatsInput = None) -> dict[PstatsKey, PstatsEntry]:
             site_key = (f.filename, s.line, _site_name(s))
             if site_key in function_keys:
                 site_key = (f.filename, s.line, f"{site_key[2]} (call)")
-            _add_entry(out, site_key, s.count, s.total, s.total, key)
+            own = max(s.total - s.nested, 0.0)
+            _add_entry(out, site_key, s.count, own, s.total, key)
     if not out:  # pstats refuses to load an empty dict
         out[EMPTY_PSTATS_KEY] = (0, 0, 0.0, 0.0, {})
     return out

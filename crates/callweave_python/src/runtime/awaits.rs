@@ -2,6 +2,11 @@
 //! `await time_await(RECORD, SITE, f, x)`, which calls `f(x)` and returns an [`AwaitTimer`]
 //! that drives the callee's awaitable and adds the time from the call to the end of the await
 //! (suspensions included) to the site.
+//!
+//! The site's nested time is the growth of the thread's profiled-span counter from the call
+//! to the end of the await: exact when the awaited callee is (or leads to) profiled
+//! coroutines that end within the await; other tasks' profiled coroutines that interleave
+//! during its suspensions can add to it or be overwritten (`thread::PerThread::profiled_ticks`).
 
 use std::cell::UnsafeCell;
 
@@ -11,6 +16,7 @@ use pyo3::prelude::*;
 
 use super::clock::ticks;
 use super::record::Record;
+use super::thread::profiled_ticks;
 
 /// Flag of generator-based coroutines (`@types.coroutine`), which `await` accepts as they are.
 const CO_ITERABLE_COROUTINE: i64 = 0x100;
@@ -26,6 +32,8 @@ pub(crate) struct AwaitTimer {
     record: Py<Record>,
     site: usize,
     start: u64,
+    /// The thread's profiled-span counter before the call.
+    profiled: u64,
     callee: Py<PyAny>,
     state: UnsafeCell<State>,
 }
@@ -70,15 +78,19 @@ pub(crate) fn start_await<'py>(
     py: Python<'py>,
     record: Bound<'py, Record>,
     site: usize,
-    start: u64,
+    (start, profiled): (u64, u64),
     callee: Bound<'py, PyAny>,
     result: PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let finish_now = |rec: &Bound<'py, Record>| -> PyResult<()> {
         // SAFETY: GIL held; `callee` is alive.
         if unsafe {
-            rec.get()
-                .add(site, ticks().saturating_sub(start), callee.as_ptr())
+            rec.get().add(
+                site,
+                ticks().saturating_sub(start),
+                profiled_ticks().wrapping_sub(profiled),
+                callee.as_ptr(),
+            )
         } {
             Ok(())
         } else {
@@ -109,6 +121,7 @@ pub(crate) fn start_await<'py>(
             record: record.unbind(),
             site,
             start,
+            profiled,
             callee: callee.unbind(),
             state: UnsafeCell::new(State {
                 iter: Some(iter.unbind()),
@@ -137,10 +150,11 @@ impl AwaitTimer {
         if taken.is_some() {
             let elapsed = ticks().saturating_sub(self.start);
             // SAFETY: GIL held; the callee is alive (we hold a reference).
+            let nested = profiled_ticks().wrapping_sub(self.profiled);
             ok = unsafe {
                 self.record
                     .get()
-                    .add(self.site, elapsed, self.callee.as_ptr())
+                    .add(self.site, elapsed, nested, self.callee.as_ptr())
             };
         }
         let outcome = if ok { Ok(()) } else { Err(PyErr::fetch(py)) };

@@ -17,8 +17,8 @@
 //! entry, one of which the timer gives back; on 3.11, which has no C-stack check, and on 3.12,
 //! the timer checks the remaining stack itself (`stack.rs`).
 //!
-//! The hot path reads no thread-local on 3.13 until some callback has run
-//! (`thread::callbacks_ran`), decodes the site index of a small `int` inline, and counts the
+//! The hot path computes the thread-local's address once (its profiled-span and callback
+//! counters, and on 3.11–3.12 the stack bound), decodes the site index of a small `int` inline, and counts the
 //! call with an inlined update of the record's site; everything else (errors, custom
 //! callbacks' per-call lists) is out of line.
 //!
@@ -533,23 +533,24 @@ unsafe fn unpack<'a>(
 }
 
 /// Calls `callable` with the timer's arguments after the first three, untouched, between two
-/// clock readings; returns the result (NULL with an error set on failure) and the readings
+/// clock readings; returns the result (NULL with an error set on failure), the readings
 /// before and after, the latter less the time this thread spent in above/below callbacks
 /// meanwhile (a nested profiled function's callback runs inside this call and is not the
-/// callee's time). `t` is this thread's state when the caller has it; without it the callback
-/// counter is read only if a callback has ever run: until then every thread's count is 0.
+/// callee's time), and the growth of this thread's profiled-span counter over the call: the
+/// ticks the callee spent in profiled invocations (`thread::PerThread::profiled_ticks`).
 ///
 /// # Safety
 /// As for [`forward`].
 #[inline(always)]
 unsafe fn call_between_readings(
-    t: Option<&thread::PerThread>,
+    t: &thread::PerThread,
     callable: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: isize,
     kwnames: *mut ffi::PyObject,
-) -> (*mut ffi::PyObject, u64, u64) {
-    let callbacks = t.map_or(0, |t| t.callback_ticks.get());
+) -> (*mut ffi::PyObject, u64, u64, u64) {
+    let callbacks = t.callback_ticks.get();
+    let profiled = t.profiled_ticks.get();
     let start = ticks();
     // SAFETY: args[3..] are the caller's arguments; the offset flag lets the callee borrow
     // args[2] (the callable slot) temporarily. `t` stays valid across the call: it is this
@@ -563,12 +564,14 @@ unsafe fn call_between_readings(
         )
     };
     let end = ticks();
-    let in_callbacks = match t {
-        Some(t) => t.callback_ticks.get().wrapping_sub(callbacks),
-        // `callbacks` is 0 here, exactly this thread's count when no callback had run yet.
-        None => thread::callback_ticks(),
-    };
-    (result, start, end.saturating_sub(in_callbacks).max(start))
+    let in_callbacks = t.callback_ticks.get().wrapping_sub(callbacks);
+    let nested = t.profiled_ticks.get().wrapping_sub(profiled);
+    (
+        result,
+        start,
+        end.saturating_sub(in_callbacks).max(start),
+        nested,
+    )
 }
 
 /// Calls `callable` with the timer's arguments after the first three and times it (see
@@ -578,8 +581,7 @@ unsafe fn call_between_readings(
 /// limit (and, from 3.12, the C recursion budget) on entry, exactly as for any C caller, so
 /// deep recursion through the timer raises RecursionError; counting here too would halve the
 /// depth. On 3.11 and 3.12 the remaining C stack is checked as well, and on 3.12 one unit of
-/// the evaluation loop's two is given back for the call (`stack.rs`). On 3.13 nothing
-/// per-thread is read until a callback has run.
+/// the evaluation loop's two is given back for the call (`stack.rs`).
 ///
 /// # Safety
 /// The GIL must be held; `args` must hold `nargs` (>= 3) positional arguments followed by the
@@ -590,9 +592,9 @@ unsafe fn forward(
     args: *const *mut ffi::PyObject,
     nargs: isize,
     kwnames: *mut ffi::PyObject,
-) -> (*mut ffi::PyObject, u64, u64) {
-    if stack::guarded() {
-        thread::with(|t| {
+) -> (*mut ffi::PyObject, u64, u64, u64) {
+    thread::with(|t| {
+        if stack::guarded() {
             if stack::below_bound(t) {
                 // SAFETY: GIL held.
                 unsafe {
@@ -601,21 +603,18 @@ unsafe fn forward(
                         c"maximum recursion depth exceeded while calling a Python object (C stack nearly exhausted)".as_ptr(),
                     );
                 }
-                return (std::ptr::null_mut(), 0, 0);
+                return (std::ptr::null_mut(), 0, 0, 0);
             }
             let unit = stack::give_unit();
             // SAFETY: guaranteed by the caller.
-            let timed = unsafe { call_between_readings(Some(t), callable, args, nargs, kwnames) };
+            let timed = unsafe { call_between_readings(t, callable, args, nargs, kwnames) };
             stack::take_unit(unit);
             timed
-        })
-    } else if thread::callbacks_ran() {
-        // SAFETY: guaranteed by the caller.
-        thread::with(|t| unsafe { call_between_readings(Some(t), callable, args, nargs, kwnames) })
-    } else {
-        // SAFETY: guaranteed by the caller.
-        unsafe { call_between_readings(None, callable, args, nargs, kwnames) }
-    }
+        } else {
+            // SAFETY: guaranteed by the caller.
+            unsafe { call_between_readings(t, callable, args, nargs, kwnames) }
+        }
+    })
 }
 
 /// `time_call` called through its object rather than by the interpreter's builtin-call fast
@@ -660,9 +659,9 @@ unsafe extern "C-unwind" fn time_call(
         return std::ptr::null_mut();
     };
     // SAFETY: GIL held; the three leading arguments are checked.
-    let (result, start, end) = unsafe { forward(callable, args, nargs, kwnames) };
+    let (result, start, end, nested) = unsafe { forward(callable, args, nargs, kwnames) };
     // SAFETY: GIL held; `callable` is alive (the caller holds it).
-    if !unsafe { record.add(site, end - start, callable) } && !result.is_null() {
+    if !unsafe { record.add(site, end - start, nested, callable) } && !result.is_null() {
         // A KeyboardInterrupt while computing the callee's name for a custom callback.
         // SAFETY: `result` is an owned reference.
         unsafe { ffi::Py_DECREF(result) };
@@ -686,7 +685,8 @@ unsafe extern "C-unwind" fn time_await(
     };
     // SAFETY: GIL held; `unpack` checked the three leading arguments. Nothing with a
     // destructor exists yet (unwinding invariant).
-    let (result, start, _) = unsafe { forward(callable, args, nargs, kwnames) };
+    let profiled = thread::profiled_ticks();
+    let (result, start, _, _) = unsafe { forward(callable, args, nargs, kwnames) };
     // Past this point the frame holds `Bound`s while `start_await` looks up the awaitable's
     // `__await__`: for coroutines, futures and tasks that is C code that cannot release the
     // GIL. The awaits themselves run later, from `AwaitTimer`'s methods.
@@ -695,7 +695,7 @@ unsafe extern "C-unwind" fn time_await(
     // SAFETY: `callable` is alive; `result` is a new reference or NULL with an error set.
     let callable = unsafe { Bound::from_borrowed_ptr(py, callable) };
     let result = unsafe { Bound::from_owned_ptr_or_err(py, result) };
-    match start_await(py, record, site, start, callable, result) {
+    match start_await(py, record, site, (start, profiled), callable, result) {
         Ok(obj) => obj.into_ptr(),
         Err(e) => {
             e.restore(py);

@@ -6,6 +6,10 @@
 //! each `yield` and resumed after it (`pause_record` / `resume_record`), so time spent
 //! suspended is not counted. Time spent in above/below callbacks (of this or of nested
 //! profiled functions) is subtracted from every span and timed call that encloses it.
+//!
+//! Each running span also maintains this thread's profiled-span counter
+//! (`thread::PerThread::profiled_ticks`), from which a timed call learns how much of its time
+//! ran inside profiled invocations (the site's `nested` time).
 
 use std::cell::UnsafeCell;
 use std::sync::Arc;
@@ -17,13 +21,15 @@ use pyo3::ffi;
 use super::clock::{ticks, ticks_to_ns};
 use super::names;
 use super::stats::{FunctionProfile, FunctionState, DISPATCHER};
-use super::thread::{add_callback_ticks, callback_ticks};
+use super::thread::{add_callback_ticks, callback_ticks, end_profiled_span, profiled_ticks};
 
 #[derive(Clone, Copy, Default)]
 struct SiteAcc {
     count: u64,
     ticks: u64,
     max: u64,
+    /// Ticks of profiled invocations inside the calls (`thread::PerThread::profiled_ticks`).
+    nested: u64,
 }
 
 /// One timed call, for custom callbacks: no object, 16 bytes.
@@ -46,6 +52,8 @@ struct Inner {
     callback_start: u64,
     /// Ticks of the finished running spans (a generator's earlier resumptions).
     acc: u64,
+    /// This thread's profiled-span counter when the current running span began.
+    profiled_start: u64,
     paused: bool,
     total_ns: u64,
     done: bool,
@@ -57,11 +65,20 @@ struct Inner {
 impl Inner {
     /// Counts one call of `site` that took `elapsed` ticks.
     #[inline(always)]
-    fn count(&mut self, site: usize, elapsed: u64) {
+    fn count(&mut self, site: usize, elapsed: u64, nested: u64) {
         if let Some(acc) = self.sites.get_mut(site) {
             acc.count += 1;
             acc.ticks += elapsed;
             acc.max = acc.max.max(elapsed);
+            // Never more than the call's own time (clock readings of nested spans sit inside).
+            // A counter that went back over the call (a coroutine begun before the call ended
+            // in it after interleaving with others, see `thread.rs`) wraps to a huge growth:
+            // that counts as none.
+            acc.nested += if nested > i64::MAX as u64 {
+                0
+            } else {
+                nested.min(elapsed)
+            };
         }
     }
 
@@ -103,6 +120,7 @@ impl Record {
                 start: ticks(),
                 callback_start: callback_ticks(),
                 acc: 0,
+                profiled_start: profiled_ticks(),
                 paused: false,
                 total_ns: 0,
                 done: false,
@@ -138,6 +156,7 @@ impl Record {
         }
         inner.dropped = 0;
         inner.callback_start = callback_ticks();
+        inner.profiled_start = profiled_ticks();
         inner.start = ticks();
     }
 
@@ -162,15 +181,21 @@ impl Record {
     /// # Safety
     /// The GIL must be held and `callee` must be a valid object pointer.
     #[inline(always)]
-    pub(crate) unsafe fn add(&self, site: usize, elapsed: u64, callee: *mut ffi::PyObject) -> bool {
+    pub(crate) unsafe fn add(
+        &self,
+        site: usize,
+        elapsed: u64,
+        nested: u64,
+        callee: *mut ffi::PyObject,
+    ) -> bool {
         if self.record_calls {
             // SAFETY: guaranteed by the caller.
-            return unsafe { self.add_recorded(site, elapsed, callee) };
+            return unsafe { self.add_recorded(site, elapsed, nested, callee) };
         }
         // SAFETY: GIL held; no Python code runs while this reference lives.
         let inner = unsafe { self.inner_mut() };
         if !inner.done {
-            inner.count(site, elapsed);
+            inner.count(site, elapsed, nested);
         }
         true
     }
@@ -181,7 +206,13 @@ impl Record {
     /// As for [`Record::add`].
     #[cold]
     #[inline(never)]
-    unsafe fn add_recorded(&self, site: usize, elapsed: u64, callee: *mut ffi::PyObject) -> bool {
+    unsafe fn add_recorded(
+        &self,
+        site: usize,
+        elapsed: u64,
+        nested: u64,
+        callee: *mut ffi::PyObject,
+    ) -> bool {
         // SAFETY: GIL held; no Python code runs while these references live.
         if unsafe { self.inner_mut() }.done {
             return true;
@@ -193,7 +224,7 @@ impl Record {
         };
         // SAFETY: as above; the name lookup has finished.
         let inner = unsafe { self.inner_mut() };
-        inner.count(site, elapsed);
+        inner.count(site, elapsed, nested);
         if inner.events.len() < MAX_EVENTS {
             inner.events.push(Event {
                 site: u32::try_from(site).unwrap_or(u32::MAX),
@@ -214,8 +245,10 @@ impl Record {
         if inner.done || inner.paused {
             return;
         }
-        inner.acc += inner.span(now);
+        let span = inner.span(now);
+        inner.acc += span;
         inner.paused = true;
+        end_profiled_span(inner.profiled_start, span);
     }
 
     /// Restarts the invocation's clock (a generator resumes); a no-op if it is running.
@@ -227,6 +260,7 @@ impl Record {
         }
         inner.paused = false;
         inner.callback_start = callback_ticks();
+        inner.profiled_start = profiled_ticks();
         inner.start = ticks();
     }
 
@@ -245,13 +279,22 @@ impl Record {
             return None;
         }
         inner.done = true;
-        let total_ns = ticks_to_ns(inner.acc + inner.span(end));
+        let span = inner.span(end);
+        if !inner.paused {
+            end_profiled_span(inner.profiled_start, span);
+        }
+        let total_ns = ticks_to_ns(inner.acc + span);
         inner.paused = true;
         inner.total_ns = total_ns;
         for (i, acc) in inner.sites.iter().enumerate() {
             if acc.count > 0 {
-                self.func
-                    .add_site(i, acc.count, ticks_to_ns(acc.ticks), ticks_to_ns(acc.max));
+                self.func.add_site(
+                    i,
+                    acc.count,
+                    ticks_to_ns(acc.ticks),
+                    ticks_to_ns(acc.max),
+                    ticks_to_ns(acc.nested),
+                );
             }
         }
         self.func.add_invocation(total_ns, raised);

@@ -27,6 +27,9 @@ pub(crate) struct SiteAgg {
     pub(crate) count: AtomicU64,
     pub(crate) total_ns: AtomicU64,
     pub(crate) max_ns: AtomicU64,
+    /// Time of profiled invocations inside the site's calls (outermost ones; see
+    /// `thread::PerThread::profiled_ticks`).
+    pub(crate) nested_ns: AtomicU64,
 }
 
 /// Everything the runtime knows about one profiled function.
@@ -196,11 +199,19 @@ impl FunctionState {
     }
 
     /// Folds one invocation's use of a site into the aggregates. The GIL must be held.
-    pub(crate) fn add_site(&self, site: usize, count: u64, total_ns: u64, max_ns: u64) {
+    pub(crate) fn add_site(
+        &self,
+        site: usize,
+        count: u64,
+        total_ns: u64,
+        max_ns: u64,
+        nested_ns: u64,
+    ) {
         if let Some(agg) = self.site_aggs.get(site) {
             add(&agg.count, count);
             add(&agg.total_ns, total_ns);
             raise_to(&agg.max_ns, max_ns);
+            add(&agg.nested_ns, nested_ns);
         }
     }
 
@@ -218,6 +229,7 @@ impl FunctionState {
             s.count.store(0, Ordering::Relaxed);
             s.total_ns.store(0, Ordering::Relaxed);
             s.max_ns.store(0, Ordering::Relaxed);
+            s.nested_ns.store(0, Ordering::Relaxed);
         }
     }
 }
@@ -251,7 +263,7 @@ pub(crate) struct FunctionProfile {
 type ProfileRef = (usize, String, String, u32);
 
 /// `FunctionProfile.aggregates()`: count, errors, total, min, max, p50, p95, p99, per site
-/// (count, total, max), invocations above the limit and the histogram's non-empty buckets
+/// (count, total, max, nested), invocations above the limit and the histogram's non-empty buckets
 /// (low, high, count); times in seconds.
 type Aggregates = (
     u64,
@@ -262,7 +274,7 @@ type Aggregates = (
     f64,
     f64,
     f64,
-    Vec<(u64, f64, f64)>,
+    Vec<(u64, f64, f64, f64)>,
     u64,
     Vec<(f64, f64, u64)>,
 );
@@ -439,7 +451,8 @@ impl FunctionProfile {
     /// Aggregates: a dict with `count`, `errors`, `above` (invocations at or over the
     /// limit), `total`, `min`, `max`, `p50`, `p95`, `p99` (seconds; percentiles within
     /// `[min, max]`), `histogram`: the non-empty buckets `(low, high, count)` (seconds), and
-    /// `sites`: a list of dicts with `count`, `total`, `max` per site.
+    /// `sites`: a list of dicts with `count`, `total`, `max`, `nested` per site (`nested`:
+    /// the time of profiled invocations inside the site's calls, outermost ones only).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = &self.state;
         let d = PyDict::new(py);
@@ -461,6 +474,7 @@ impl FunctionProfile {
             sd.set_item("count", agg.count.load(Ordering::Relaxed))?;
             sd.set_item("total", secs(agg.total_ns.load(Ordering::Relaxed)))?;
             sd.set_item("max", secs(agg.max_ns.load(Ordering::Relaxed)))?;
+            sd.set_item("nested", secs(agg.nested_ns.load(Ordering::Relaxed)))?;
             sites.push(sd);
         }
         d.set_item("sites", sites)?;
@@ -469,7 +483,7 @@ impl FunctionProfile {
 
     /// The aggregates of `stats()` as one tuple, cheaper to make and to serialise:
     /// `(count, errors, total, min, max, p50, p95, p99, sites, above, histogram)` (seconds),
-    /// `sites` a list of `(count, total, max)` per site, `histogram` the non-empty buckets
+    /// `sites` a list of `(count, total, max, nested)` per site, `histogram` the non-empty buckets
     /// `(low, high, count)`. What a pool worker saves after each task.
     fn aggregates(&self) -> Aggregates {
         let s = &self.state;
@@ -483,6 +497,7 @@ impl FunctionProfile {
                     agg.count.load(Ordering::Relaxed),
                     secs(agg.total_ns.load(Ordering::Relaxed)),
                     secs(agg.max_ns.load(Ordering::Relaxed)),
+                    secs(agg.nested_ns.load(Ordering::Relaxed)),
                 )
             })
             .collect();

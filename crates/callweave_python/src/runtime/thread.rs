@@ -21,6 +21,15 @@ pub(crate) struct PerThread {
     /// The lowest stack address the 3.11 stack guard accepts; 0 before the first check, 1 when
     /// the bounds could not be found (`stack.rs`).
     pub(crate) stack_lowest: Cell<usize>,
+    /// Ticks of profiled invocations' running spans on this thread, outermost spans only
+    /// (wrapping): a span that starts snapshots the counter and, when it ends (return, raise
+    /// or a generator's `yield`), sets it to snapshot + the span's ticks, replacing what the
+    /// spans nested in it added. A timed call reads it before and after: the growth is the
+    /// time its callee spent in profiled functions (`nested` per site). Exact for spans that
+    /// nest on the thread's stack (plain calls, recursion, generators, a coroutine awaited by
+    /// its caller); coroutines of different tasks interleaving on the thread overlap, and the
+    /// last to end sets the counter.
+    pub(crate) profiled_ticks: Cell<u64>,
 }
 
 thread_local! {
@@ -28,6 +37,7 @@ thread_local! {
         PerThread {
             callback_ticks: Cell::new(0),
             stack_lowest: Cell::new(0),
+            profiled_ticks: Cell::new(0),
         }
     };
 }
@@ -62,4 +72,16 @@ pub(crate) fn add_callback_ticks(ticks: u64) {
         t.callback_ticks
             .set(t.callback_ticks.get().wrapping_add(ticks))
     });
+}
+
+/// This thread's profiled-span counter (see [`PerThread::profiled_ticks`]).
+#[inline(always)]
+pub(crate) fn profiled_ticks() -> u64 {
+    with(|t| t.profiled_ticks.get())
+}
+
+/// Ends a profiled span that began when the counter was `start` and ran `span` ticks.
+#[inline(always)]
+pub(crate) fn end_profiled_span(start: u64, span: u64) {
+    with(|t| t.profiled_ticks.set(start.wrapping_add(span)));
 }
