@@ -117,10 +117,19 @@ def test_above_otel_parses():
     assert str(config.profile[0].above) == "otel"
 
 
-def _env() -> dict[str, str]:
+def _run_python(script: str, cwd: Path) -> str:
+    """The output of ``python -c script`` run in ``cwd`` (no inherited callweave settings)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLWEAVE")}
     env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), env.get("PYTHONPATH", "")])
-    return env
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
 
 
 HOOKED = """
@@ -160,15 +169,7 @@ def test_above_otel_in_the_configuration_emits_spans_from_hooked_modules(tmp_pat
         '[tool.callweave]\nreport = "none"\n'
         '[[tool.callweave.profile]]\nmodules = ["shop"]\ntime_limit = "1ms"\nabove = "otel"\n'
     )
-    out = subprocess.run(
-        [sys.executable, "-c", HOOKED],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
+    out = _run_python(HOOKED, tmp_path)
     slow, request = json.loads(out)
     assert request["name"] == "POST /orders"
     assert slow["name"] == "shop.place_order"
@@ -198,15 +199,7 @@ def test_without_opentelemetry_a_config_naming_it_is_one_clear_error(tmp_path):
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
+    out = _run_python(script, tmp_path)
     assert out.splitlines() == [
         f"{tmp_path / 'pyproject.toml'}: tool.callweave.profile[0].above: needs the "
         "OpenTelemetry API, an optional extra: pip install 'callweave[otel]'",
