@@ -154,6 +154,27 @@ def test_exposition_text():
     assert 'callweave_site_calls_total{callee="sorted",function="' in text
 
 
+def test_a_new_registry_at_a_freed_ones_address_still_gets_the_collector():
+    # CPython reuses a freed registry's memory for the next one: registering by id() skipped it.
+    @flat_profile(time_limit="1h", above_callback=None)
+    def cw_prom_reuse(n):
+        return abs(n)
+
+    cw_prom_reuse(1)
+    labels = {"module": __name__, "function": cw_prom_reuse.__qualname__}
+    addresses = set()
+    for _ in range(20):
+        registry = _registry()
+        addresses.add(id(registry))
+        assert _value(registry, "callweave_function_seconds_count", **labels) == 1
+        del registry
+    assert len(addresses) < 20  # the case the test is about did happen
+    # Registering the same registry again stays idempotent.
+    registry = _registry()
+    assert prometheus.register(registry) is registry
+    assert _value(registry, "callweave_function_seconds_count", **labels) == 1
+
+
 # --------------------------------------------------------------------------- configuration
 
 

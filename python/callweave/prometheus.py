@@ -40,6 +40,7 @@ import errno
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -293,10 +294,14 @@ def register(
         collector = _state["collector"]
         if collector is None:
             collector = _state["collector"] = CallweaveCollector()
-        registered: set[int] = _state.setdefault("registries", set())
-        if id(registry) not in registered:
+        # Weak: a registry's id() can be reused once it is freed, and a new registry at the
+        # address of a dead one must still get the collector.
+        registered: weakref.WeakSet[CollectorRegistry] = _state.setdefault(
+            "registries", weakref.WeakSet()
+        )
+        if registry not in registered:
             registry.register(collector)
-            registered.add(id(registry))
+            registered.add(registry)
     return registry
 
 
