@@ -20,10 +20,8 @@ hook in strict mode. When a glob can be judged:
 from __future__ import annotations
 
 import ast
-import difflib
 import functools
 import json
-import pkgutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from importlib.machinery import ModuleSpec
@@ -91,6 +89,8 @@ def qualnames(tree: ast.AST) -> list[str]:
 
 
 def _hint(word: str, candidates: Iterable[str]) -> str:
+    import difflib  # only for a hint, when a rule matched nothing
+
     close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
     return f"; did you mean {json.dumps(close[0])}?" if close else ""
 
@@ -201,6 +201,8 @@ def find_spec_without_import(name: str) -> ModuleSpec | None:
 
 def top_level_names() -> set[str]:
     """The top-level module names on ``sys.path`` (and the built-in modules')."""
+    import pkgutil  # only for a hint, when a module is not found
+
     names = {name for _finder, name, _pkg in pkgutil.iter_modules(sys.path)}
     names.update(sys.builtin_module_names)
     return names
@@ -215,6 +217,8 @@ def module_hint(name: str) -> str:
     if spec is None:
         return module_hint(parent) if "." not in parent else ""
     locations = list(spec.submodule_search_locations or ())
+    import pkgutil
+
     siblings = [f"{parent}.{n}" for _f, n, _p in pkgutil.iter_modules(locations)]
     return _hint(name, siblings)
 

@@ -56,7 +56,6 @@ kept as written.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import importlib
 import json
@@ -865,6 +864,8 @@ def _check_keys(
             continue
         hint = elsewhere.get(key)
         if hint is None:
+            import difflib  # only to name a misspelt key
+
             close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
             hint = (
                 f"did you mean {close[0]!r}?"

@@ -41,11 +41,10 @@ import os
 import signal
 import struct
 import sys
-import tempfile
 import threading
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -65,6 +64,7 @@ _state: dict[str, Any] = {
     "pool_worker": None,  # multiprocessing.pool.worker, where it was replaced by _pool_worker
     "parent_spool": None,  # a fork or forkserver child's parent's spool token, or None
     "fork_masked": False,  # SIGTERM blocked by _before_fork
+    "mp_armed": False,  # hooked into multiprocessing (imported by the program, or by us)
 }
 _registered = False
 
@@ -201,6 +201,8 @@ _SPOOL_KEY = "callweave_spool"  # in multiprocessing's per-process config, copie
 
 def _spool_dir(token: str) -> Path:
     """The spool directory of the process that made ``token`` (made by its first worker)."""
+    import tempfile  # only where a spool is used: a pool worker, an exit with dead workers
+
     return Path(tempfile.gettempdir()) / f"callweave-pool-{token}"
 
 
@@ -209,12 +211,23 @@ def _own_spool_token() -> None:
 
     ``Process`` objects copy their creator's ``_config`` (a fork child inherits it, spawn and
     forkserver children get it pickled with the process object), so a pool worker finds its
-    parent's token there while it starts, before it replaces it with its own.
+    parent's token there while it starts, before it replaces it with its own. Until the
+    program imports multiprocessing (no ``Process`` can be made before), the token is only
+    kept: :func:`_arm_multiprocessing` publishes it then.
     """
-    import multiprocessing
-
     token = f"{os.getpid()}-{os.urandom(6).hex()}"
     _state["spool"] = token
+    if _state["mp_armed"]:
+        _publish_spool_token()
+
+
+def _publish_spool_token() -> None:
+    """Puts this process's spool token where the ``Process`` objects it makes copy it from."""
+    import multiprocessing
+
+    token = _state["spool"]
+    if token is None:
+        return
     try:
         process: Any = multiprocessing.current_process()
         process._config[_SPOOL_KEY] = token
@@ -531,7 +544,8 @@ def _take_spool() -> tuple[list[Any], list[Path]]:
     Says in one line how many of them died inside a task (whose profile is lost).
     """
     token = _state["spool"]
-    if token is None:
+    if token is None or not _state["mp_armed"]:
+        # Without multiprocessing no worker learnt the token (see _arm_multiprocessing).
         return [], []
     directory = _spool_dir(token)
     try:
@@ -656,6 +670,110 @@ def _register_mp_finalizer(_token: object) -> None:
         target_holder._target = _pool_worker
 
 
+def _arm_multiprocessing() -> None:
+    """Hooks into multiprocessing, once it is imported (by the program, or by a spawned child).
+
+    multiprocessing children leave through ``os._exit`` after running multiprocessing's
+    finalizers, not ``atexit``; ``Process._bootstrap`` clears the finalizers it inherited and
+    then runs the after-fork hooks, where the report's finalizer is registered anew. This
+    process's spool token goes into its per-process config, which the ``Process`` objects it
+    makes copy. Neither can matter before multiprocessing is imported: a process that never
+    imports it does not pay for importing it (see :class:`_WhenImported`).
+    """
+    if _state["mp_armed"]:
+        return
+    import multiprocessing.util
+
+    _state["mp_armed"] = True
+    multiprocessing.util.register_after_fork(_MP_TOKEN, _register_mp_finalizer)
+    _publish_spool_token()
+
+
+class _WhenImported:
+    """A ``sys.meta_path`` entry that runs a callback once a module has been imported.
+
+    It finds the module's spec with the other finders (callweave's own included, so a module
+    that a rule selects is still rewritten), and wraps its loader: once the module has been
+    executed, the module's ``__loader__`` and ``__spec__.loader`` are the original loader
+    again, this entry leaves ``sys.meta_path`` and the callback runs. It sits just before
+    ``PathFinder`` (never at the head, where callweave's finder stays).
+    """
+
+    def __init__(self, name: str, callback: Callable[[], None]) -> None:
+        self.name = name
+        self.callback = callback
+        self._finding = threading.local()
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != self.name or getattr(self._finding, "active", False):
+            return None
+        self._finding.active = True
+        try:
+            for finder in list(sys.meta_path):
+                find = getattr(finder, "find_spec", None)
+                if finder is self or find is None:
+                    continue
+                spec = find(fullname, path, target)
+                if spec is not None:
+                    break
+            else:
+                return None
+        finally:
+            self._finding.active = False
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _CallbackLoader(spec.loader, self)
+        return spec
+
+    def invalidate_caches(self) -> None:
+        """Nothing to invalidate."""
+
+    def insert(self) -> None:
+        """Puts this entry on ``sys.meta_path`` (again), just before ``PathFinder``."""
+        import importlib.machinery
+
+        meta_path = sys.meta_path
+        if self in meta_path:
+            return
+        try:
+            index = meta_path.index(importlib.machinery.PathFinder)
+        except ValueError:
+            index = len(meta_path)
+        meta_path.insert(index, self)
+
+    def fire(self) -> None:
+        """Leaves ``sys.meta_path`` and runs the callback (the module is imported)."""
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+        self.callback()
+
+
+class _CallbackLoader:
+    """Another loader, whose ``exec_module`` is followed by :meth:`_WhenImported.fire`."""
+
+    def __init__(self, loader: Any, watcher: _WhenImported) -> None:
+        self._loader = loader
+        self._watcher = watcher
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        loader = self._loader
+        try:
+            loader.exec_module(module)
+        finally:
+            module.__loader__ = loader
+            if getattr(module, "__spec__", None) is not None:
+                module.__spec__.loader = loader
+        self._watcher.fire()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+_MP_WATCH = _WhenImported("multiprocessing", _arm_multiprocessing)
+
+
 def arm(report: Report | None, *, child: bool) -> None:
     """Arranges for ``report`` to be written once when this process ends (see the module).
 
@@ -676,14 +794,14 @@ def arm(report: Report | None, *, child: bool) -> None:
             after_in_child=_after_fork_in_child,
         )
         _registered = True
-    # multiprocessing children leave through os._exit after running multiprocessing's
-    # finalizers, not atexit; Process._bootstrap clears the finalizers it inherited and then
-    # runs the after-fork hooks, where the report's finalizer is registered anew.
-    import multiprocessing.util
-
-    multiprocessing.util.register_after_fork(_MP_TOKEN, _register_mp_finalizer)
     if _state["spool"] is None:
         _own_spool_token()
         _patch_spawned_pool_worker()
+    # multiprocessing's after-fork hook and this process's spool token: now if the program has
+    # imported multiprocessing already, else once it does (see _arm_multiprocessing).
+    if "multiprocessing" in sys.modules:
+        _arm_multiprocessing()
+    elif not _state["mp_armed"]:
+        _MP_WATCH.insert()
     if not _state["child"]:
         _install_sigterm_handler()

@@ -39,9 +39,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from callweave import _native
 from callweave._display import callee_label, format_duration, one_line
-from callweave._functions import Layer, rewrite_with_layers, unique_suffix
 from callweave.config import parse_duration
-from callweave.decorators import call_lists
 
 __all__ = [
     "CallTimes",
@@ -409,6 +407,10 @@ def flat_profile(
     """
     if below_callback is None and above_callback is None:
         raise ValueError("at least one of below_callback and above_callback must be given")
+    # The decorators' rewriting machinery: imported on first use, not by the import hook.
+    from callweave._functions import Layer, rewrite_with_layers, unique_suffix
+    from callweave.decorators import call_lists
+
     try:
         limit = parse_duration(time_limit)
     except (TypeError, ValueError) as exc:

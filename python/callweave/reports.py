@@ -41,7 +41,6 @@ import json
 import marshal
 import math
 import os
-import platform
 import stat
 import sys
 from collections.abc import Iterable, Mapping
@@ -428,6 +427,8 @@ def to_json(stats: StatsInput = None) -> dict[str, Any]:
     Returns:
         The document.
     """
+    import platform
+
     return {
         "schema": JSON_SCHEMA,
         "callweave": __version__,
