@@ -215,17 +215,23 @@ struct Jump {
 }
 
 fn jumps(instrs: &[Instr], ops: &FlowOps<'_>) -> Vec<Jump> {
+    // Per opcode: 1 a forward jump, 2 a backward one (a table: one look-up per instruction).
+    let mut kind = [0u8; 256];
+    for &op in ops.backward_jumps {
+        kind[usize::from(op)] = 2;
+    }
+    for &op in ops.forward_jumps {
+        kind[usize::from(op)] = 1;
+    }
     instrs
         .iter()
         .filter_map(|&instr| {
             let base = instr.end;
             let arg = instr.arg as usize;
-            let (target, forward) = if ops.forward_jumps.contains(&instr.op) {
-                (base + arg, true)
-            } else if ops.backward_jumps.contains(&instr.op) {
-                (base.checked_sub(arg)?, false)
-            } else {
-                return None;
+            let (target, forward) = match kind[usize::from(instr.op)] {
+                1 => (base + arg, true),
+                2 => (base.checked_sub(arg)?, false),
+                _ => return None,
             };
             let skip = match ops.for_iter {
                 Some((op, skip)) if op == instr.op => skip,
