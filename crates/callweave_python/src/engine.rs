@@ -259,19 +259,7 @@ impl Site {
     /// The fields as a tuple `(id, function, line, end_line, col, end_col, text, callee,
     /// awaited)`: the import hook's cache format, and what `Site(*row)` takes back.
     fn row<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let s = &self.inner;
-        (
-            s.id,
-            &*s.function,
-            s.line,
-            s.end_line,
-            s.col,
-            s.end_col,
-            s.text.as_str(),
-            s.callee.as_deref(),
-            s.awaited,
-        )
-            .into_pyobject(py)
+        site_row(py, &self.inner)
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
@@ -305,6 +293,22 @@ impl Site {
             s.id, &*s.function, s.line, s.end_line, s.col, s.end_col, s.text, s.callee, s.awaited
         )
     }
+}
+
+/// A site's fields as a tuple (see `Site.row`).
+fn site_row<'py>(py: Python<'py>, s: &EngineSite) -> PyResult<Bound<'py, PyTuple>> {
+    (
+        s.id,
+        &*s.function,
+        s.line,
+        s.end_line,
+        s.col,
+        s.end_col,
+        s.text.as_str(),
+        s.callee.as_deref(),
+        s.awaited,
+    )
+        .into_pyobject(py)
 }
 
 /// A numbered function's entry (flat profiling): its index, the rule that numbered it and the
@@ -515,6 +519,30 @@ impl Rewritten {
             .iter()
             .map(|f| RewrittenFunction { inner: f.clone() })
             .collect()
+    }
+
+    /// Every selected function as `(qualname, first_line, rules, profile)`, in source order,
+    /// `profile` being None or `(index, rule, sites)`: the fields the import hook caches,
+    /// without building a `RewrittenFunction` (and copying its texts) per function.
+    fn function_rows<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        self.inner
+            .functions
+            .iter()
+            .map(|f| {
+                let profile = match &f.profile {
+                    Some(p) => (p.index, p.rule, p.sites.as_slice())
+                        .into_pyobject(py)?
+                        .into_any(),
+                    None => py.None().into_bound(py),
+                };
+                (&*f.qualname, f.first_line, f.rules.as_slice(), profile).into_pyobject(py)
+            })
+            .collect()
+    }
+
+    /// `[site.row() for site in self.sites]`, without building the `Site` objects.
+    fn site_rows<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        self.inner.sites.iter().map(|s| site_row(py, s)).collect()
     }
 
     /// Constant slots the transforms took, in the order of their numbers.
