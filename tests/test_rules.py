@@ -78,3 +78,25 @@ def test_sites_and_functions_are_typed_and_sites_round_trip_through_rows():
     assert f.profile is not None
     assert (f.profile.index, f.profile.rule, f.profile.sites) == (0, 1, [0, 1])
     assert "Site(id=0" in repr(g) and 'RewrittenFunction(qualname="f"' in repr(f)
+
+
+def test_function_and_site_rows_hold_the_objects_fields():
+    source = "def f(x):\n    return g(x) + h()\n\nclass C:\n    def m(self):\n        k()\n"
+    profile = {"enter": "__e__", "exit": "__x__", "timer": "__t__", "atimer": "__a__"}
+    rules = [
+        _native.Rule("wrap", {"wrapper": "__w__"}, functions=["C.*"]),
+        _native.Rule("profile", {**profile, "record": "__r__"}, functions=["f"]),
+    ]
+    result = _native.rewrite(source, rules)
+    assert result.function_rows() == [
+        (
+            f.qualname,
+            f.first_line,
+            f.rules,
+            None if f.profile is None else (f.profile.index, f.profile.rule, f.profile.sites),
+        )
+        for f in result.functions
+    ]
+    assert [row[3] is None for row in result.function_rows()] == [False, True]
+    assert result.site_rows() == [s.row() for s in result.sites]
+    assert len(result.site_rows()) == 3

@@ -521,18 +521,8 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         # Decimal or the user's objects, are not marshallable): the slot table is cached and
         # the values are computed and loaded at every import (``_load_constants``).
         meta = _pycache.EntryMeta.of_rewrite(
-            [
-                (
-                    f.qualname,
-                    f.first_line,
-                    f.rules,
-                    None
-                    if f.profile is None
-                    else (f.profile.index, f.profile.rule, f.profile.sites),
-                )
-                for f in result.functions
-            ],
-            [s.row() for s in result.sites],
+            result.function_rows(),
+            result.site_rows(),
             [configured.slot_row(c) for c in result.constants],
             keep_sites=any(w.pass_site for w in plan.wrap),
         )

@@ -98,23 +98,31 @@ impl Instr {
 }
 
 fn instructions(code: &[u8], extended_arg: u8) -> Vec<Instr> {
-    let units: Vec<(u8, u8)> = code.chunks_exact(2).map(|c| (c[0], c[1])).collect();
-    let mut out = Vec::new();
+    // Code unit `i` is `(op, arg)`; a trailing odd byte is no unit.
+    let unit = |i: usize| -> Option<(u8, u8)> {
+        match code.get(2 * i..2 * i + 2) {
+            Some(&[op, arg]) => Some((op, arg)),
+            _ => None,
+        }
+    };
+    let n = code.len() / 2;
+    // Instructions average two or three units with their caches.
+    let mut out = Vec::with_capacity(n / 2);
     let mut i = 0;
-    while i < units.len() {
+    while i < n {
         let start = i;
         let mut arg = 0u32;
-        while let Some(&(op, a)) = units.get(i) {
+        while let Some((op, a)) = unit(i) {
             arg = (arg << 8) | u32::from(a);
             if op != extended_arg {
                 break;
             }
             i += 1;
         }
-        let Some(&(op, _)) = units.get(i) else { break };
+        let Some((op, _)) = unit(i) else { break };
         let op_unit = i;
         i += 1;
-        while units.get(i).is_some_and(|&(o, _)| o == CACHE) {
+        while unit(i).is_some_and(|(o, _)| o == CACHE) {
             i += 1;
         }
         out.push(Instr {
@@ -215,17 +223,23 @@ struct Jump {
 }
 
 fn jumps(instrs: &[Instr], ops: &FlowOps<'_>) -> Vec<Jump> {
+    // Per opcode: 1 a forward jump, 2 a backward one (a table: one look-up per instruction).
+    let mut kind = [0u8; 256];
+    for &op in ops.backward_jumps {
+        kind[usize::from(op)] = 2;
+    }
+    for &op in ops.forward_jumps {
+        kind[usize::from(op)] = 1;
+    }
     instrs
         .iter()
         .filter_map(|&instr| {
             let base = instr.end;
             let arg = instr.arg as usize;
-            let (target, forward) = if ops.forward_jumps.contains(&instr.op) {
-                (base + arg, true)
-            } else if ops.backward_jumps.contains(&instr.op) {
-                (base.checked_sub(arg)?, false)
-            } else {
-                return None;
+            let (target, forward) = match kind[usize::from(instr.op)] {
+                1 => (base + arg, true),
+                2 => (base.checked_sub(arg)?, false),
+                _ => return None,
             };
             let skip = match ops.for_iter {
                 Some((op, skip)) if op == instr.op => skip,

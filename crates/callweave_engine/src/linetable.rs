@@ -325,7 +325,8 @@ impl Remapped {
 
     /// For every code unit, whether its location was dropped by the mapping.
     pub fn unit_dropped(&self) -> Vec<bool> {
-        let mut out = Vec::new();
+        let units = self.entries.iter().map(|e| e.code_units as usize).sum();
+        let mut out = Vec::with_capacity(units);
         for (entry, &dropped) in self.entries.iter().zip(&self.dropped) {
             out.extend(std::iter::repeat_n(dropped, entry.code_units as usize));
         }

@@ -294,9 +294,19 @@ impl PositionMap {
         self.chunks.get(idx).or_else(|| self.chunks.last())
     }
 
-    /// Original offset of the byte at new `offset` (a start position).
-    fn map_start(&self, offset: usize) -> Result<usize, Anchor> {
-        match self.chunk_at(offset) {
+    /// [`Self::chunk_at`], trying `hint` (a chunk found for a nearby offset) first: the ends
+    /// of a location mostly fall in one chunk, and then no search is needed.
+    fn chunk_near<'m>(&'m self, hint: Option<&'m Chunk>, offset: usize) -> Option<&'m Chunk> {
+        match hint {
+            Some(c) if c.new_start <= offset && offset < c.new_end => Some(c),
+            _ => self.chunk_at(offset),
+        }
+    }
+
+    /// Original offset of the byte at new `offset` (a start position), given the chunk
+    /// holding it (`chunk_at(offset)`).
+    fn map_start_in(chunk: Option<&Chunk>, offset: usize) -> Result<usize, Anchor> {
+        match chunk {
             Some(Chunk {
                 new_start,
                 origin: Origin::Copied { orig_start },
@@ -313,11 +323,13 @@ impl PositionMap {
     /// Original offset for the exclusive end `offset`: decided by the byte before it. A range
     /// ending inside an inserted statement ends where the statement was inserted; one ending
     /// inside a call wrapper's fragment ends where its anchor (the call) ends.
-    fn map_end(&self, offset: usize) -> usize {
+    ///
+    /// Chunk `hint` is tried first (see [`Self::chunk_near`]).
+    fn map_end_near(&self, hint: Option<&Chunk>, offset: usize) -> usize {
         if offset == 0 {
             return 0;
         }
-        match self.chunk_at(offset - 1) {
+        match self.chunk_near(hint, offset - 1) {
             Some(Chunk {
                 new_start,
                 origin: Origin::Copied { orig_start },
@@ -371,7 +383,7 @@ impl PositionMap {
             return 0;
         }
         let offset = self.new_lines.line_start(line);
-        let orig = match self.map_start(offset) {
+        let orig = match Self::map_start_in(self.chunk_at(offset), offset) {
             Ok(o) => o,
             Err(anchor) => anchor.start,
         };
@@ -390,30 +402,29 @@ impl PositionMap {
         if loc.line < 1 {
             return Some(loc);
         }
-        if !self.located(loc) {
+        let Ok(line) = usize::try_from(loc.line) else {
+            return Some(self.map_located(loc, is_call, None));
+        };
+        // Whether `loc` starts outside every edit marked [`Edit::unlocated`]; a line-only
+        // location is judged by its line's first byte. The chunk found is kept: a location
+        // with columns starts at the same offset, and its end is mostly in the same chunk.
+        let start = self
+            .new_lines
+            .offset(line, loc.col.map_or(0, |c| c as usize));
+        let chunk = self.chunk_at(start);
+        if let Some(Chunk {
+            origin: Origin::Inserted { located: false, .. },
+            ..
+        }) = chunk
+        {
             return None;
         }
-        Some(self.map_located(loc, is_call))
+        Some(self.map_located(loc, is_call, chunk))
     }
 
-    /// Whether `loc` (line >= 1) starts outside every edit marked [`Edit::unlocated`]; a
-    /// line-only location is judged by its line's first byte.
-    fn located(&self, loc: Location) -> bool {
-        let Ok(line) = usize::try_from(loc.line) else {
-            return true;
-        };
-        let col = loc.col.map_or(0, |c| c as usize);
-        let start = self.new_lines.offset(line, col);
-        !matches!(
-            self.chunk_at(start),
-            Some(Chunk {
-                origin: Origin::Inserted { located: false, .. },
-                ..
-            })
-        )
-    }
-
-    fn map_located(&self, loc: Location, is_call: bool) -> Location {
+    /// Maps a located `loc`; `start_chunk`, if known, is the chunk holding the location's
+    /// start (`chunk_at` of its line and column; only used when it has columns).
+    fn map_located(&self, loc: Location, is_call: bool, start_chunk: Option<&Chunk>) -> Location {
         let (Some(col), Some(end_col)) = (loc.col, loc.end_col) else {
             let line = usize::try_from(loc.line).map_or(0, |l| self.map_line(l));
             let line = i32::try_from(line).unwrap_or(loc.line);
@@ -439,10 +450,14 @@ impl PositionMap {
         };
         let start = self.new_lines.offset(line, col as usize);
         let end = self.new_lines.offset(end_line, end_col as usize);
-        let (orig_start, orig_end) = match self.map_start(start) {
+        let chunk = match start_chunk {
+            Some(c) => Some(c),
+            None => self.chunk_at(start),
+        };
+        let (orig_start, orig_end) = match Self::map_start_in(chunk, start) {
             Err(anchor) if anchor.whole => (anchor.start, anchor.end),
             Err(anchor) => {
-                let e = self.map_end(end);
+                let e = self.map_end_near(chunk, end);
                 let s = if is_call && e == anchor.end {
                     anchor.location_start
                 } else {
@@ -450,7 +465,7 @@ impl PositionMap {
                 };
                 (s, e.max(s))
             }
-            Ok(s) => (s, self.map_end(end).max(s)),
+            Ok(s) => (s, self.map_end_near(chunk, end).max(s)),
         };
         self.location_of(orig_start, orig_end)
     }
@@ -458,7 +473,7 @@ impl PositionMap {
     /// The original location of the original byte range `start..end`.
     pub fn location_of(&self, start: usize, end: usize) -> Location {
         let (l1, c1) = self.orig_lines.line_col(start);
-        let (l2, c2) = self.orig_lines.line_col(end);
+        let (l2, c2) = self.orig_lines.line_col_from(l1, end);
         Location {
             line: i32::try_from(l1).unwrap_or(i32::MAX),
             end_line: i32::try_from(l2).unwrap_or(i32::MAX),

@@ -168,6 +168,20 @@ impl LineIndex {
         (idx + 1, offset.saturating_sub(start))
     }
 
+    /// [`Self::line_col`] of `offset`, trying 1-based `line` first (the line of an offset
+    /// before it, such as a range's start): most ranges end on the line they start on.
+    pub fn line_col_from(&self, line: usize, offset: usize) -> (usize, usize) {
+        if let (Some(&start), Some(&next)) = (
+            line.checked_sub(1).and_then(|i| self.starts.get(i)),
+            self.starts.get(line),
+        ) {
+            if start <= offset && offset < next {
+                return (line, offset - start);
+            }
+        }
+        self.line_col(offset)
+    }
+
     /// Offset of 1-based `line` and 0-based byte `col`, clamped to the text.
     pub fn offset(&self, line: usize, col: usize) -> usize {
         (self.line_start(line) + col).min(self.len)

@@ -13,6 +13,7 @@ use callweave_engine::{
     DEFAULT_CONSTANTS,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyTuple};
 
@@ -258,19 +259,7 @@ impl Site {
     /// The fields as a tuple `(id, function, line, end_line, col, end_col, text, callee,
     /// awaited)`: the import hook's cache format, and what `Site(*row)` takes back.
     fn row<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let s = &self.inner;
-        (
-            s.id,
-            &*s.function,
-            s.line,
-            s.end_line,
-            s.col,
-            s.end_col,
-            s.text.as_str(),
-            s.callee.as_deref(),
-            s.awaited,
-        )
-            .into_pyobject(py)
+        site_row(py, &self.inner)
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
@@ -304,6 +293,22 @@ impl Site {
             s.id, &*s.function, s.line, s.end_line, s.col, s.end_col, s.text, s.callee, s.awaited
         )
     }
+}
+
+/// A site's fields as a tuple (see `Site.row`).
+fn site_row<'py>(py: Python<'py>, s: &EngineSite) -> PyResult<Bound<'py, PyTuple>> {
+    (
+        s.id,
+        &*s.function,
+        s.line,
+        s.end_line,
+        s.col,
+        s.end_col,
+        s.text.as_str(),
+        s.callee.as_deref(),
+        s.awaited,
+    )
+        .into_pyobject(py)
 }
 
 /// A numbered function's entry (flat profiling): its index, the rule that numbered it and the
@@ -516,6 +521,30 @@ impl Rewritten {
             .collect()
     }
 
+    /// Every selected function as `(qualname, first_line, rules, profile)`, in source order,
+    /// `profile` being None or `(index, rule, sites)`: the fields the import hook caches,
+    /// without building a `RewrittenFunction` (and copying its texts) per function.
+    fn function_rows<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        self.inner
+            .functions
+            .iter()
+            .map(|f| {
+                let profile = match &f.profile {
+                    Some(p) => (p.index, p.rule, p.sites.as_slice())
+                        .into_pyobject(py)?
+                        .into_any(),
+                    None => py.None().into_bound(py),
+                };
+                (&*f.qualname, f.first_line, f.rules.as_slice(), profile).into_pyobject(py)
+            })
+            .collect()
+    }
+
+    /// `[site.row() for site in self.sites]`, without building the `Site` objects.
+    fn site_rows<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        self.inner.sites.iter().map(|s| site_row(py, s)).collect()
+    }
+
     /// Constant slots the transforms took, in the order of their numbers.
     #[getter]
     fn constants(&self) -> Vec<ConstantSlot> {
@@ -601,6 +630,10 @@ impl CallOps<'_> {
     /// (opcode 0, CACHE) belong to the instruction before them, EXTENDED_ARG to the one after.
     fn call_units(&self, code: &[u8]) -> Vec<bool> {
         let ops: Vec<u8> = code.iter().step_by(2).copied().collect();
+        let mut is_call = [false; 256];
+        for &op in self.call {
+            is_call[usize::from(op)] = true;
+        }
         let mut out = vec![false; ops.len()];
         let mut prev = false;
         for i in 0..ops.len() {
@@ -614,9 +647,9 @@ impl CallOps<'_> {
                     .find(|&&o| o != self.extended_arg)
                     .copied()
                     .unwrap_or_default();
-                self.call.contains(&next)
+                is_call[usize::from(next)]
             } else {
-                self.call.contains(&op)
+                is_call[usize::from(op)]
             };
             if let Some(slot) = out.get_mut(i) {
                 *slot = class;
@@ -634,7 +667,7 @@ fn remap_code_object<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = code.py();
     let code_type = code.get_type();
-    let consts = code.getattr("co_consts")?;
+    let consts = code.getattr(intern!(py, "co_consts"))?;
     let consts = consts.cast::<PyTuple>()?;
     let mut new_consts = Vec::with_capacity(consts.len());
     let mut any_code = false;
@@ -646,14 +679,14 @@ fn remap_code_object<'py>(
             new_consts.push(c);
         }
     }
-    let table_obj = code.getattr("co_linetable")?;
+    let table_obj = code.getattr(intern!(py, "co_linetable"))?;
     let table = table_obj.cast::<PyBytes>()?.as_bytes();
-    let first: i32 = code.getattr("co_firstlineno")?.extract()?;
+    let first: i32 = code.getattr(intern!(py, "co_firstlineno"))?.extract()?;
     let new_first = usize::try_from(first)
         .ok()
         .and_then(|l| i32::try_from(map.map_line(l)).ok())
         .unwrap_or(first);
-    let bytecode_obj = code.getattr("co_code")?;
+    let bytecode_obj = code.getattr(intern!(py, "co_code"))?;
     let bytecode = bytecode_obj.cast::<PyBytes>()?.as_bytes();
     let call_units = ops.call_units(bytecode);
     let class_of = |unit: usize| call_units.get(unit).copied().unwrap_or(false);
@@ -668,7 +701,7 @@ fn remap_code_object<'py>(
         if remapped.dropped.iter().any(|&d| d) {
             let mut units = remapped.unit_locations();
             let dropped = remapped.unit_dropped();
-            let handlers_obj = code.getattr("co_exceptiontable")?;
+            let handlers_obj = code.getattr(intern!(py, "co_exceptiontable"))?;
             let mut handlers = handlers_obj.cast::<PyBytes>()?.as_bytes().to_vec();
             let mut new_code = None;
             // First the exception path (it moves no instruction), then the exits.
@@ -676,8 +709,8 @@ fn remap_code_object<'py>(
                 exits::reraise_at_raise(bytecode, &units, &dropped, &handlers, flow)
             {
                 // The handler keeps the raising offset under its stack: one more slot.
-                let stack: u32 = code.getattr("co_stacksize")?.extract()?;
-                kwargs.set_item("co_stacksize", stack.saturating_add(1))?;
+                let stack: u32 = code.getattr(intern!(py, "co_stacksize"))?.extract()?;
+                kwargs.set_item(intern!(py, "co_stacksize"), stack.saturating_add(1))?;
                 new_code = Some(patched);
                 handlers = patched_handlers;
             }
@@ -691,18 +724,21 @@ fn remap_code_object<'py>(
                 handlers = located_handlers;
             }
             if let Some(new_code) = new_code {
-                kwargs.set_item("co_code", PyBytes::new(py, &new_code))?;
-                kwargs.set_item("co_exceptiontable", PyBytes::new(py, &handlers))?;
+                kwargs.set_item(intern!(py, "co_code"), PyBytes::new(py, &new_code))?;
+                kwargs.set_item(
+                    intern!(py, "co_exceptiontable"),
+                    PyBytes::new(py, &handlers),
+                )?;
             }
         }
     }
     let new_table = new_table.unwrap_or_else(|| linetable::encode(&remapped.entries, new_first));
-    kwargs.set_item("co_linetable", PyBytes::new(py, &new_table))?;
-    kwargs.set_item("co_firstlineno", new_first)?;
+    kwargs.set_item(intern!(py, "co_linetable"), PyBytes::new(py, &new_table))?;
+    kwargs.set_item(intern!(py, "co_firstlineno"), new_first)?;
     if any_code {
-        kwargs.set_item("co_consts", PyTuple::new(py, new_consts)?)?;
+        kwargs.set_item(intern!(py, "co_consts"), PyTuple::new(py, new_consts)?)?;
     }
-    code.call_method("replace", (), Some(&kwargs))
+    code.call_method(intern!(py, "replace"), (), Some(&kwargs))
 }
 
 /// Rewrites `source` with `rules` (first rule innermost); `builtins` are the names that count
