@@ -158,6 +158,7 @@ def warm(rounds: int) -> None:
     ours = timer.format(hook=", callweave.hook", install="callweave.install()\n")
     # The same modules imported before the timer, no finder installed.
     plain = timer.format(hook=", callweave.hook", install="")
+    old = time.time_ns() - 3600 * 10**9
     with tempfile.TemporaryDirectory() as tmp:
         dirs = {}
         for config, table in WARM_CONFIGS.items():
@@ -167,6 +168,10 @@ def warm(rounds: int) -> None:
                 pkg.mkdir(parents=True)
                 (pkg / "__init__.py").write_text("")
                 (pkg / "mod.py").write_bytes((stdlib / f"{name}.py").read_bytes())
+                # Sources edited an hour ago, not a moment before the import: callweave
+                # stores a source's stat stamp only once its mtime is settled.
+                for source in (pkg / "__init__.py", pkg / "mod.py"):
+                    os.utime(source, ns=(old, old))
             (root / "pyproject.toml").write_text("[tool.callweave]\n" + textwrap.dedent(table))
             dirs[config] = str(root)
             env = _env(str(root))

@@ -222,6 +222,13 @@ def simple_project(root: Path, *, source: str = SIMPLE_MOD, **rule_kw) -> Path:
     return root / "pkg"
 
 
+def _settle(*paths: Path) -> None:
+    """Sets the files' mtimes an hour back: their cache entries get a stat stamp."""
+    old = time.time_ns() - 3600 * 10**9
+    for path in paths:
+        os.utime(path, ns=(old, old))
+
+
 IMPORT_MOD = (
     INSTALL
     + """\
@@ -453,8 +460,9 @@ def test_second_process_loads_from_cache(tmp_path):
 
 def test_same_size_edit_with_old_mtime_is_picked_up(tmp_path):
     pkg = simple_project(tmp_path, source="def f():\n    return abs(-1)\n")
-    assert run(tmp_path, IMPORT_MOD).ok().data["result"] == 1
     source = pkg / "mod.py"
+    _settle(source)  # the entry has a stat stamp: the edit keeps its mtime and size
+    assert run(tmp_path, IMPORT_MOD).ok().data["result"] == 1
     st = source.stat()
     source.write_text("def f():\n    return abs(-2)\n")
     os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -465,6 +473,98 @@ def test_same_size_edit_with_old_mtime_is_picked_up(tmp_path):
     assert edited["counters"]["rewritten"] == 1
     again = run(tmp_path, IMPORT_MOD).ok().data
     assert again["result"] == 2 and again["counters"]["cache_hits"] == 1
+
+
+# The source paths the loader reads (its cache entries are read by other means).
+COUNT_READS = """\
+import callweave.hook
+source_reads = []
+_get_data = callweave.hook.CallweaveLoader.get_data
+def _counting(self, path):
+    if path.endswith(".py"):
+        source_reads.append(path)
+    return _get_data(self, path)
+callweave.hook.CallweaveLoader.get_data = _counting
+"""
+IMPORT_MOD_READS = COUNT_READS + IMPORT_MOD.replace("emit(", "emit(reads=len(source_reads), ")
+
+
+def _stamp(path: Path) -> bytes:
+    st = path.stat()
+    return b"".join(
+        v.to_bytes(8, "little", signed=True) for v in (st.st_mtime_ns, st.st_size, st.st_ctime_ns)
+    )
+
+
+def test_stamp_hit_does_not_read_the_source(tmp_path):
+    pkg = simple_project(tmp_path)
+    _settle(pkg / "mod.py")
+    first = run(tmp_path, IMPORT_MOD_READS).ok().data
+    assert first["counters"]["rewritten"] == 1 and first["reads"] == 1
+    cache = pkg / "__pycache__" / f"mod.{TAG}.callweave.pyc"
+    assert cache.read_bytes()[16:40] == _stamp(pkg / "mod.py")
+    second = run(tmp_path, IMPORT_MOD_READS).ok().data
+    assert second["counters"] == {"rewritten": 0, "cache_hits": 1, "fallbacks": 0}
+    assert second["reads"] == 0
+    assert second["result"] == first["result"] and second["stats"] == {"pkg.mod:f": 1}
+
+
+def test_touched_source_is_a_hit_and_its_stamp_is_refreshed(tmp_path):
+    pkg = simple_project(tmp_path)
+    source = pkg / "mod.py"
+    cache = pkg / "__pycache__" / f"mod.{TAG}.callweave.pyc"
+    # Just written: no stamp is stored (an edit in the same timestamp tick keeps the mtime).
+    assert run(tmp_path, IMPORT_MOD_READS).ok().data["counters"]["rewritten"] == 1
+    fresh = cache.read_bytes()
+    assert fresh[16:40] == bytes(24)
+    _settle(source)  # a touch (the mtime is settled now): the same content
+    touched = run(tmp_path, IMPORT_MOD_READS).ok().data
+    assert touched["counters"] == {"rewritten": 0, "cache_hits": 1, "fallbacks": 0}
+    assert touched["reads"] == 1  # hashed: the stamp did not match
+    refreshed = cache.read_bytes()
+    assert refreshed[16:40] == _stamp(source)
+    assert refreshed[:16] == fresh[:16] and refreshed[40:] == fresh[40:]
+    again = run(tmp_path, IMPORT_MOD_READS).ok().data
+    assert again["counters"]["cache_hits"] == 1 and again["reads"] == 0
+    assert cache.read_bytes() == refreshed
+    # Under PYTHONDONTWRITEBYTECODE a touched entry is still a hit, and left as it is.
+    _settle(source)  # another mtime
+    quiet = run(tmp_path, IMPORT_MOD_READS, env=child_env(write_bytecode=False)).ok().data
+    assert quiet["counters"]["cache_hits"] == 1 and quiet["reads"] == 1
+    assert cache.read_bytes() == refreshed
+
+
+def test_settled_edit_is_rewritten_with_its_stamp(tmp_path):
+    pkg = simple_project(tmp_path, source="def f():\n    return abs(-1)\n")
+    source = pkg / "mod.py"
+    cache = pkg / "__pycache__" / f"mod.{TAG}.callweave.pyc"
+    _settle(source)
+    assert run(tmp_path, IMPORT_MOD_READS).ok().data["result"] == 1
+    before = cache.read_bytes()
+    source.write_text("def f():\n    return abs(-123)\n")
+    _settle(source)
+    edited = run(tmp_path, IMPORT_MOD_READS).ok().data
+    assert edited["result"] == 123
+    assert edited["counters"] == {"rewritten": 1, "cache_hits": 0, "fallbacks": 0}
+    after = cache.read_bytes()
+    assert after[8:16] != before[8:16] and after[16:40] == _stamp(source)
+    again = run(tmp_path, IMPORT_MOD_READS).ok().data
+    assert again["result"] == 123 and again["reads"] == 0
+
+
+def test_strict_check_reads_the_source_only_for_its_error(tmp_path):
+    pkg = simple_project(tmp_path)
+    _settle(pkg / "mod.py")
+    write_config(tmp_path, profile_rule("pkg.mod", functions=["f"]), strict=True)
+    for _ in range(2):
+        data = run(tmp_path, IMPORT_MOD_READS).ok().data
+    assert data["counters"]["cache_hits"] == 1 and data["reads"] == 0
+    # The entry of a rule whose glob selects nothing: "did you mean" parses the source.
+    write_config(tmp_path, profile_rule("pkg.mod", functions=["ff"]), strict=True)
+    run(tmp_path, IMPORT_MOD_READS)  # writes the entry, then fails
+    failed = run(tmp_path, IMPORT_MOD_READS)
+    assert failed.rc == 1
+    assert 'matches no function in pkg.mod; did you mean "f"? (strict = true)' in failed.err
 
 
 RULES_MOD = """\
@@ -487,6 +587,7 @@ emit(limits={s.qualname: s.time_limit for s in callweave.stats()}, **cw_state())
 
 def test_changing_a_rule_changes_the_cached_code(tmp_path):
     pkg = simple_project(tmp_path, source=RULES_MOD, functions=["f"])
+    _settle(pkg / "mod.py")  # the stat stamp matches: the key suffix's digest does not
     cache = pkg / "__pycache__" / f"mod.{TAG}.callweave.pyc"
     first = run(tmp_path, RULES_SCRIPT).ok().data
     assert first["stats"] == {"pkg.mod:f": 1}
@@ -653,30 +754,38 @@ def test_read_only_directory(tmp_path, which):
 
 
 def _corruptions(blob: bytes) -> dict[str, bytes]:
+    from callweave._pycache import HEADER_SIZE as H
+
     garbage = b"\xde\xad\xbe\xef" * 64
+    key = blob[8:16]
     try:
-        code = marshal.loads(blob[16:])[0]
+        code, stored, _key = marshal.loads(blob[H:])
     except (EOFError, ValueError, TypeError):
-        code = None  # only the names are wanted
+        code = stored = None  # only the names are wanted
+    head = blob[:H]
     return {
         "empty": b"",
         "short": blob[:7],
-        "header_only": blob[:16],
+        "header_only": head,
+        "short_header": blob[: H - 1],
         "truncated": blob[: len(blob) // 2],
         "truncated_by_one": blob[:-1],
         "bad_magic": b"\0\0\0\0" + blob[4:],
         "timestamp_flags": blob[:4] + bytes(4) + blob[8:],
+        # The header's key digest no longer the payload's (which names the runtime names).
         "wrong_hash": blob[:8] + bytes(8) + blob[16:],
+        "wrong_payload_key": head + marshal.dumps((code, stored, bytes(8))),
         "garbage": garbage,
-        "garbage_body": blob[:16] + garbage,
-        "not_code": blob[:16] + marshal.dumps(("not code", None)),
+        "garbage_body": head + garbage,
+        "not_code": head + marshal.dumps(("not code", None, key)),
         # A valid header with a malformed payload (issue 7 item 21, repro 24).
-        "meta_junk": blob[:16] + marshal.dumps((code, "junk")),
-        "meta_wrong_rows": blob[:16] + marshal.dumps((code, ([1], [2]))),
-        "meta_bad_site_index": blob[:16]
-        + marshal.dumps((code, ([("f", 1, [0], (0, 5, [0]))], []))),
-        "meta_bad_rule_index": blob[:16] + marshal.dumps((code, ([("f", 1, [0], (0, 7, []))], []))),
-        "not_a_pair": blob[:16] + marshal.dumps(code),
+        "meta_junk": head + marshal.dumps((code, "junk", key)),
+        "meta_wrong_rows": head + marshal.dumps((code, ([1], [2]), key)),
+        "meta_bad_site_index": head
+        + marshal.dumps((code, ([("f", 1, [0], (0, 5, [0]))], []), key)),
+        "meta_bad_rule_index": head + marshal.dumps((code, ([("f", 1, [0], (0, 7, []))], []), key)),
+        "not_a_triple": head + marshal.dumps((code, stored)),
+        "not_a_tuple": head + marshal.dumps(code),
     }
 
 
@@ -692,13 +801,18 @@ emit(results=results, warnings=[str(w.message) for w in caught], **cw_state())
 )
 
 
-def test_corrupt_cache_files_are_silently_rebuilt(tmp_path):
+@pytest.mark.parametrize("stamped", [True, False], ids=["stamped", "hash-only"])
+def test_corrupt_cache_files_are_silently_rebuilt(tmp_path, stamped):
+    # Stamped: the entries' stat stamps match (the source is not read before the payload is
+    # checked); hash-only: the sources were just written, the key digest is compared.
     pkg = tmp_path / "pkg"
     names = sorted(_corruptions(b"\0" * 32))
     files = {"pkg/__init__.py": ""}
     for i, name in enumerate(names):
         files[f"pkg/{name}.py"] = f"def f():\n    return abs(-{i})\n"
     write_files(tmp_path, files)
+    if stamped:
+        _settle(*(pkg / f"{n}.py" for n in names))
     write_config(tmp_path, profile_rule(*(f"pkg.{n}" for n in names)))
     script = CORRUPT_SCRIPT.replace("NAMES", repr(names))
     expected = {n: i for i, n in enumerate(names)}
@@ -707,7 +821,9 @@ def test_corrupt_cache_files_are_silently_rebuilt(tmp_path):
     assert first["counters"]["rewritten"] == len(names)
     for name in names:
         cache = pkg / "__pycache__" / f"{name}.{TAG}.callweave.pyc"
-        cache.write_bytes(_corruptions(cache.read_bytes())[name])
+        blob = cache.read_bytes()
+        assert (blob[16:40] != bytes(24)) == stamped
+        cache.write_bytes(_corruptions(blob)[name])
 
     second = run(tmp_path, script).ok()
     assert second.err == ""

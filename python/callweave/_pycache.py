@@ -1,12 +1,25 @@
 """callweave's bytecode cache: where a rewritten module's entry lives, its key, reads, writes.
 
 A rewritten module is cached beside its ordinary bytecode in its own file
-(``mod.cpython-311.callweave.pyc``): a PEP 552 checked-hash pyc (flags ``0b11``) whose hash is
-:func:`importlib.util.source_hash` of the source followed by :func:`key_suffix` (callweave's
-version and build, :data:`FORMAT`, the hash of the rules that apply to the module, the
-optimisation level, the magic number). The payload is ``marshal.dumps((code, stored))``, where
-``stored`` is plain data the hook validates (:func:`valid_meta`) before it trusts an entry: a
-header that matches says nothing about the payload.
+(``mod.cpython-311.callweave.pyc``). Its header is a PEP 552 hash-based pyc's (magic number,
+flags ``0b11``, and the *key digest*: :func:`importlib.util.source_hash` of the source followed
+by :func:`key_suffix`: callweave's version and build, :data:`FORMAT`, the hash of the rules
+that apply to the module, the optimisation level, the magic number) followed by the source's
+*stamp* (its ``st_mtime_ns``, ``st_size`` and ``st_ctime_ns``, :func:`source_stamp`) and the
+digest of the key suffix alone (:data:`HEADER_SIZE` bytes in all).
+
+An entry whose stamp and suffix digest match the source's stat and the current key suffix is
+current without reading the source, as CPython trusts a timestamp pyc whose source mtime and
+size match (here with nanoseconds, and the inode change time besides). Otherwise the source is
+read and hashed, and an entry whose key digest matches is current all the same: its stamp is
+refreshed (:func:`refresh_stamp`), so the next import is cheap again. A stamp is stored only
+once the source's mtime is :data:`SETTLED_NS` old (:func:`settled_stamp`): an edit in the
+same clock tick as the cached version's cannot have that version's stamp.
+
+The payload is ``marshal.dumps((code, stored, key digest))``, where ``stored`` is plain data
+the hook validates (:func:`valid_meta`) before it trusts an entry: a header that matches says
+nothing about the payload. The key digest in the payload must be the header's: it names the
+runtime names the code uses.
 
 A warm import unmarshals and checks only what every import needs (the constant slots, the
 number of profiled functions): each profiled function's row and the site table stay marshalled
@@ -32,12 +45,18 @@ from callweave import _native
 __all__ = [
     "CACHE_SUFFIX",
     "FORMAT",
+    "HEADER_SIZE",
+    "SETTLED_NS",
     "EntryMeta",
     "ProfileSite",
     "cache_note",
     "cache_path",
     "key_suffix",
+    "load_entry",
     "read_entry",
+    "refresh_stamp",
+    "settled_stamp",
+    "source_stamp",
     "valid_meta",
     "write_entry",
 ]
@@ -47,11 +66,23 @@ CACHE_SUFFIX = ".callweave.pyc"
 #: 3: runtime names in module globals, paused yields, unlocated entry/exit, star-call binder;
 #: 4: the meta has the constant-slot table, the code is cached before slots are loaded;
 #: 5: profiled functions' rows and the site table marshalled apart, read lazily: EntryMeta;
-#: 7: the profiled functions' rows in one blob with a table of offsets).
-FORMAT = 7
+#: 7: the profiled functions' rows in one blob with a table of offsets;
+#: 8: the source's stat stamp and the key suffix's digest in the header, the key digest in
+#: the payload).
+FORMAT = 8
 
-#: A checked-hash pyc's flags word (PEP 552: hash-based, check_source).
+#: A hash-based pyc's flags word (PEP 552: hash-based, check_source).
 _FLAGS = (3).to_bytes(4, "little")
+
+#: Magic number, flags, key digest (8), source stamp (24), key suffix digest (8).
+HEADER_SIZE = 48
+
+#: The stamp of an entry that is validated by its key digest alone (see :func:`settled_stamp`).
+_NO_STAMP = bytes(24)
+
+#: How old a source's mtime must be for its stamp to be stored: more than any file system's
+#: timestamp granularity (FAT's 2 s), so a later edit cannot have the same mtime.
+SETTLED_NS = 2_000_000_000
 
 
 def _build_id() -> str:
@@ -119,6 +150,36 @@ def key_suffix(fullname: str, rules_hash: str, *, pytest: bool) -> bytes:
         "pytest" if pytest else "",
     ]
     return b"\0callweave\0" + "\0".join(parts).encode()
+
+
+def source_stamp(st: os.stat_result) -> bytes:
+    """The stamp of a source file's stat: ``st_mtime_ns``, ``st_size``, ``st_ctime_ns``.
+
+    The inode change time (``st_ctime_ns``; on Windows the creation time) changes whenever the
+    file is written or its times are set: an edit that restores the old mtime (``cp -p``,
+    ``os.utime``) is seen too.
+    """
+    return (
+        st.st_mtime_ns.to_bytes(8, "little", signed=True)
+        + st.st_size.to_bytes(8, "little", signed=True)
+        + st.st_ctime_ns.to_bytes(8, "little", signed=True)
+    )
+
+
+def settled_stamp(st: os.stat_result | None, now_ns: int) -> bytes:
+    """The stamp to store for a source whose content was read after ``now_ns``.
+
+    A source modified less than :data:`SETTLED_NS` before ``now_ns`` gets no stamp (its entry
+    is validated by the key digest until an import finds its mtime settled and stores the
+    stamp): an edit after the read, in the same timestamp tick, would keep the mtime.
+
+    Args:
+        st: The source's stat, taken before its content was read (None: no stamp).
+        now_ns: ``time.time_ns()`` taken after the stat and before the read.
+    """
+    if st is None or now_ns - st.st_mtime_ns <= SETTLED_NS:
+        return _NO_STAMP
+    return source_stamp(st)
 
 
 _SITE_TYPES: tuple[type | tuple[type, ...], ...]
@@ -368,52 +429,121 @@ def valid_meta(stored: Any, slot_rules: range = range(0)) -> EntryMeta | None:
     return EntryMeta(slots, [None] * count, None, sites, None, names, profiles, offsets)
 
 
-def read_entry(cache: str | None, digest: bytes) -> tuple[CodeType, Any] | None:
-    """The cached ``(code, meta)`` for this digest, or None: any bad entry is a miss.
+def read_entry(cache: str | None) -> bytes | None:
+    """The cache file's bytes when its header is callweave's (magic number, flags), else None.
 
-    Only the header and the payload's outer shape are checked here; the caller validates the
-    meta (:func:`valid_meta`). Whatever fails to load is rewritten and replaced.
+    The caller compares the stamp or the key digest (``[8:48]``) and loads the payload
+    (:func:`load_entry`); anything unreadable is a miss.
     """
     if cache is None:
         return None
     try:
-        with open(cache, "rb") as f:
-            blob = f.read()
+        # Unbuffered: the whole file is read at once, a FileIO is enough.
+        with open(cache, "rb", buffering=0) as f:
+            blob = f.readall()
     except OSError:
         return None
-    expected = importlib.util.MAGIC_NUMBER + _FLAGS
-    if len(blob) < 16 or blob[:8] != expected:
+    if len(blob) < HEADER_SIZE or blob[:8] != importlib.util.MAGIC_NUMBER + _FLAGS:
         return None
-    if blob[8:16] != digest:
-        return None
+    return blob
+
+
+def load_entry(blob: bytes) -> tuple[CodeType, Any] | None:
+    """The ``(code, stored meta)`` of an entry read by :func:`read_entry`, or None.
+
+    Only the payload's outer shape and its key digest (the header's) are checked here; the
+    caller validates the meta (:func:`valid_meta`). Whatever fails to load is a miss: it is
+    rewritten and replaced.
+    """
     try:
-        entry = marshal.loads(memoryview(blob)[16:])
+        entry = marshal.loads(memoryview(blob)[HEADER_SIZE:])
     except Exception:  # marshal raises EOFError, ValueError, TypeError... on bad data
         return None
-    if not (type(entry) is tuple and len(entry) == 2 and type(entry[0]) is CodeType):
+    if not (type(entry) is tuple and len(entry) == 3 and type(entry[0]) is CodeType):
+        return None
+    if entry[2] != blob[8:16]:
         return None
     return entry[0], entry[1]
 
 
-def write_entry(
-    cache: str | None, source_path: str, digest: bytes, code: CodeType, meta: EntryMeta
-) -> None:
-    """Writes the entry atomically, as importlib writes ordinary bytecode.
-
-    Nothing is written without a cache path or under ``sys.dont_write_bytecode``. The mode
-    follows the source file's (importlib's ``_calc_mode``: the source's mode, owner-writable,
-    under the umask) and the temporary file is created with ``O_EXCL | O_CREAT``: a file or
-    symlink already at its name is never followed.
-    """
-    if cache is None or sys.dont_write_bytecode:
-        return
-    header = importlib.util.MAGIC_NUMBER + _FLAGS
-    blob = header + digest + marshal.dumps((code, meta.stored()))
+def _source_mode(source_path: str) -> int:
+    """The mode of the source's cache files (importlib's ``_calc_mode``)."""
     try:
         mode = os.stat(source_path).st_mode
     except OSError:
         mode = 0o666
-    mode = (mode | 0o200) & 0o666
+    return (mode | 0o200) & 0o666
+
+
+def write_entry(
+    cache: str | None,
+    source_path: str,
+    header: tuple[bytes, bytes, bytes],
+    code: CodeType,
+    meta: EntryMeta,
+) -> None:
+    """Writes the entry atomically, as importlib writes ordinary bytecode.
+
+    Nothing is written without a cache path or under ``sys.dont_write_bytecode``.
+
+    Args:
+        cache: The entry's path (:func:`cache_path`).
+        source_path: The module's source (for the file's mode).
+        header: The key digest, the stamp (:func:`settled_stamp`) and the key suffix's
+            digest.
+        code: The rewritten code, before its constant slots are loaded.
+        meta: Its meta.
+    """
+    if cache is None or sys.dont_write_bytecode:
+        return
+    digest, stamp, suffix_digest = header
+    blob = (
+        importlib.util.MAGIC_NUMBER
+        + _FLAGS
+        + digest
+        + stamp
+        + suffix_digest
+        + marshal.dumps((code, meta.stored(), digest))
+    )
+    _write_atomic(cache, source_path, blob)
+
+
+def refresh_stamp(
+    cache: str | None, source_path: str, blob: bytes, stamp: bytes, suffix_digest: bytes
+) -> bool:
+    """Rewrites a current entry whose stamp is stale with the source's (atomically).
+
+    Nothing is written without a cache path, under ``sys.dont_write_bytecode``, for a stamp
+    that is not settled (:func:`settled_stamp`) or when the header already holds it.
+
+    Args:
+        cache: The entry's path.
+        source_path: The module's source (for the file's mode).
+        blob: The entry as read (:func:`read_entry`), its key digest the source's.
+        stamp: The source's stamp, as :func:`settled_stamp` gives it.
+        suffix_digest: The key suffix's digest.
+
+    Returns:
+        Whether the entry was rewritten.
+    """
+    if cache is None or sys.dont_write_bytecode or stamp == _NO_STAMP:
+        return False
+    if blob[16:48] == stamp + suffix_digest:
+        return False
+    return _write_atomic(cache, source_path, blob[:16] + stamp + suffix_digest + blob[48:])
+
+
+def _write_atomic(cache: str, source_path: str, blob: bytes) -> bool:
+    """Writes ``blob`` at ``cache`` through a temporary file, replaced into place.
+
+    The mode follows the source file's (importlib's ``_calc_mode``: the source's mode,
+    owner-writable, under the umask) and the temporary file is created with
+    ``O_EXCL | O_CREAT``: a file or symlink already at its name is never followed.
+
+    Returns:
+        Whether the file was written.
+    """
+    mode = _source_mode(source_path)
     tmp = f"{cache}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
         os.makedirs(os.path.dirname(cache), exist_ok=True)
@@ -421,7 +551,7 @@ def write_entry(
     except OSError:
         # Read-only directory, a file where __pycache__ should be, something already at
         # the temporary name: the module still imports; it is rewritten again next time.
-        return
+        return False
     try:
         with open(fd, "wb") as f:
             f.write(blob)
@@ -431,3 +561,5 @@ def write_entry(
             os.unlink(tmp)
         except OSError:
             pass
+        return False
+    return True

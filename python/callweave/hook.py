@@ -8,9 +8,10 @@ and extension modules pass through. Its loader subclasses ``SourceFileLoader`` a
 
 The finder resolves which rules apply to a module once, as a :class:`ModulePlan`, and hands
 it to the loader. Rewritten code is cached beside ordinary bytecode in its own file
-(``mod.cpython-311.callweave.pyc``, see :mod:`callweave._pycache`), a PEP 552 checked-hash pyc
-whose hash covers the source, callweave's version, the rules that apply, the optimisation
-level and the magic number. The report at exit and in child processes is
+(``mod.cpython-311.callweave.pyc``, see :mod:`callweave._pycache`), keyed by a hash of the
+source, callweave's version, the rules that apply, the optimisation level and the magic
+number, and validated by the source's stat (mtime and ctime in nanoseconds, size) when it
+matches the entry's, by the hash otherwise. The report at exit and in child processes is
 :mod:`callweave.lifecycle`'s.
 
 ``[[tool.callweave.transform]]`` rules (:mod:`callweave.transforms.configured`) add values
@@ -546,6 +547,33 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
             raise ImportError(f"callweave: no rule applies to {fullname!r}", name=fullname)
         return self._plan
 
+    def _cached(self, plan: ModulePlan, blob: bytes) -> tuple[CodeType, _pycache.EntryMeta] | None:
+        """The code and meta of a cache entry whose header matched, or None (a miss)."""
+        read = _pycache.load_entry(blob)
+        if read is None:
+            return None
+        stored = _pycache.valid_meta(read[1], plan.rule_indices("transform"))
+        return (read[0], stored) if stored is not None else None
+
+    def _read_source(
+        self, path: str, st: os.stat_result | None, suffix: bytes
+    ) -> tuple[bytes, bytes, bytes]:
+        """The source, its key digest and the stamp to store with it.
+
+        Args:
+            path: The source file.
+            st: Its stat, taken before it is read (None: it failed).
+            suffix: The key suffix (:func:`callweave._pycache.key_suffix`).
+        """
+        import time  # only when the source is read: a stamp hit needs no clock
+
+        now = time.time_ns()
+        data = self.get_data(path)
+        # One hash of source + key suffix: the entry's key digest and the suffix of the
+        # names injected for this module version.
+        digest = importlib.util.source_hash(data + suffix)
+        return data, digest, _pycache.settled_stamp(st, now)
+
     # -- importlib API -------------------------------------------------------------------
 
     def get_code(self, fullname: str) -> CodeType:
@@ -561,29 +589,46 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         module = caller.f_locals.get("module") if caller.f_code is _EXEC_MODULE_CODE else None
         plan = self._require_plan(fullname)
         path = self.get_filename(fullname)
-        data = self.get_data(path)
-        key = data + _pycache.key_suffix(
+        suffix = _pycache.key_suffix(
             fullname, plan.rules_hash, pytest=self._pytest_hook is not None
         )
-        # One hash of source + key: the checked-hash pyc's hash and the suffix of the names
-        # injected for this module version.
-        digest = importlib.util.source_hash(key)
-        key_hash = digest.hex()
+        suffix_digest = importlib.util.source_hash(suffix)
+        try:
+            st: os.stat_result | None = os.stat(path)
+        except OSError:
+            st = None  # get_data raises the error an ordinary import raises
         cache = _pycache.cache_path(path)
-        read = _pycache.read_entry(cache, digest)
+        blob = _pycache.read_entry(cache)
+        data: bytes | None = None
         entry: tuple[CodeType, _pycache.EntryMeta] | None = None
-        if read is not None:
-            stored = _pycache.valid_meta(read[1], plan.rule_indices("transform"))
-            entry = (read[0], stored) if stored is not None else None
+        stamp_hit = (
+            blob is not None
+            and st is not None
+            and blob[16:48] == _pycache.source_stamp(st) + suffix_digest
+        )
+        if stamp_hit:
+            # Current without reading the source (the key digest stored with the stamp
+            # names the version's runtime names).
+            entry = self._cached(plan, cast(bytes, blob))
+            digest = cast(bytes, blob)[8:16]
+        if entry is None:
+            data, digest, stamp = self._read_source(path, st, suffix)
+            if not stamp_hit and blob is not None and blob[8:16] == digest:
+                # The same key, a stale stamp (a touch, a copy): current all the same.
+                entry = self._cached(plan, blob)
+                if entry is not None:
+                    _pycache.refresh_stamp(cache, path, blob, stamp, suffix_digest)
+        key_hash = digest.hex()
         try:
             if entry is not None:
                 _counters["cache_hits"] += 1
                 # As for ordinary bytecode: a tree moved with its __pycache__ names its new path.
                 _imp._fix_co_filename(entry[0], path)  # type: ignore[attr-defined]
             else:
-                entry = self._rewrite(fullname, path, data, key_hash)
+                # A miss always read the source above.
+                entry = self._rewrite(fullname, path, cast(bytes, data), key_hash)
                 _counters["rewritten"] += 1
-                _pycache.write_entry(cache, path, digest, *entry)
+                _pycache.write_entry(cache, path, (digest, stamp, suffix_digest), *entry)
             code = self._load_constants(plan, *entry)
         except SyntaxError as exc:
             # The user's own error, as a plain import raises it: not chained to the
@@ -607,7 +652,13 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
             return cast(CodeType, super().get_code(fullname))
         meta = entry[1]
         if self._finder.strict:
-            self._finder.check_functions(plan, path, data, meta.qualnames())
+            read = data
+
+            def source() -> bytes:
+                # A stamp hit did not read it: only an error's "did you mean" needs it.
+                return read if read is not None else self.get_data(path)
+
+            self._finder.check_functions(plan, path, source, meta.qualnames())
         version = self._finder.version(plan, path, key_hash, meta)
         if isinstance(module, ModuleType):
             self._finder.bind_module(module, fullname, version, code)
@@ -657,14 +708,15 @@ class CallweaveFinder:
         self.tracker = _rulecheck.Tracker(config) if self.strict else None
 
     def check_functions(
-        self, plan: ModulePlan, path: str, data: bytes, selected: list[str]
+        self, plan: ModulePlan, path: str, source: Callable[[], bytes], selected: list[str]
     ) -> None:
         """Strict mode: a rule naming this module alone must select a function per glob.
 
         Args:
             plan: The module's plan.
             path: Its source file.
-            data: Its source bytes (parsed only for the "did you mean" of an error).
+            source: Gives its source bytes (read and parsed only for the "did you mean" of
+                an error).
             selected: The qualnames of the functions the module's rules selected.
 
         Raises:
@@ -681,7 +733,7 @@ class CallweaveFinder:
                 for glob in rule.functions or ():
                     if any(_rulecheck.selects(glob, q) for q in selected):
                         continue
-                    tree = ast.parse(decode_source(data, path))
+                    tree = ast.parse(decode_source(source(), path))
                     hint = _rulecheck.function_hint(glob, _rulecheck.qualnames(tree))
                     index = self.config.rules(transform.table).index(rule)
                     message = _rulecheck.function_message(
