@@ -164,13 +164,21 @@ fn seam_order(e: &Edit<'_>) -> (u8, std::cmp::Reverse<usize>) {
 pub(crate) fn apply(
     original: &str,
     orig_lines: LineIndex,
-    mut edits: Vec<Edit<'_>>,
+    edits: Vec<Edit<'_>>,
 ) -> Result<(String, PositionMap), EngineError> {
-    edits.sort_by_key(|e| (e.start, seam_order(e)));
+    // Sorting small keys, not the edits; the planned index ends each key, keeping the planned
+    // order among equal offsets and seam orders. Planned edits are mostly in order already,
+    // which the (run-detecting) stable sort makes use of.
+    let mut order: Vec<(usize, (u8, std::cmp::Reverse<usize>), usize)> = edits
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.start, seam_order(e), i))
+        .collect();
+    order.sort();
     let mut out = String::with_capacity(original.len() + edits.len() * 24);
     let mut chunks = Vec::with_capacity(edits.len() * 2 + 1);
     let mut cursor = 0usize;
-    for edit in &edits {
+    for edit in order.iter().filter_map(|&(_, _, i)| edits.get(i)) {
         if edit.start < cursor || edit.end < edit.start {
             return Err(EngineError::OverlappingEdits { offset: edit.start });
         }

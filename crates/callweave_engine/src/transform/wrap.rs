@@ -84,6 +84,7 @@ impl Transform for Wrap {
 /// tracebacks keep the original line and carets.
 pub(crate) fn call_location_start(
     call: &ExprCall,
+    source: &str,
     lines: &LineIndex,
     module_imports: &HashSet<String>,
 ) -> usize {
@@ -91,6 +92,16 @@ pub(crate) fn call_location_start(
     let Expr::Attribute(attr) = call.func.as_ref() else {
         return start;
     };
+    // Most method calls fit on one line: no line break between the call's start and the
+    // attribute's end (then both are on one line) settles it before any lookup.
+    let attr_end = attr.range().end().to_usize();
+    let spans_lines = source
+        .as_bytes()
+        .get(start..attr_end)
+        .is_some_and(|text| memchr::memchr2(b'\n', b'\r', text).is_some());
+    if !spans_lines || lines.line_col(start).0 == lines.line_col(attr_end).0 {
+        return start;
+    }
     let args = &call.arguments;
     let imported =
         matches!(attr.value.as_ref(), Expr::Name(n) if module_imports.contains(n.id.as_str()));
@@ -99,10 +110,6 @@ pub(crate) fn call_location_start(
     let stack = args.args.len() + args.keywords.len() + usize::from(!args.keywords.is_empty());
     // STACK_USE_GUIDELINE in CPython's compiler.
     if imported || starred || double_star || stack >= 30 {
-        return start;
-    }
-    let attr_end = attr.range().end().to_usize();
-    if lines.line_col(start).0 == lines.line_col(attr_end).0 {
         return start;
     }
     // CPython subtracts the name's length in code points from a byte column; do the same.
