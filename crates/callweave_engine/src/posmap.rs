@@ -231,8 +231,7 @@ fn push_chunk(chunks: &mut Vec<Chunk>, out: &mut String, text: &str, origin: Ori
         return;
     }
     let inserted = matches!(origin, Origin::Inserted { .. });
-    let seam = out.chars().next_back().is_some_and(is_identifier_char)
-        && text.chars().next().is_some_and(is_identifier_char);
+    let seam = ends_with_identifier_char(out) && starts_with_identifier_char(text);
     if seam {
         let prev_inserted = chunks
             .last()
@@ -264,6 +263,24 @@ fn push_chunk(chunks: &mut Vec<Chunk>, out: &mut String, text: &str, origin: Ori
         new_end: out.len(),
         origin,
     });
+}
+
+/// Whether the last character of `text` is an identifier character (see
+/// [`is_identifier_char`]), without decoding when it is ASCII.
+fn ends_with_identifier_char(text: &str) -> bool {
+    match text.as_bytes().last() {
+        Some(&b) if b.is_ascii() => b == b'_' || b.is_ascii_alphanumeric(),
+        _ => text.chars().next_back().is_some_and(is_identifier_char),
+    }
+}
+
+/// Whether the first character of `text` is an identifier character (see
+/// [`is_identifier_char`]), without decoding when it is ASCII.
+fn starts_with_identifier_char(text: &str) -> bool {
+    match text.as_bytes().first() {
+        Some(&b) if b.is_ascii() => b == b'_' || b.is_ascii_alphanumeric(),
+        _ => text.chars().next().is_some_and(is_identifier_char),
+    }
 }
 
 /// Whether `c` can continue a Python identifier or number (a superset of XID_Continue's ASCII

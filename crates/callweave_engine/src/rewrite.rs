@@ -277,16 +277,18 @@ fn rewrite_parsed(
         .iter()
         .map(|r| r.transform().simple_call_prefix())
         .collect();
-    let module_imports = if collector.calls.is_empty() {
-        Default::default()
-    } else {
-        bindings::module_imports(&module.body)
+    // Asked only for method calls spanning lines: built on first use.
+    let module_imports = std::cell::OnceCell::new();
+    let imported = |name: &str| {
+        module_imports
+            .get_or_init(|| bindings::module_imports(&module.body))
+            .contains(name)
     };
     let mut sites = Vec::with_capacity(collector.calls.len());
     let mut line_cursor = 0;
     for (i, routed) in collector.calls.iter().enumerate() {
         let id = u32::try_from(i).unwrap_or(u32::MAX);
-        let location_start = call_location_start(routed.call, source, &lines, &module_imports);
+        let location_start = call_location_start(routed.call, source, &lines, &imported);
         let unpacking = has_unpacking(routed.call);
         let layers = collector.layers(routed);
         if let (false, [(rule, _)]) = (unpacking, layers) {

@@ -13,8 +13,6 @@
 //! `BIND(k, OUTER, PRE..., C, POST...)(A)` (see [`crate::plan::Plan::bind`]), so that the
 //! errors CPython raises while unpacking `A` name the callee rather than `OUTER`.
 
-use std::collections::HashSet;
-
 use ruff_python_ast::{Expr, ExprCall};
 use ruff_text_size::Ranged;
 
@@ -81,12 +79,13 @@ impl Transform for Wrap {
 /// for a method call (`obj.name(...)` compiled with LOAD_METHOD / LOAD_ATTR+CALL) whose
 /// attribute ends on a later line than the call starts, which CPython moves to the attribute
 /// name (`update_start_location_to_match_attr`). The wrapper call inherits that location so
-/// tracebacks keep the original line and carets.
+/// tracebacks keep the original line and carets. `imported` says whether a name is bound by an
+/// import at module level (see [`crate::bindings::module_imports`]).
 pub(crate) fn call_location_start(
     call: &ExprCall,
     source: &str,
     lines: &LineIndex,
-    module_imports: &HashSet<String>,
+    imported: &dyn Fn(&str) -> bool,
 ) -> usize {
     let start = call.range().start().to_usize();
     let Expr::Attribute(attr) = call.func.as_ref() else {
@@ -103,8 +102,7 @@ pub(crate) fn call_location_start(
         return start;
     }
     let args = &call.arguments;
-    let imported =
-        matches!(attr.value.as_ref(), Expr::Name(n) if module_imports.contains(n.id.as_str()));
+    let imported = matches!(attr.value.as_ref(), Expr::Name(n) if imported(n.id.as_str()));
     let starred = args.args.iter().any(|a| matches!(a, Expr::Starred(_)));
     let double_star = args.keywords.iter().any(|k| k.arg.is_none());
     let stack = args.args.len() + args.keywords.len() + usize::from(!args.keywords.is_empty());
