@@ -178,7 +178,7 @@ fn rewrite_parsed(
         .functions
         .iter()
         .map(|f| Function {
-            qualname: f.qualname.to_string(),
+            qualname: String::from(&*f.qualname),
             first_line: first_line(f.def, &line_u32),
             def_line: line_u32(f.def.name.range.start().to_usize()),
             rules: f.rules.clone(),
