@@ -451,6 +451,50 @@ def test_second_process_loads_from_cache(tmp_path):
     assert cache.read_bytes() == blob
 
 
+LAZY_MOD = """\
+def inner():
+    return 1
+def outer():
+    return inner()
+"""
+
+SLOW_REGISTRATION = (
+    """\
+import time, callweave.hook
+register = callweave.hook.CallweaveFinder.register
+def slow_register(self, *args, **kwargs):
+    time.sleep(0.3)
+    return register(self, *args, **kwargs)
+callweave.hook.CallweaveFinder.register = slow_register
+"""
+    + INSTALL
+    + """\
+import pkg.mod
+pkg.mod.outer()
+stats = {s.qualname: s for s in callweave.stats()}
+emit(
+    counters=callweave.hook.counters(),
+    outer_total=stats["outer"].total,
+    outer_site=stats["outer"].sites[0].total,
+    inner_count=stats["inner"].count,
+)
+"""
+)
+
+
+def test_lazy_registration_is_not_charged_to_the_calling_function(tmp_path):
+    # From the cache a function is registered on its first entry, inside its caller's timed
+    # call: that registration is callweave's own work, excluded as callbacks are.
+    simple_project(tmp_path, source=LAZY_MOD)
+    run(tmp_path, IMPORT_MOD.replace("pkg.mod.f()", "pkg.mod.outer()")).ok()
+    data = run(tmp_path, SLOW_REGISTRATION).ok().data
+    assert data["counters"]["cache_hits"] == 1
+    assert data["inner_count"] == 1
+    # Each registration slept 0.3 s; the one inside outer's call of inner is not in its times.
+    assert data["outer_site"] < 0.3
+    assert data["outer_total"] < 0.3
+
+
 def test_same_size_edit_with_old_mtime_is_picked_up(tmp_path):
     pkg = simple_project(tmp_path, source="def f():\n    return abs(-1)\n")
     assert run(tmp_path, IMPORT_MOD).ok().data["result"] == 1

@@ -28,7 +28,10 @@ Definitions (each an added cost per call, against the same loop without callweav
   histogram), and the frame's extra local.
 
 Each is printed with its ratio to the forward and a PASS/FAIL verdict against DESIGN.md's budget
-(<= 2x), from the best rounds and, as a check, from the 10th-percentile rounds.
+(<= 2x), from the best rounds and, as a check, from the 10th-percentile rounds. Last, the cost
+of two readings of the profiler's clock alone (a native loop, ``_native.clock_pair_ns``), which
+both figures include: on a machine whose clock reading is slow (a virtual machine that
+emulates the TSC) it is the floor under them.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from operator import call
 from time import perf_counter_ns
 from typing import Any
 
-from callweave import flat_profile, wrap_calls
+from callweave import _native, flat_profile, wrap_calls
 
 CALLS = 10
 BUDGET = 2.0  # DESIGN.md, "Performance budget": added costs <= 2x operator.call's
@@ -237,6 +240,12 @@ def report_forward(samples: dict[str, list[float]], rounds: int, calls: int) -> 
         verdict = "PASS" if r <= BUDGET else "FAIL"
         print(f"  {label:30s} {value:8.2f} {r:16.2f} {r_p10:10.2f}  {verdict}")
     print(f"  (budget, DESIGN.md: each <= {BUDGET:g}x operator.call, same run)")
+    clock = _native.clock_pair_ns()
+    r = clock / fwd if fwd > 0 else float("nan")
+    print(
+        f"  {'floor: two clock readings':30s} {clock:8.2f} {r:16.2f} {'':10s}"
+        f"  ({_native.clock_source()}, native loop; part of both figures above)"
+    )
 
 
 def measure(number: int, repeat: int) -> dict[str, float]:

@@ -277,6 +277,9 @@ impl ProfileTable {
 
     /// The cold path of [`ProfileTable::function`]: asks the resolver for function `i`. Two
     /// threads may both ask (the resolver runs Python code); the first answer is kept.
+    ///
+    /// The resolver's time is callweave's own work, counted as callback time: a caller's
+    /// timed call and the invocations around it leave it out, as they leave out callbacks.
     #[cold]
     #[inline(never)]
     fn resolve_slot<'a>(
@@ -290,7 +293,10 @@ impl ProfileTable {
                 "no profiled function number {i}"
             )));
         };
-        let profile = resolve.call1(py, (i,))?;
+        let started = ticks();
+        let profile = resolve.call1(py, (i,));
+        thread::add_callback_ticks(ticks().saturating_sub(started));
+        let profile = profile?;
         let profile = profile.bind(py).cast::<FunctionProfile>()?;
         let state = Arc::clone(&profile.get().state);
         Ok(slot.get_or_init(|| state))

@@ -64,6 +64,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stats::set_dispatcher, m)?)?;
     m.add_function(wrap_pyfunction!(clock::clock_source, m)?)?;
     m.add_function(wrap_pyfunction!(clock::now_ns, m)?)?;
+    m.add_function(wrap_pyfunction!(clock::clock_pair_ns, m)?)?;
     entry::register(m)?;
     trampoline::register(m)?;
     bind::register(m)?;
