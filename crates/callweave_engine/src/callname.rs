@@ -7,6 +7,7 @@
 //! one name (`log.*` matches `log.info`; an extension of recompyle's syntax).
 
 use ruff_python_ast::{Expr, Number};
+use ruff_text_size::Ranged;
 
 use crate::EngineError;
 
@@ -122,7 +123,8 @@ pub fn callee_name(expr: &Expr, source: &str) -> Option<CallName> {
 /// The text of [`callee_name`] (`callee_name(expr, source).map(|n| n.to_string())`), written
 /// straight into one string: what every routed call's site records.
 pub(crate) fn callee_text(expr: &Expr, source: &str) -> Option<String> {
-    let mut out = String::new();
+    // The name is the callee's text less its calls' arguments, mostly: one allocation.
+    let mut out = String::with_capacity(expr.range().len().to_usize());
     push_text(expr, source, &mut out)?;
     Some(out)
 }

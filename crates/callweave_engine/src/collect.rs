@@ -11,6 +11,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use ruff_python_ast::token::Tokens;
 use ruff_python_ast::visitor::source_order::{
     walk_expr, walk_stmt, SourceOrderVisitor, TraversalSignal,
 };
@@ -27,7 +28,7 @@ use crate::source::LineIndex;
 #[derive(Debug)]
 pub(crate) struct SelectedFunction<'a> {
     pub(crate) def: &'a StmtFunctionDef,
-    pub(crate) qualname: String,
+    pub(crate) qualname: Arc<str>,
     /// Indexes of the rules that selected it, in plan order.
     pub(crate) rules: Vec<usize>,
 }
@@ -38,8 +39,9 @@ pub(crate) struct RoutedCall<'a> {
     pub(crate) call: &'a ExprCall,
     /// Qualname of the innermost `def` or `class` holding the call.
     pub(crate) owner: Arc<str>,
-    /// `(rule, selected function)` pairs, innermost layer first.
-    pub(crate) layers: Vec<(usize, usize)>,
+    /// Where its `(rule, selected function)` pairs, innermost layer first, are in
+    /// [`Collector::layers`] (never empty).
+    layers: std::ops::Range<usize>,
     /// Whether the call is the operand of `await`.
     pub(crate) awaited: bool,
 }
@@ -58,11 +60,16 @@ pub(crate) const BRACKET_BUDGET: usize = 190;
 
 struct Scope {
     kind: Kind,
-    /// Qualname prefix for children (`f.<locals>`, `C`, or empty at module level). A lambda
+    /// Qualname prefix for children (`f` followed by [`Scope::locals`], `C`, or empty at module
+    /// level). A lambda
     /// scope shares its parent's: a lambda's body is an expression and holds no `def` or
     /// `class`, so the prefix is never read there (building `<lambda>.<locals>` once per level
     /// would cost memory quadratic in the nesting).
     prefix: Arc<str>,
+    /// Whether children's qualnames put `.<locals>` after [`Scope::prefix`] (function scopes,
+    /// and lambdas in them): the prefix is then the function's own qualname, shared with
+    /// [`Scope::owner`] rather than built apart.
+    locals: bool,
     /// Qualname of the innermost def/class (for site ownership).
     owner: Arc<str>,
     /// `(rule, selected function)` pairs active for calls directly in this scope.
@@ -80,13 +87,17 @@ pub(crate) struct Collector<'a, 'p> {
     scopes: Vec<Scope>,
     pub(crate) functions: Vec<SelectedFunction<'a>>,
     pub(crate) calls: Vec<RoutedCall<'a>>,
+    /// The routed calls' layers, one run per call (see [`RoutedCall::layers`]): one vector
+    /// for the whole module rather than one per call.
+    layers: Vec<(usize, usize)>,
     /// Start offset of the call that is the operand of the `await` being visited.
     awaited_call: Option<usize>,
     /// Start offset of a `super(...)` call that is the value of an attribute: CPython 3.12+
     /// compiles `super(C, self).name` into one LOAD_SUPER_ATTR, so the call is left alone.
     super_value: Option<usize>,
-    /// Bracket depths of the original source.
+    /// Bracket depths of the original source, and the tokens they were read from.
     nesting: &'p Nesting,
+    tokens: &'p Tokens,
     /// Bracket levels the wrappers decided so far add around the node being visited: each
     /// routed call whose callee holds it adds one (`W(` encloses the callee), and so does a
     /// routed call's lone generator argument (it gets its own parentheses).
@@ -102,6 +113,7 @@ impl<'a, 'p> Collector<'a, 'p> {
         plan: &'p Plan,
         module_body: &'a [Stmt],
         nesting: &'p Nesting,
+        tokens: &'p Tokens,
     ) -> Self {
         let needs_bindings = plan.rules.iter().any(|r| r.filter.ignore_builtins);
         let bound = needs_bindings.then(|| bindings::module_bound_names(module_body));
@@ -118,15 +130,18 @@ impl<'a, 'p> Collector<'a, 'p> {
             scopes: vec![Scope {
                 kind: Kind::Module,
                 prefix: Arc::from(""),
+                locals: false,
                 owner: Arc::from(""),
                 active: Vec::new(),
                 bound,
             }],
             functions: Vec::new(),
             calls: Vec::new(),
+            layers: Vec::new(),
             awaited_call: None,
             super_value: None,
             nesting,
+            tokens,
             extra: 0,
             unwrapped_for_depth: 0,
         }
@@ -136,10 +151,20 @@ impl<'a, 'p> Collector<'a, 'p> {
         self.scopes.last()
     }
 
-    fn qualname(&self, name: &str) -> String {
+    fn qualname(&self, name: &str) -> Arc<str> {
         match self.current() {
-            Some(s) if !s.prefix.is_empty() => format!("{}.{name}", s.prefix),
-            _ => name.to_owned(),
+            Some(s) if !s.prefix.is_empty() => {
+                const LOCALS: &str = ".<locals>";
+                let mut q = String::with_capacity(s.prefix.len() + LOCALS.len() + 1 + name.len());
+                q.push_str(&s.prefix);
+                if s.locals {
+                    q.push_str(LOCALS);
+                }
+                q.push('.');
+                q.push_str(name);
+                Arc::from(q)
+            }
+            _ => Arc::from(name),
         }
     }
 
@@ -211,7 +236,7 @@ impl<'a, 'p> Collector<'a, 'p> {
             }
             self.functions.push(SelectedFunction {
                 def,
-                qualname: qualname.clone(),
+                qualname: Arc::clone(&qualname),
                 rules,
             });
         }
@@ -219,8 +244,9 @@ impl<'a, 'p> Collector<'a, 'p> {
             .then(|| bindings::bound_names(&def.body, Some(&def.parameters)));
         self.scopes.push(Scope {
             kind: Kind::Function,
-            prefix: Arc::from(format!("{qualname}.<locals>")),
-            owner: Arc::from(qualname),
+            prefix: Arc::clone(&qualname),
+            locals: true,
+            owner: qualname,
             active,
             bound,
         });
@@ -251,9 +277,14 @@ impl<'a, 'p> Collector<'a, 'p> {
         true
     }
 
+    /// The `(rule, selected function)` pairs routing `call`, innermost layer first.
+    pub(crate) fn layers(&self, call: &RoutedCall<'_>) -> &[(usize, usize)] {
+        self.layers.get(call.layers.clone()).unwrap_or_default()
+    }
+
     /// Routes `call` if some active rule takes it; returns whether it was routed.
     fn route_call(&mut self, call: &'a ExprCall) -> bool {
-        let Some(scope) = self.current() else {
+        let Some(scope) = self.scopes.last() else {
             return false;
         };
         if scope.active.is_empty()
@@ -267,30 +298,32 @@ impl<'a, 'p> Collector<'a, 'p> {
         } else {
             None
         };
-        let simple = match call.func.as_ref() {
-            Expr::Name(n) => Some(n.id.as_str()),
-            _ => None,
-        };
-        let builtin = simple.is_some_and(|n| self.is_builtin(n));
-        let layers: Vec<(usize, usize)> = scope
-            .active
-            .iter()
-            .copied()
-            .filter(|&(rule, _)| {
-                self.plan.rules.get(rule).is_some_and(|r| {
+        // Only rules ignoring builtins ask (and then `needs_bindings` is set).
+        let builtin = self.needs_bindings
+            && match call.func.as_ref() {
+                Expr::Name(n) => self.is_builtin(n.id.as_str()),
+                _ => false,
+            };
+        let first = self.layers.len();
+        let plan = self.plan;
+        self.layers
+            .extend(scope.active.iter().copied().filter(|&(rule, _)| {
+                plan.rules.get(rule).is_some_and(|r| {
                     !(r.filter.ignore_builtins && builtin) && r.filter.allows(name.as_ref())
                 })
-            })
-            .collect();
-        if layers.is_empty() {
+            }));
+        if self.layers.len() == first {
             return false;
         }
-        if self.wrapped_level(call) > BRACKET_BUDGET {
+        if self.over_budget(call) {
+            self.layers.truncate(first);
             self.unwrapped_for_depth += 1;
             return false;
         }
-        let mut layers = layers;
-        layers.sort_by_key(|&(rule, _)| rule);
+        let layers = first..self.layers.len();
+        if let Some(run) = self.layers.get_mut(layers.clone()) {
+            run.sort_by_key(|&(rule, _)| rule);
+        }
         let owner = scope.owner.clone();
         let awaited = self.awaited_call == Some(call.range().start().to_usize());
         self.calls.push(RoutedCall {
@@ -302,20 +335,28 @@ impl<'a, 'p> Collector<'a, 'p> {
         true
     }
 
+    /// Whether wrapping `call` would nest the new source deeper than [`BRACKET_BUDGET`].
+    fn over_budget(&self, call: &ExprCall) -> bool {
+        // No range nests deeper than the module's deepest bracket: when even that stays
+        // within budget, the exact level (searches per call) is not needed.
+        self.nesting.brackets.0 + self.extra + 1 > BRACKET_BUDGET
+            && self.wrapped_level(call) > BRACKET_BUDGET
+    }
+
     /// The deepest bracket level in the new source if `call` is wrapped: its wrapper's `(`
     /// encloses the callee, and a lone generator argument gets parentheses of its own.
     fn wrapped_level(&self, call: &ExprCall) -> usize {
         let func = call.func.range();
-        let mut level = self
-            .nesting
-            .max_level(func.start().to_usize(), func.end().to_usize())
-            + self.extra
-            + 1;
+        let mut level =
+            self.nesting
+                .max_level(self.tokens, func.start().to_usize(), func.end().to_usize())
+                + self.extra
+                + 1;
         if let Some(g) = lone_generator(call) {
             let r = g.range();
             level = level.max(
                 self.nesting
-                    .max_level(r.start().to_usize(), r.end().to_usize())
+                    .max_level(self.tokens, r.start().to_usize(), r.end().to_usize())
                     + self.extra
                     + 1,
             );
@@ -390,8 +431,9 @@ impl<'a> SourceOrderVisitor<'a> for Collector<'a, '_> {
                     .then(|| bindings::bound_names(&class.body, None));
                 self.scopes.push(Scope {
                     kind: Kind::Class,
-                    prefix: Arc::from(qualname.as_str()),
-                    owner: Arc::from(qualname),
+                    prefix: Arc::clone(&qualname),
+                    locals: false,
+                    owner: qualname,
                     active,
                     bound,
                 });
@@ -447,11 +489,13 @@ impl<'a> SourceOrderVisitor<'a> for Collector<'a, '_> {
                 let active = outer.active.clone();
                 let owner = outer.owner.clone();
                 let prefix = outer.prefix.clone();
+                let locals = outer.locals;
                 let bound = (self.needs_bindings && !active.is_empty())
                     .then(|| bindings::lambda_names(lambda.parameters.as_deref(), &lambda.body));
                 self.scopes.push(Scope {
                     kind: Kind::Lambda,
                     prefix,
+                    locals,
                     owner,
                     active,
                     bound,

@@ -19,8 +19,9 @@
 //! stack when enough of it is left, else on a stack segment of that size (`stacker`, which
 //! ruff's parser uses the same way), so no thread (Python's 1 MiB threads included) overflows.
 //!
-//! The bracket depths are kept (one entry per bracket) so that the call router can tell, for
-//! any call, how deep its wrapper would nest in the new source (see [`Nesting::max_level`]).
+//! The bracket depths (one entry per bracket) let the call router tell, for any call, how deep
+//! its wrapper would nest in the new source (see [`Nesting::max_level`]); they are read from the
+//! tokens again on first use, which only modules nesting brackets near CPython's limit need.
 
 use ruff_python_ast::token::{TokenKind, Tokens};
 use ruff_text_size::Ranged;
@@ -46,17 +47,68 @@ const DROP_BYTES_PER_LEVEL: usize = 512;
 /// Stack everything but the tree walks needs.
 const BASE_STACK: usize = 256 << 10;
 
-/// What [`scan`] found.
+/// Every bracket's position and depth, for [`Nesting::max_level`].
 #[derive(Debug, Default)]
-pub(crate) struct Nesting {
+struct Brackets {
     /// `(offset, depth)` for every opening bracket, in source order: `depth` is the nesting
     /// level the bracket opens (1 for an outermost one).
     opens: Vec<(usize, u16)>,
     /// `(offset, depth)` at every bracket (opening or closing): the nesting level from just
     /// after that bracket on.
     levels: Vec<(usize, u16)>,
-    /// Segment tree of `opens`' depths (maximum), built on first use.
-    tree: std::cell::OnceCell<Vec<u16>>,
+    /// Segment tree of `opens`' depths (maximum): leaves at `opens.len()..`.
+    tree: Vec<u16>,
+}
+
+impl Brackets {
+    /// Reads the brackets of `tokens` (the tokens [`scan`] read).
+    fn new(tokens: &Tokens) -> Self {
+        let mut b = Self::default();
+        let mut brackets = 0usize;
+        for token in tokens.iter() {
+            let offset = token.start().to_usize();
+            match token.kind() {
+                TokenKind::Lpar | TokenKind::Lsqb | TokenKind::Lbrace => {
+                    brackets += 1;
+                    let depth = u16::try_from(brackets).unwrap_or(u16::MAX);
+                    b.opens.push((offset, depth));
+                    b.levels.push((offset, depth));
+                }
+                TokenKind::Rpar | TokenKind::Rsqb | TokenKind::Rbrace => {
+                    brackets = brackets.saturating_sub(1);
+                    b.levels
+                        .push((offset, u16::try_from(brackets).unwrap_or(u16::MAX)));
+                }
+                _ => {}
+            }
+        }
+        let len = b.opens.len();
+        let mut t = vec![0u16; 2 * len];
+        for (i, &(_, d)) in b.opens.iter().enumerate() {
+            if let Some(slot) = t.get_mut(len + i) {
+                *slot = d;
+            }
+        }
+        for i in (1..len).rev() {
+            let v = t
+                .get(2 * i)
+                .copied()
+                .unwrap_or(0)
+                .max(t.get(2 * i + 1).copied().unwrap_or(0));
+            if let Some(slot) = t.get_mut(i) {
+                *slot = v;
+            }
+        }
+        b.tree = t;
+        b
+    }
+}
+
+/// What [`scan`] found.
+#[derive(Debug, Default)]
+pub(crate) struct Nesting {
+    /// The brackets, read from the tokens on first use.
+    brackets_at: std::cell::OnceCell<Brackets>,
     /// Deepest bracket level and the offset of the bracket that reaches it.
     pub(crate) brackets: (usize, usize),
     /// Deepest indentation and the offset of the indent that reaches it.
@@ -102,9 +154,6 @@ pub(crate) fn scan(tokens: &Tokens) -> Nesting {
         match token.kind() {
             TokenKind::Lpar | TokenKind::Lsqb | TokenKind::Lbrace => {
                 brackets += 1;
-                let depth = u16::try_from(brackets).unwrap_or(u16::MAX);
-                n.opens.push((offset, depth));
-                n.levels.push((offset, depth));
                 if brackets > n.brackets.0 {
                     n.brackets = (brackets, offset);
                 }
@@ -113,8 +162,6 @@ pub(crate) fn scan(tokens: &Tokens) -> Nesting {
             TokenKind::FStringStart | TokenKind::TStringStart => open(&mut frames),
             TokenKind::Rpar | TokenKind::Rsqb | TokenKind::Rbrace => {
                 brackets = brackets.saturating_sub(1);
-                n.levels
-                    .push((offset, u16::try_from(brackets).unwrap_or(u16::MAX)));
                 close(&mut frames);
             }
             TokenKind::FStringEnd | TokenKind::TStringEnd => close(&mut frames),
@@ -244,44 +291,31 @@ impl Nesting {
         BASE_STACK + self.tree_depth.0.min(MAX_DROP_DEPTH) * per_level
     }
 
-    /// Bracket level at `offset` (the number of brackets open there).
-    pub(crate) fn level_at(&self, offset: usize) -> usize {
-        let idx = self.levels.partition_point(|&(o, _)| o < offset);
+    fn brackets(&self, tokens: &Tokens) -> &Brackets {
+        self.brackets_at.get_or_init(|| Brackets::new(tokens))
+    }
+
+    /// Bracket level at `offset` (the number of brackets open there); `tokens` are the tokens
+    /// [`scan`] read.
+    pub(crate) fn level_at(&self, tokens: &Tokens, offset: usize) -> usize {
+        let levels = &self.brackets(tokens).levels;
+        let idx = levels.partition_point(|&(o, _)| o < offset);
         idx.checked_sub(1)
-            .and_then(|i| self.levels.get(i))
+            .and_then(|i| levels.get(i))
             .map_or(0, |&(_, d)| usize::from(d))
     }
 
     /// The deepest bracket level reached in `start..end`: the level at `start` or that of any
-    /// bracket opened inside the range.
-    pub(crate) fn max_level(&self, start: usize, end: usize) -> usize {
-        let ambient = self.level_at(start);
-        let lo = self.opens.partition_point(|&(o, _)| o < start);
-        let hi = self.opens.partition_point(|&(o, _)| o < end);
+    /// bracket opened inside the range; `tokens` are the tokens [`scan`] read.
+    pub(crate) fn max_level(&self, tokens: &Tokens, start: usize, end: usize) -> usize {
+        let ambient = self.level_at(tokens, start);
+        let Brackets { opens, tree, .. } = self.brackets(tokens);
+        let lo = opens.partition_point(|&(o, _)| o < start);
+        let hi = opens.partition_point(|&(o, _)| o < end);
         if lo >= hi {
             return ambient;
         }
-        let tree = self.tree.get_or_init(|| {
-            let len = self.opens.len();
-            let mut t = vec![0u16; 2 * len];
-            for (i, &(_, d)) in self.opens.iter().enumerate() {
-                if let Some(slot) = t.get_mut(len + i) {
-                    *slot = d;
-                }
-            }
-            for i in (1..len).rev() {
-                let v = t
-                    .get(2 * i)
-                    .copied()
-                    .unwrap_or(0)
-                    .max(t.get(2 * i + 1).copied().unwrap_or(0));
-                if let Some(slot) = t.get_mut(i) {
-                    *slot = v;
-                }
-            }
-            t
-        });
-        let len = self.opens.len();
+        let len = opens.len();
         let (mut l, mut r) = (lo + len, hi + len);
         let mut best = 0u16;
         while l < r {
@@ -337,12 +371,12 @@ mod tests {
 
     #[test]
     fn max_level_of_ranges() {
-        let src = "x = f(a[(1)], g)\n";
-        let n = nesting(src);
-        assert_eq!(n.level_at(0), 0);
-        assert_eq!(n.level_at(6), 1);
-        assert_eq!(n.max_level(4, 16), 3);
-        assert_eq!(n.max_level(14, 15), 1);
-        assert_eq!(n.max_level(0, 3), 0);
+        let parsed = parse_module("x = f(a[(1)], g)\n").expect("parses");
+        let (n, t) = (scan(parsed.tokens()), parsed.tokens());
+        assert_eq!(n.level_at(t, 0), 0);
+        assert_eq!(n.level_at(t, 6), 1);
+        assert_eq!(n.max_level(t, 4, 16), 3);
+        assert_eq!(n.max_level(t, 14, 15), 1);
+        assert_eq!(n.max_level(t, 0, 3), 0);
     }
 }

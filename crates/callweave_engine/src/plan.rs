@@ -28,6 +28,9 @@ pub enum FunctionSelector {
 #[derive(Debug, Clone)]
 pub struct QualnameGlobs {
     set: GlobSet,
+    /// Built from the empty list: every name matches (without asking `set`, which would build
+    /// a path per name).
+    all: bool,
 }
 
 impl QualnameGlobs {
@@ -53,12 +56,15 @@ impl QualnameGlobs {
                 .join(", "),
             reason: e.to_string(),
         })?;
-        Ok(Self { set })
+        Ok(Self {
+            set,
+            all: patterns.is_empty(),
+        })
     }
 
     /// Whether a dotted name matches any of the globs.
     pub fn matches(&self, dotted: &str) -> bool {
-        self.set.is_match(dotted.replace('.', "/"))
+        self.all || self.set.is_match(dotted.replace('.', "/"))
     }
 }
 

@@ -164,13 +164,21 @@ fn seam_order(e: &Edit<'_>) -> (u8, std::cmp::Reverse<usize>) {
 pub(crate) fn apply(
     original: &str,
     orig_lines: LineIndex,
-    mut edits: Vec<Edit<'_>>,
+    edits: Vec<Edit<'_>>,
 ) -> Result<(String, PositionMap), EngineError> {
-    edits.sort_by_key(|e| (e.start, seam_order(e)));
+    // Sorting small keys, not the edits; the planned index ends each key, keeping the planned
+    // order among equal offsets and seam orders. Planned edits are mostly in order already,
+    // which the (run-detecting) stable sort makes use of.
+    let mut order: Vec<(usize, (u8, std::cmp::Reverse<usize>), usize)> = edits
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.start, seam_order(e), i))
+        .collect();
+    order.sort();
     let mut out = String::with_capacity(original.len() + edits.len() * 24);
     let mut chunks = Vec::with_capacity(edits.len() * 2 + 1);
     let mut cursor = 0usize;
-    for edit in &edits {
+    for edit in order.iter().filter_map(|&(_, _, i)| edits.get(i)) {
         if edit.start < cursor || edit.end < edit.start {
             return Err(EngineError::OverlappingEdits { offset: edit.start });
         }
@@ -223,8 +231,7 @@ fn push_chunk(chunks: &mut Vec<Chunk>, out: &mut String, text: &str, origin: Ori
         return;
     }
     let inserted = matches!(origin, Origin::Inserted { .. });
-    let seam = out.chars().next_back().is_some_and(is_identifier_char)
-        && text.chars().next().is_some_and(is_identifier_char);
+    let seam = ends_with_identifier_char(out) && starts_with_identifier_char(text);
     if seam {
         let prev_inserted = chunks
             .last()
@@ -256,6 +263,24 @@ fn push_chunk(chunks: &mut Vec<Chunk>, out: &mut String, text: &str, origin: Ori
         new_end: out.len(),
         origin,
     });
+}
+
+/// Whether the last character of `text` is an identifier character (see
+/// [`is_identifier_char`]), without decoding when it is ASCII.
+fn ends_with_identifier_char(text: &str) -> bool {
+    match text.as_bytes().last() {
+        Some(&b) if b.is_ascii() => b == b'_' || b.is_ascii_alphanumeric(),
+        _ => text.chars().next_back().is_some_and(is_identifier_char),
+    }
+}
+
+/// Whether the first character of `text` is an identifier character (see
+/// [`is_identifier_char`]), without decoding when it is ASCII.
+fn starts_with_identifier_char(text: &str) -> bool {
+    match text.as_bytes().first() {
+        Some(&b) if b.is_ascii() => b == b'_' || b.is_ascii_alphanumeric(),
+        _ => text.chars().next().is_some_and(is_identifier_char),
+    }
 }
 
 /// Whether `c` can continue a Python identifier or number (a superset of XID_Continue's ASCII

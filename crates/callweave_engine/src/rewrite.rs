@@ -152,7 +152,8 @@ fn rewrite_parsed(
     nesting: &Nesting,
 ) -> Result<Rewrite, EngineError> {
     let module = parsed.syntax();
-    let mut collector = Collector::new(source, &lines, plan, &module.body, nesting);
+    let mut collector =
+        Collector::new(source, &lines, plan, &module.body, nesting, parsed.tokens());
     for stmt in &module.body {
         collector.visit_stmt(stmt);
     }
@@ -163,7 +164,7 @@ fn rewrite_parsed(
             let found = collector
                 .functions
                 .iter()
-                .any(|f| &f.qualname == qualname && first_line(f.def, &line_u32) == *line);
+                .any(|f| *f.qualname == **qualname && first_line(f.def, &line_u32) == *line);
             if !found {
                 return Err(EngineError::FunctionNotFound {
                     qualname: qualname.clone(),
@@ -177,7 +178,7 @@ fn rewrite_parsed(
         .functions
         .iter()
         .map(|f| Function {
-            qualname: f.qualname.clone(),
+            qualname: String::from(&*f.qualname),
             first_line: first_line(f.def, &line_u32),
             def_line: line_u32(f.def.name.range.start().to_usize()),
             rules: f.rules.clone(),
@@ -199,7 +200,6 @@ fn rewrite_parsed(
         lines: &lines,
         tokens: parsed.tokens(),
     };
-    let mut edits = Vec::new();
     let mut per_function: Vec<Vec<posmap::Edit<'_>>> = Vec::new();
     let mut next_index = 0u32;
     let mut reindented: Vec<(usize, usize)> = Vec::new();
@@ -263,6 +263,10 @@ fn rewrite_parsed(
             per_function.push(fn_edits_all);
         }
     }
+    // A routed call takes two edits (three with a lone generator argument): one allocation
+    // for the common case.
+    let planned = per_function.iter().map(Vec::len).sum::<usize>() + after_calls.len();
+    let mut edits = Vec::with_capacity(planned + 2 * collector.calls.len());
     for fn_edits in per_function.into_iter().rev() {
         edits.extend(fn_edits);
     }
@@ -273,25 +277,29 @@ fn rewrite_parsed(
         .iter()
         .map(|r| r.transform().simple_call_prefix())
         .collect();
-    let module_imports = if collector.calls.is_empty() {
-        Default::default()
-    } else {
-        bindings::module_imports(&module.body)
+    // Asked only for method calls spanning lines: built on first use.
+    let module_imports = std::cell::OnceCell::new();
+    let imported = |name: &str| {
+        module_imports
+            .get_or_init(|| bindings::module_imports(&module.body))
+            .contains(name)
     };
     let mut sites = Vec::with_capacity(collector.calls.len());
+    let mut line_cursor = 0;
     for (i, routed) in collector.calls.iter().enumerate() {
         let id = u32::try_from(i).unwrap_or(u32::MAX);
-        let location_start = call_location_start(routed.call, &lines, &module_imports);
+        let location_start = call_location_start(routed.call, source, &lines, &imported);
         let unpacking = has_unpacking(routed.call);
-        if let (false, [(rule, _)]) = (unpacking, routed.layers.as_slice()) {
+        let layers = collector.layers(routed);
+        if let (false, [(rule, _)]) = (unpacking, layers) {
             if let Some(Some(prefix)) = simple_prefix.get(*rule) {
                 simple_wrap_edits(routed.call, prefix, location_start, &mut edits);
-                sites.push(make_site(source, &lines, routed, id));
+                sites.push(make_site(source, &lines, routed, id, &mut line_cursor));
                 continue;
             }
         }
-        let mut tokens = Vec::with_capacity(routed.layers.len());
-        for &(rule, fidx) in &routed.layers {
+        let mut tokens = Vec::with_capacity(layers.len());
+        for &(rule, fidx) in layers {
             let Some(t) = plan.rules.get(rule).map(|r| r.transform()) else {
                 continue;
             };
@@ -310,7 +318,7 @@ fn rewrite_parsed(
         }
         let bind = unpacking.then_some(plan.bind.as_str());
         edits.extend(call_edits(routed.call, &tokens, location_start, bind));
-        sites.push(make_site(source, &lines, routed, id));
+        sites.push(make_site(source, &lines, routed, id, &mut line_cursor));
     }
 
     edits.extend(after_calls);
@@ -347,7 +355,7 @@ fn rewrite_parsed(
                 t,
                 rule,
                 f.def,
-                Arc::from(f.qualname.as_str()),
+                Arc::clone(&f.qualname),
                 &plan.constants,
                 &mut body,
             )?;
@@ -385,11 +393,19 @@ fn rewrite_parsed(
     })
 }
 
-fn make_site(source: &str, lines: &LineIndex, routed: &RoutedCall<'_>, id: u32) -> Site {
+/// The site of `routed`; `cursor` is the line cursor of [`LineIndex::line_col_near`] (calls
+/// come in source order of their starts, mostly).
+fn make_site(
+    source: &str,
+    lines: &LineIndex,
+    routed: &RoutedCall<'_>,
+    id: u32,
+    cursor: &mut usize,
+) -> Site {
     let range = routed.call.range();
     let (start, end) = (range.start().to_usize(), range.end().to_usize());
-    let (line, col) = lines.line_col(start);
-    let (end_line, end_col) = lines.line_col(end);
+    let (line, col) = lines.line_col_near(start, cursor);
+    let (end_line, end_col) = lines.line_col_near(end, &mut cursor.clone());
     let to_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     Site {
         id,

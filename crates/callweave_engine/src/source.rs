@@ -125,6 +125,13 @@ impl LineIndex {
         // Source lines average some 30 bytes: one allocation for most files.
         let mut starts = Vec::with_capacity(bytes.len() / 24 + 2);
         starts.push(0);
+        if memchr::memchr(b'\r', bytes).is_none() {
+            push_lf_starts(bytes, &mut starts);
+            return Self {
+                starts,
+                len: bytes.len(),
+            };
+        }
         // The `\n` of a `\r\n` pair, already counted with its `\r`.
         let mut paired = usize::MAX;
         for i in memchr::memchr2_iter(b'\n', b'\r', bytes) {
@@ -182,9 +189,61 @@ impl LineIndex {
         self.line_col(offset)
     }
 
+    /// [`LineIndex::line_col`] for offsets looked up in (mostly) increasing order: `cursor`
+    /// holds the 0-based line of the previous lookup (start at 0), and an offset on that line
+    /// or one of the next few is found without a search.
+    pub(crate) fn line_col_near(&self, offset: usize, cursor: &mut usize) -> (usize, usize) {
+        let mut i = *cursor;
+        // Invariant: `starts[i] <= offset` whenever the scan below runs.
+        if self.starts.get(i).is_some_and(|&s| s <= offset) {
+            for _ in 0..8 {
+                match self.starts.get(i + 1) {
+                    Some(&next) if next <= offset => i += 1,
+                    _ => {
+                        *cursor = i;
+                        let start = self.starts.get(i).copied().unwrap_or(0);
+                        return (i + 1, offset - start);
+                    }
+                }
+            }
+        }
+        let (line, col) = self.line_col(offset);
+        *cursor = line - 1;
+        (line, col)
+    }
+
     /// Offset of 1-based `line` and 0-based byte `col`, clamped to the text.
     pub fn offset(&self, line: usize, col: usize) -> usize {
         (self.line_start(line) + col).min(self.len)
+    }
+}
+
+/// Pushes the start of every line after the first of `bytes`, a text with no `\r` (every line
+/// ends with `\n`), eight bytes at a time.
+fn push_lf_starts(bytes: &[u8], starts: &mut Vec<usize>) {
+    const LF: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
+    let mut words = bytes.chunks_exact(8);
+    let mut base = 0usize;
+    for word in words.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        // Little-endian, so that byte `k` of the word is bits `8k..8k+8` of `v` on any target.
+        let v = u64::from_le_bytes(w) ^ LF;
+        // Exactly the high bit of each zero byte of `v` (each `\n` of the word); no carry
+        // crosses bytes since `(v & LOW7) + LOW7` stays below 0x100 per byte.
+        let mut zeros = !(((v & LOW7) + LOW7) | v | LOW7);
+        while zeros != 0 {
+            let k = (zeros.trailing_zeros() / 8) as usize;
+            starts.push(base + k + 1);
+            zeros &= zeros - 1;
+        }
+        base += 8;
+    }
+    for (k, &b) in words.remainder().iter().enumerate() {
+        if b == b'\n' {
+            starts.push(base + k + 1);
+        }
     }
 }
 
@@ -239,6 +298,39 @@ mod tests {
         assert_eq!(idx.line_col(7), (4, 0));
         assert_eq!(idx.offset(4, 0), 7);
         assert_eq!(idx.offset(9, 0), 8);
+    }
+
+    #[test]
+    fn line_index_of_lf_texts_finds_every_line() {
+        // Every length and position around the eight-byte words, and non-ASCII neighbours.
+        for len in 0..40 {
+            for at in 0..len {
+                let mut text: Vec<u8> = (0..len).map(|i| b"ab\xc3\xa9 ("[i % 6]).collect();
+                text[at] = b'\n';
+                if at + 3 < len {
+                    text[at + 3] = b'\n';
+                }
+                let text = String::from_utf8_lossy(&text).into_owned();
+                let expected: Vec<usize> = std::iter::once(0)
+                    .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                    .collect();
+                let idx = LineIndex::new(&text);
+                assert_eq!(idx.starts, expected, "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn line_col_near_agrees_with_line_col() {
+        let text = "a\nbb\n\nccc\r\nd\re\n".repeat(5);
+        let idx = LineIndex::new(&text);
+        let mut cursor = 0;
+        let offsets = (0..=text.len())
+            .chain((0..=text.len()).rev())
+            .chain([3, 40, 1, 60]);
+        for offset in offsets {
+            assert_eq!(idx.line_col_near(offset, &mut cursor), idx.line_col(offset));
+        }
     }
 
     #[test]

@@ -13,8 +13,6 @@
 //! `BIND(k, OUTER, PRE..., C, POST...)(A)` (see [`crate::plan::Plan::bind`]), so that the
 //! errors CPython raises while unpacking `A` name the callee rather than `OUTER`.
 
-use std::collections::HashSet;
-
 use ruff_python_ast::{Expr, ExprCall};
 use ruff_text_size::Ranged;
 
@@ -81,28 +79,35 @@ impl Transform for Wrap {
 /// for a method call (`obj.name(...)` compiled with LOAD_METHOD / LOAD_ATTR+CALL) whose
 /// attribute ends on a later line than the call starts, which CPython moves to the attribute
 /// name (`update_start_location_to_match_attr`). The wrapper call inherits that location so
-/// tracebacks keep the original line and carets.
+/// tracebacks keep the original line and carets. `imported` says whether a name is bound by an
+/// import at module level (see [`crate::bindings::module_imports`]).
 pub(crate) fn call_location_start(
     call: &ExprCall,
+    source: &str,
     lines: &LineIndex,
-    module_imports: &HashSet<String>,
+    imported: &dyn Fn(&str) -> bool,
 ) -> usize {
     let start = call.range().start().to_usize();
     let Expr::Attribute(attr) = call.func.as_ref() else {
         return start;
     };
+    // Most method calls fit on one line: no line break between the call's start and the
+    // attribute's end (then both are on one line) settles it before any lookup.
+    let attr_end = attr.range().end().to_usize();
+    let spans_lines = source
+        .as_bytes()
+        .get(start..attr_end)
+        .is_some_and(|text| memchr::memchr2(b'\n', b'\r', text).is_some());
+    if !spans_lines || lines.line_col(start).0 == lines.line_col(attr_end).0 {
+        return start;
+    }
     let args = &call.arguments;
-    let imported =
-        matches!(attr.value.as_ref(), Expr::Name(n) if module_imports.contains(n.id.as_str()));
+    let imported = matches!(attr.value.as_ref(), Expr::Name(n) if imported(n.id.as_str()));
     let starred = args.args.iter().any(|a| matches!(a, Expr::Starred(_)));
     let double_star = args.keywords.iter().any(|k| k.arg.is_none());
     let stack = args.args.len() + args.keywords.len() + usize::from(!args.keywords.is_empty());
     // STACK_USE_GUIDELINE in CPython's compiler.
     if imported || starred || double_star || stack >= 30 {
-        return start;
-    }
-    let attr_end = attr.range().end().to_usize();
-    if lines.line_col(start).0 == lines.line_col(attr_end).0 {
         return start;
     }
     // CPython subtracts the name's length in code points from a byte column; do the same.
