@@ -62,6 +62,7 @@ from typing import Any, cast
 from callweave import _native, _pycache, _rulecheck, lifecycle
 from callweave._compile import compile_rewritten, decode_source
 from callweave._lookup import find_function
+from callweave._metapath import spec_from_others
 from callweave.config import (
     Config,
     ProfileRule,
@@ -936,16 +937,10 @@ class CallweaveFinder:
         plan = self.plan(fullname)
         if plan is None:
             return None
-        for finder in sys.meta_path:
-            if finder is self or isinstance(finder, CallweaveFinder):
-                continue
-            find = getattr(finder, "find_spec", None)
-            if find is None:
-                continue
-            spec = find(fullname, path, target)
-            if spec is not None:
-                break
-        else:
+        spec = spec_from_others(
+            fullname, path, target, lambda finder: isinstance(finder, CallweaveFinder)
+        )
+        if spec is None:
             return None
         loader = spec.loader
         pytest_hook = None

@@ -49,6 +49,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from callweave._metapath import spec_from_others
 from callweave.config import Report
 
 __all__ = ["arm", "write_report_once"]
@@ -709,17 +710,11 @@ class _WhenImported:
             return None
         self._finding.active = True
         try:
-            for finder in list(sys.meta_path):
-                find = getattr(finder, "find_spec", None)
-                if finder is self or find is None:
-                    continue
-                spec = find(fullname, path, target)
-                if spec is not None:
-                    break
-            else:
-                return None
+            spec = spec_from_others(fullname, path, target, lambda finder: finder is self)
         finally:
             self._finding.active = False
+        if spec is None:
+            return None
         if spec.loader is not None and hasattr(spec.loader, "exec_module"):
             spec.loader = _CallbackLoader(spec.loader, self)
         return spec
