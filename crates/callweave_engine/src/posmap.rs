@@ -268,19 +268,22 @@ fn push_chunk(chunks: &mut Vec<Chunk>, out: &mut String, text: &str, origin: Ori
 /// Whether the last character of `text` is an identifier character (see
 /// [`is_identifier_char`]), without decoding when it is ASCII.
 fn ends_with_identifier_char(text: &str) -> bool {
-    match text.as_bytes().last() {
-        Some(&b) if b.is_ascii() => b == b'_' || b.is_ascii_alphanumeric(),
-        _ => text.chars().next_back().is_some_and(is_identifier_char),
-    }
+    identifier_byte(text.as_bytes().last())
+        .unwrap_or_else(|| text.chars().next_back().is_some_and(is_identifier_char))
 }
 
 /// Whether the first character of `text` is an identifier character (see
 /// [`is_identifier_char`]), without decoding when it is ASCII.
 fn starts_with_identifier_char(text: &str) -> bool {
-    match text.as_bytes().first() {
-        Some(&b) if b.is_ascii() => b == b'_' || b.is_ascii_alphanumeric(),
-        _ => text.chars().next().is_some_and(is_identifier_char),
-    }
+    identifier_byte(text.as_bytes().first())
+        .unwrap_or_else(|| text.chars().next().is_some_and(is_identifier_char))
+}
+
+/// [`is_identifier_char`] of an ASCII byte; None for no byte or a byte of a multi-byte
+/// character (the character must be decoded).
+fn identifier_byte(b: Option<&u8>) -> Option<bool> {
+    b.filter(|b| b.is_ascii())
+        .map(|&b| b == b'_' || b.is_ascii_alphanumeric())
 }
 
 /// Whether `c` can continue a Python identifier or number (a superset of XID_Continue's ASCII
@@ -475,10 +478,7 @@ impl PositionMap {
         };
         let start = self.new_lines.offset(line, col as usize);
         let end = self.new_lines.offset(end_line, end_col as usize);
-        let chunk = match start_chunk {
-            Some(c) => Some(c),
-            None => self.chunk_at(start),
-        };
+        let chunk = start_chunk.or_else(|| self.chunk_at(start));
         let (orig_start, orig_end) = match Self::map_start_in(chunk, start) {
             Err(anchor) if anchor.whole => (anchor.start, anchor.end),
             Err(anchor) => {
@@ -498,7 +498,10 @@ impl PositionMap {
     /// The original location of the original byte range `start..end`.
     pub fn location_of(&self, start: usize, end: usize) -> Location {
         let (l1, c1) = self.orig_lines.line_col(start);
-        let (l2, c2) = self.orig_lines.line_col_from(l1, end);
+        // The end is mostly on the start's line or just after it.
+        let (l2, c2) = self
+            .orig_lines
+            .line_col_near(end, &mut l1.saturating_sub(1));
         Location {
             line: i32::try_from(l1).unwrap_or(i32::MAX),
             end_line: i32::try_from(l2).unwrap_or(i32::MAX),

@@ -175,20 +175,6 @@ impl LineIndex {
         (idx + 1, offset.saturating_sub(start))
     }
 
-    /// [`Self::line_col`] of `offset`, trying 1-based `line` first (the line of an offset
-    /// before it, such as a range's start): most ranges end on the line they start on.
-    pub fn line_col_from(&self, line: usize, offset: usize) -> (usize, usize) {
-        if let (Some(&start), Some(&next)) = (
-            line.checked_sub(1).and_then(|i| self.starts.get(i)),
-            self.starts.get(line),
-        ) {
-            if start <= offset && offset < next {
-                return (line, offset - start);
-            }
-        }
-        self.line_col(offset)
-    }
-
     /// [`LineIndex::line_col`] for offsets looked up in (mostly) increasing order: `cursor`
     /// holds the 0-based line of the previous lookup (start at 0), and an offset on that line
     /// or one of the next few is found without a search.
