@@ -229,6 +229,17 @@ def _settle(*paths: Path) -> None:
         os.utime(path, ns=(old, old))
 
 
+def _unsettle(*paths: Path) -> None:
+    """Sets the files' mtimes an hour ahead: their cache entries get no stat stamp.
+
+    As for a source written just before its import, but however long a loaded machine takes
+    to start the import.
+    """
+    ahead = time.time_ns() + 3600 * 10**9
+    for path in paths:
+        os.utime(path, ns=(ahead, ahead))
+
+
 IMPORT_MOD = (
     INSTALL
     + """\
@@ -440,6 +451,9 @@ def test_namespace_zip_extension_builtin_and_frozen_modules_pass_through(tmp_pat
 
 def test_second_process_loads_from_cache(tmp_path):
     pkg = simple_project(tmp_path)
+    # Settled before the first import: its entry has the stamp, so a second import that runs
+    # over 2 s later (a loaded machine) has nothing to refresh and leaves the file as it is.
+    _settle(pkg / "mod.py")
     first = run(tmp_path, IMPORT_MOD).ok().data
     assert first["counters"] == {"rewritten": 1, "cache_hits": 0, "fallbacks": 0}
     assert first["loader"] == "CallweaveLoader"
@@ -558,6 +572,7 @@ def test_touched_source_is_a_hit_and_its_stamp_is_refreshed(tmp_path):
     source = pkg / "mod.py"
     cache = pkg / "__pycache__" / f"mod.{TAG}.callweave.pyc"
     # Just written: no stamp is stored (an edit in the same timestamp tick keeps the mtime).
+    _unsettle(source)
     assert run(tmp_path, IMPORT_MOD_READS).ok().data["counters"]["rewritten"] == 1
     fresh = cache.read_bytes()
     assert fresh[16:40] == bytes(24)
@@ -855,8 +870,7 @@ def test_corrupt_cache_files_are_silently_rebuilt(tmp_path, stamped):
     for i, name in enumerate(names):
         files[f"pkg/{name}.py"] = f"def f():\n    return abs(-{i})\n"
     write_files(tmp_path, files)
-    if stamped:
-        _settle(*(pkg / f"{n}.py" for n in names))
+    (_settle if stamped else _unsettle)(*(pkg / f"{n}.py" for n in names))
     write_config(tmp_path, profile_rule(*(f"pkg.{n}" for n in names)))
     script = CORRUPT_SCRIPT.replace("NAMES", repr(names))
     expected = {n: i for i, n in enumerate(names)}
