@@ -213,6 +213,7 @@ impl<'a> Entries<'a> {
     }
 
     /// Decodes the entry whose header byte is `header`, at `reader.pos`.
+    #[inline]
     fn entry(&mut self, header: u8) -> Result<Entry, LinetableError> {
         let reader = &mut self.reader;
         reader.entry_start = reader.pos;
@@ -281,6 +282,7 @@ impl<'a> Entries<'a> {
 impl Iterator for Entries<'_> {
     type Item = Result<Entry, LinetableError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
@@ -365,7 +367,7 @@ impl Remapped {
         let units = self.entries.iter().map(|e| e.code_units as usize).sum();
         let mut out = Vec::with_capacity(units);
         for (entry, &dropped) in self.entries.iter().zip(&self.dropped) {
-            out.extend(std::iter::repeat_n(dropped, entry.code_units as usize));
+            out.resize(out.len() + entry.code_units as usize, dropped);
         }
         out
     }
@@ -432,7 +434,7 @@ pub fn remap_entries(
 fn expand<T: Copy>(entries: &[Entry], item: impl Fn(&Entry) -> T) -> Vec<T> {
     let mut out = Vec::with_capacity(entries.iter().map(|e| e.code_units as usize).sum());
     for entry in entries {
-        out.extend(std::iter::repeat_n(item(entry), entry.code_units as usize));
+        out.resize(out.len() + entry.code_units as usize, item(entry));
     }
     out
 }
@@ -440,14 +442,13 @@ fn expand<T: Copy>(entries: &[Entry], item: impl Fn(&Entry) -> T) -> Vec<T> {
 /// Entries for per-unit locations: consecutive units with the same location share an entry,
 /// as CPython's assembler writes them ([`encode`] splits entries over 8 units).
 pub fn entries_of_units(units: &[Option<Location>]) -> Vec<Entry> {
-    let mut out: Vec<Entry> = Vec::new();
-    for &loc in units {
-        match out.last_mut() {
-            Some(last) if last.loc == loc => last.code_units += 1,
-            _ => out.push(Entry { code_units: 1, loc }),
-        }
-    }
-    out
+    units
+        .chunk_by(|a, b| a == b)
+        .map(|run| Entry {
+            code_units: u32::try_from(run.len()).unwrap_or(u32::MAX),
+            loc: run.first().copied().flatten(),
+        })
+        .collect()
 }
 
 /// Writes one entry of `units` (1..=8) code units and updates the running line.
