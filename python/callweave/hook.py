@@ -527,9 +527,7 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         # The site rows serve the wrappers given call sites and the profiles' sites: a
         # module with neither (wrap-all without sites) does not build them.
         sites = (
-            result.site_rows()
-            if keep_sites or any(row[3] is not None for row in functions)
-            else []
+            result.site_rows() if keep_sites or any(row[3] is not None for row in functions) else []
         )
         meta = _pycache.EntryMeta.of_rewrite(
             functions,
