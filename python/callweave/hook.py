@@ -522,11 +522,18 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         # the code. The code is cached before its constant slots are loaded (their values,
         # Decimal or the user's objects, are not marshallable): the slot table is cached and
         # the values are computed and loaded at every import (``_load_constants``).
+        functions = result.function_rows()
+        keep_sites = any(w.pass_site for w in plan.wrap)
+        # The site rows serve the wrappers given call sites and the profiles' sites: a
+        # module with neither (wrap-all without sites) does not build them.
+        sites = (
+            result.site_rows() if keep_sites or any(row[3] is not None for row in functions) else []
+        )
         meta = _pycache.EntryMeta.of_rewrite(
-            result.function_rows(),
-            result.site_rows(),
+            functions,
+            sites,
             [configured.slot_row(c) for c in result.constants],
-            keep_sites=any(w.pass_site for w in plan.wrap),
+            keep_sites=keep_sites,
         )
         return code, meta
 

@@ -185,13 +185,37 @@ impl Reader<'_> {
 /// range ([`LinetableError::BadEntryHeader`]).
 pub fn decode(table: &[u8], first_line: i32) -> Result<Vec<Entry>, LinetableError> {
     let mut entries = Vec::with_capacity(table.len() / 2);
-    let mut line = first_line;
-    let mut reader = Reader {
-        table,
-        pos: 0,
-        entry_start: 0,
-    };
-    while let Some(&header) = table.get(reader.pos) {
+    for entry in Entries::new(table, first_line) {
+        entries.push(entry?);
+    }
+    Ok(entries)
+}
+
+/// The entries of a location table, decoded one at a time (see [`decode`]); after an error
+/// the iterator ends.
+struct Entries<'a> {
+    reader: Reader<'a>,
+    line: i32,
+    failed: bool,
+}
+
+impl<'a> Entries<'a> {
+    fn new(table: &'a [u8], first_line: i32) -> Self {
+        Self {
+            reader: Reader {
+                table,
+                pos: 0,
+                entry_start: 0,
+            },
+            line: first_line,
+            failed: false,
+        }
+    }
+
+    /// Decodes the entry whose header byte is `header`, at `reader.pos`.
+    #[inline]
+    fn entry(&mut self, header: u8) -> Result<Entry, LinetableError> {
+        let reader = &mut self.reader;
         reader.entry_start = reader.pos;
         if header & ENTRY_START == 0 {
             return Err(LinetableError::BadEntryHeader { offset: reader.pos });
@@ -199,50 +223,51 @@ pub fn decode(table: &[u8], first_line: i32) -> Result<Vec<Entry>, LinetableErro
         reader.pos += 1;
         let code = (header >> 3) & 0x0f;
         let code_units = u32::from(header & 0x07) + 1;
+        let line = &mut self.line;
         let loc = match code {
             0..=CODE_SHORT_LAST => {
                 let b = reader.byte()?;
                 let col = u32::from(code) * 8 + u32::from(b >> 4);
                 Some(Location {
-                    line,
-                    end_line: line,
+                    line: *line,
+                    end_line: *line,
                     col: Some(col),
                     end_col: Some(col + u32::from(b & 0x0f)),
                 })
             }
             CODE_ONE_LINE0..=CODE_ONE_LINE2 => {
-                line = reader.line_plus(line, i64::from(code - CODE_ONE_LINE0))?;
+                *line = reader.line_plus(*line, i64::from(code - CODE_ONE_LINE0))?;
                 let col = reader.byte()?;
                 let end_col = reader.byte()?;
                 Some(Location {
-                    line,
-                    end_line: line,
+                    line: *line,
+                    end_line: *line,
                     col: Some(u32::from(col)),
                     end_col: Some(u32::from(end_col)),
                 })
             }
             CODE_NO_COLUMNS => {
                 let delta = reader.svarint()?;
-                line = reader.line_plus(line, delta)?;
+                *line = reader.line_plus(*line, delta)?;
                 Some(Location {
-                    line,
-                    end_line: line,
+                    line: *line,
+                    end_line: *line,
                     col: None,
                     end_col: None,
                 })
             }
             CODE_LONG => {
                 let delta = reader.svarint()?;
-                line = reader.line_plus(line, delta)?;
+                *line = reader.line_plus(*line, delta)?;
                 let end_delta = reader.varint()?;
                 let end_line = reader.line_plus(
-                    line,
+                    *line,
                     i64::try_from(end_delta).map_err(|_| reader.malformed())?,
                 )?;
                 let col = reader.column()?;
                 let end_col = reader.column()?;
                 Some(Location {
-                    line,
+                    line: *line,
                     end_line,
                     col,
                     end_col,
@@ -250,9 +275,23 @@ pub fn decode(table: &[u8], first_line: i32) -> Result<Vec<Entry>, LinetableErro
             }
             _ => None, // CODE_NONE: no payload, running line unchanged.
         };
-        entries.push(Entry { code_units, loc });
+        Ok(Entry { code_units, loc })
     }
-    Ok(entries)
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Result<Entry, LinetableError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let header = *self.reader.table.get(self.reader.pos)?;
+        let entry = self.entry(header);
+        self.failed = entry.is_err();
+        Some(entry)
+    }
 }
 
 /// Encodes `entries` as a location table for a code object with
@@ -328,7 +367,7 @@ impl Remapped {
         let units = self.entries.iter().map(|e| e.code_units as usize).sum();
         let mut out = Vec::with_capacity(units);
         for (entry, &dropped) in self.entries.iter().zip(&self.dropped) {
-            out.extend(std::iter::repeat_n(dropped, entry.code_units as usize));
+            out.resize(out.len() + entry.code_units as usize, dropped);
         }
         out
     }
@@ -345,20 +384,21 @@ pub fn remap_entries(
     class_of: impl Fn(usize) -> bool,
     mut f: impl FnMut(Location, bool) -> Option<Location>,
 ) -> Result<Remapped, LinetableError> {
-    let entries = decode(table, old_first_line)?;
+    // Most entries stay one entry: about one per two bytes of table.
     let mut out = Remapped {
-        entries: Vec::with_capacity(entries.len()),
-        dropped: Vec::with_capacity(entries.len()),
+        entries: Vec::with_capacity(table.len() / 2),
+        dropped: Vec::with_capacity(table.len() / 2),
     };
     let mut unit = 0usize;
     // CPython splits an instruction run longer than 8 code units into entries of one location,
     // and a location's instructions are often split further by class: the last mapping is
     // reused for a repeated `(location, class)` (`f` is a pure function of its arguments).
     let mut last: Option<(Location, bool, Option<Location>)> = None;
-    for entry in &entries {
+    for entry in Entries::new(table, old_first_line) {
+        let entry = entry?;
         let end = unit + entry.code_units as usize;
         let Some(loc) = entry.loc else {
-            out.entries.push(*entry);
+            out.entries.push(entry);
             out.dropped.push(false);
             unit = end;
             continue;
@@ -394,7 +434,7 @@ pub fn remap_entries(
 fn expand<T: Copy>(entries: &[Entry], item: impl Fn(&Entry) -> T) -> Vec<T> {
     let mut out = Vec::with_capacity(entries.iter().map(|e| e.code_units as usize).sum());
     for entry in entries {
-        out.extend(std::iter::repeat_n(item(entry), entry.code_units as usize));
+        out.resize(out.len() + entry.code_units as usize, item(entry));
     }
     out
 }
@@ -402,14 +442,13 @@ fn expand<T: Copy>(entries: &[Entry], item: impl Fn(&Entry) -> T) -> Vec<T> {
 /// Entries for per-unit locations: consecutive units with the same location share an entry,
 /// as CPython's assembler writes them ([`encode`] splits entries over 8 units).
 pub fn entries_of_units(units: &[Option<Location>]) -> Vec<Entry> {
-    let mut out: Vec<Entry> = Vec::new();
-    for &loc in units {
-        match out.last_mut() {
-            Some(last) if last.loc == loc => last.code_units += 1,
-            _ => out.push(Entry { code_units: 1, loc }),
-        }
-    }
-    out
+    units
+        .chunk_by(|a, b| a == b)
+        .map(|run| Entry {
+            code_units: u32::try_from(run.len()).unwrap_or(u32::MAX),
+            loc: run.first().copied().flatten(),
+        })
+        .collect()
 }
 
 /// Writes one entry of `units` (1..=8) code units and updates the running line.

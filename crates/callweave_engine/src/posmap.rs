@@ -122,6 +122,17 @@ impl Chunk {
     }
 }
 
+/// Where the previous lookups of a run of [`PositionMap::map_location_near`] calls landed: a
+/// code object's locations mostly come in source order, so the next one is mostly found
+/// without a search. A hint only: any cursor gives the same results.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MapCursor {
+    /// Index of the chunk of the previous location's start.
+    chunk: usize,
+    /// 0-based original line of the previous location's start.
+    orig_line: usize,
+}
+
 /// Maps positions in the rewritten text back to the original text.
 #[derive(Debug, Clone)]
 pub struct PositionMap {
@@ -322,13 +333,35 @@ impl PositionMap {
         self.chunks.get(idx).or_else(|| self.chunks.last())
     }
 
-    /// [`Self::chunk_at`], trying `hint` (a chunk found for a nearby offset) first: the ends
-    /// of a location mostly fall in one chunk, and then no search is needed.
-    fn chunk_near<'m>(&'m self, hint: Option<&'m Chunk>, offset: usize) -> Option<&'m Chunk> {
-        match hint {
-            Some(c) if c.new_start <= offset && offset < c.new_end => Some(c),
-            _ => self.chunk_at(offset),
+    /// [`Self::chunk_at`], starting from chunk `*hint` (left at the chunk found): the chunk
+    /// itself or one of the next few is taken without a search, else the search covers only
+    /// the side of `*hint` where `offset` lies.
+    fn chunk_from(&self, hint: &mut usize, offset: usize) -> Option<&Chunk> {
+        let last = self.chunks.len().checked_sub(1)?;
+        let mut i = (*hint).min(last);
+        // Chunks are sorted and contiguous: the wanted index is the first chunk ending after
+        // `offset` (the last chunk when none does), at or after `i` exactly when chunk `i`
+        // ends at or before `offset`.
+        if self.chunks.get(i).is_some_and(|c| c.new_end <= offset) {
+            i += 1;
+            let mut steps = 0;
+            while self.chunks.get(i).is_some_and(|c| c.new_end <= offset) {
+                steps += 1;
+                if steps == 4 {
+                    let rest = self.chunks.get(i..).unwrap_or_default();
+                    i += rest.partition_point(|c| c.new_end <= offset);
+                    break;
+                }
+                i += 1;
+            }
+        } else {
+            let before = self.chunks.get(..i).unwrap_or_default();
+            if before.last().is_some_and(|c| c.new_end > offset) {
+                i = before.partition_point(|c| c.new_end <= offset);
+            }
         }
+        *hint = i.min(last);
+        self.chunks.get(*hint)
     }
 
     /// Original offset of the byte at new `offset` (a start position), given the chunk
@@ -352,12 +385,16 @@ impl PositionMap {
     /// ending inside an inserted statement ends where the statement was inserted; one ending
     /// inside a call wrapper's fragment ends where its anchor (the call) ends.
     ///
-    /// Chunk `hint` is tried first (see [`Self::chunk_near`]).
-    fn map_end_near(&self, hint: Option<&Chunk>, offset: usize) -> usize {
+    /// Chunk `hint` is tried first, then a search from `cursor`'s chunk (left unchanged).
+    fn map_end_near(&self, hint: Option<&Chunk>, cursor: &mut MapCursor, offset: usize) -> usize {
         if offset == 0 {
             return 0;
         }
-        match self.chunk_near(hint, offset - 1) {
+        let chunk = match hint {
+            Some(c) if c.new_start < offset && offset <= c.new_end => Some(c),
+            _ => self.chunk_from(&mut cursor.chunk.clone(), offset - 1),
+        };
+        match chunk {
             Some(Chunk {
                 new_start,
                 origin: Origin::Copied { orig_start },
@@ -426,12 +463,25 @@ impl PositionMap {
     /// `None` when the location starts in the text of an edit marked [`Edit::unlocated`]: that
     /// code gets CPython's "no location".
     pub fn map_location(&self, loc: Location, is_call: bool) -> Option<Location> {
+        self.map_location_near(&mut MapCursor::default(), loc, is_call)
+    }
+
+    /// [`Self::map_location`] for a run of locations in (mostly) source order, such as one
+    /// location table's: `cursor` (start from `MapCursor::default()`) keeps where the previous
+    /// location was found, so that the next one is mostly found without a search. The result
+    /// does not depend on the cursor.
+    pub fn map_location_near(
+        &self,
+        cursor: &mut MapCursor,
+        loc: Location,
+        is_call: bool,
+    ) -> Option<Location> {
         // Line 0 marks artificial instructions (a module's RESUME): nothing to map.
         if loc.line < 1 {
             return Some(loc);
         }
         let Ok(line) = usize::try_from(loc.line) else {
-            return Some(self.map_located(loc, is_call, None));
+            return Some(self.map_located(loc, is_call, None, cursor));
         };
         // Whether `loc` starts outside every edit marked [`Edit::unlocated`]; a line-only
         // location is judged by its line's first byte. The chunk found is kept: a location
@@ -439,7 +489,7 @@ impl PositionMap {
         let start = self
             .new_lines
             .offset(line, loc.col.map_or(0, |c| c as usize));
-        let chunk = self.chunk_at(start);
+        let chunk = self.chunk_from(&mut cursor.chunk, start);
         if let Some(Chunk {
             origin: Origin::Inserted { located: false, .. },
             ..
@@ -447,12 +497,18 @@ impl PositionMap {
         {
             return None;
         }
-        Some(self.map_located(loc, is_call, chunk))
+        Some(self.map_located(loc, is_call, chunk, cursor))
     }
 
     /// Maps a located `loc`; `start_chunk`, if known, is the chunk holding the location's
     /// start (`chunk_at` of its line and column; only used when it has columns).
-    fn map_located(&self, loc: Location, is_call: bool, start_chunk: Option<&Chunk>) -> Location {
+    fn map_located(
+        &self,
+        loc: Location,
+        is_call: bool,
+        start_chunk: Option<&Chunk>,
+        cursor: &mut MapCursor,
+    ) -> Location {
         let (Some(col), Some(end_col)) = (loc.col, loc.end_col) else {
             let line = usize::try_from(loc.line).map_or(0, |l| self.map_line(l));
             let line = i32::try_from(line).unwrap_or(loc.line);
@@ -482,7 +538,7 @@ impl PositionMap {
         let (orig_start, orig_end) = match Self::map_start_in(chunk, start) {
             Err(anchor) if anchor.whole => (anchor.start, anchor.end),
             Err(anchor) => {
-                let e = self.map_end_near(chunk, end);
+                let e = self.map_end_near(chunk, cursor, end);
                 let s = if is_call && e == anchor.end {
                     anchor.location_start
                 } else {
@@ -490,14 +546,20 @@ impl PositionMap {
                 };
                 (s, e.max(s))
             }
-            Ok(s) => (s, self.map_end_near(chunk, end).max(s)),
+            Ok(s) => (s, self.map_end_near(chunk, cursor, end).max(s)),
         };
-        self.location_of(orig_start, orig_end)
+        self.location_near(orig_start, orig_end, &mut cursor.orig_line)
     }
 
     /// The original location of the original byte range `start..end`.
     pub fn location_of(&self, start: usize, end: usize) -> Location {
-        let (l1, c1) = self.orig_lines.line_col(start);
+        self.location_near(start, end, &mut 0)
+    }
+
+    /// [`Self::location_of`], the start's line looked up from `line` (0-based, left at the
+    /// start's line; see [`LineIndex::line_col_near`]).
+    fn location_near(&self, start: usize, end: usize, line: &mut usize) -> Location {
+        let (l1, c1) = self.orig_lines.line_col_near(start, line);
         // The end is mostly on the start's line or just after it.
         let (l2, c2) = self
             .orig_lines
@@ -627,6 +689,44 @@ mod tests {
             Some(loc(2, 4, 2, 12))
         );
         assert_eq!(map.map_line(1), 1);
+    }
+
+    #[test]
+    fn lookups_do_not_depend_on_the_cursor() {
+        // Many chunks: a wrapped call on every line, and an inserted statement every 5 lines.
+        let src: String = (0..60).map(|i| format!("x{i} = f(a, b)\n")).collect();
+        let mut edits = Vec::new();
+        let mut at = 0;
+        for (i, line) in src.split_inclusive('\n').enumerate() {
+            edits.push(Edit::insert(at + 5, "W(", anchor(at + 5, at + 12)));
+            edits.push(Edit::replace(at + 6, at + 7, ", ", anchor(at + 6, at + 7)));
+            if i % 5 == 0 {
+                edits.push(Edit::insert(at, "pass\n", Anchor::new(at, at + 4, true)));
+            }
+            at += line.len();
+        }
+        let (new, map) = apply(&src, LineIndex::new(&src), edits).expect("applies");
+        for offset in 0..new.len() + 3 {
+            for hint in [0, 1, 7, map.chunks.len() / 2, map.chunks.len(), usize::MAX] {
+                let mut h = hint;
+                assert_eq!(map.chunk_from(&mut h, offset), map.chunk_at(offset));
+            }
+        }
+        let lines = new.lines().count();
+        // Locations in a scrambled order, one cursor through all of them.
+        let mut cursor = MapCursor::default();
+        for k in 0..lines * 14 {
+            let line = (k * 7 % lines) as i32 + 1;
+            let col = (k % 13) as u32;
+            let end_line = line + (k % 3 == 0) as i32;
+            for is_call in [false, true] {
+                let l = loc(line, col, end_line, col + 2);
+                assert_eq!(
+                    map.map_location_near(&mut cursor, l, is_call),
+                    map.map_location_near(&mut MapCursor::default(), l, is_call)
+                );
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::hash::{Hash, Hasher};
 
 use callweave_engine::exits::{self, FlowOps, HandlerOps};
 use callweave_engine::linetable;
+use callweave_engine::posmap::MapCursor;
 use callweave_engine::{
     rewrite, CallFilter, ConstantSlot as EngineSlot, EngineError, Function as EngineFunction,
     FunctionSelector, OptionValue, Options, Plan, PositionMap, Profiled as EngineProfiled,
@@ -670,11 +671,13 @@ fn remap_code_object<'py>(
     let consts = code.getattr(intern!(py, "co_consts"))?;
     let consts = consts.cast::<PyTuple>()?;
     let mut new_consts = Vec::with_capacity(consts.len());
-    let mut any_code = false;
+    // Whether a nested code object changed (an unchanged one comes back as itself).
+    let mut consts_changed = false;
     for c in consts.iter() {
         if c.get_type().is(&code_type) {
-            new_consts.push(remap_code_object(&c, map, ops)?);
-            any_code = true;
+            let remapped = remap_code_object(&c, map, ops)?;
+            consts_changed |= !remapped.is(&c);
+            new_consts.push(remapped);
         } else {
             new_consts.push(c);
         }
@@ -690,8 +693,10 @@ fn remap_code_object<'py>(
     let bytecode = bytecode_obj.cast::<PyBytes>()?.as_bytes();
     let call_units = ops.call_units(bytecode);
     let class_of = |unit: usize| call_units.get(unit).copied().unwrap_or(false);
+    // The table's locations come mostly in source order: each is looked up from the last.
+    let mut cursor = MapCursor::default();
     let remapped = linetable::remap_entries(table, first, class_of, |loc, is_call| {
-        map.map_location(loc, is_call)
+        map.map_location_near(&mut cursor, loc, is_call)
     })
     .map_err(|e| RewriteError::new_err(format!("cannot read a location table: {e}")))?;
     let kwargs = PyDict::new(py);
@@ -733,9 +738,13 @@ fn remap_code_object<'py>(
         }
     }
     let new_table = new_table.unwrap_or_else(|| linetable::encode(&remapped.entries, new_first));
+    if !consts_changed && kwargs.is_empty() && new_first == first && new_table == table {
+        // Nothing to replace (code whose lines no edit touched or moved): the code itself.
+        return Ok(code.clone());
+    }
     kwargs.set_item(intern!(py, "co_linetable"), PyBytes::new(py, &new_table))?;
     kwargs.set_item(intern!(py, "co_firstlineno"), new_first)?;
-    if any_code {
+    if consts_changed {
         kwargs.set_item(intern!(py, "co_consts"), PyTuple::new(py, new_consts)?)?;
     }
     code.call_method(intern!(py, "replace"), (), Some(&kwargs))
