@@ -232,9 +232,18 @@ def _valid_profile(row: Any, rule_indices: range) -> bool:
     if rule_index not in rule_indices or type(sites) is not list:
         return False
     for site in sites:
+        # _PROFILE_SITE_TYPES, spelt out: a function's first entry checks its row here.
         if not (type(site) is tuple and len(site) == len(_PROFILE_SITE_TYPES)):
             return False
-        if not all(isinstance(v, t) for v, t in zip(site, _PROFILE_SITE_TYPES, strict=True)):
+        text, callee, line, end_line, col, end_col = site
+        if not (
+            isinstance(text, str)
+            and (callee is None or isinstance(callee, str))
+            and isinstance(line, int)
+            and isinstance(end_line, int)
+            and isinstance(col, int)
+            and isinstance(end_col, int)
+        ):
             return False
     return True
 
@@ -417,7 +426,13 @@ def valid_meta(stored: Any, slot_rules: range = range(0)) -> EntryMeta | None:
     if not (type(stored) is tuple and len(stored) == 6):
         return None
     profiles, offsets, sites, names, crc, slots = stored
-    if not all(type(b) is bytes for b in (profiles, offsets, sites, names)) or type(crc) is not int:
+    if not (
+        type(profiles) is bytes
+        and type(offsets) is bytes
+        and type(sites) is bytes
+        and type(names) is bytes
+        and type(crc) is int
+    ):
         return None
     # No rows and no offsets, or the offsets of n rows' starts and of the blob's end.
     if offsets and (len(offsets) % 4 or int.from_bytes(offsets[-4:], "little") != len(profiles)):
