@@ -34,6 +34,7 @@ from __future__ import annotations
 import importlib.util
 import marshal
 import os
+import struct
 import sys
 import threading
 from types import CodeType
@@ -138,17 +139,15 @@ def key_suffix(fullname: str, rules_hash: str, *, pytest: bool) -> bytes:
         rules_hash: The hash of the rules that apply to the module.
         pytest: Whether pytest's assertion rewriting is applied too.
     """
-    parts = [
-        fullname,
-        _native.__version__,
-        _BUILD_ID,
-        str(FORMAT),
-        rules_hash,
-        str(sys.flags.optimize),
-        importlib.util.MAGIC_NUMBER.hex(),
-        "pytest" if pytest else "",
-    ]
+    parts = (fullname, _KEY_MIDDLE, rules_hash, _KEY_TAIL, "pytest" if pytest else "")
     return b"\0callweave\0" + "\0".join(parts).encode()
+
+
+#: The parts of the key suffix that are the same for every module of the process (joined once:
+#: the suffix is computed at every import): callweave's version and build, the format...
+_KEY_MIDDLE = "\0".join((_native.__version__, _BUILD_ID, str(FORMAT)))
+#: ...the optimisation level and the magic number.
+_KEY_TAIL = "\0".join((str(sys.flags.optimize), importlib.util.MAGIC_NUMBER.hex()))
 
 
 def source_stamp(st: os.stat_result) -> bytes:
@@ -158,11 +157,11 @@ def source_stamp(st: os.stat_result) -> bytes:
     file is written or its times are set: an edit that restores the old mtime (``cp -p``,
     ``os.utime``) is seen too.
     """
-    return (
-        st.st_mtime_ns.to_bytes(8, "little", signed=True)
-        + st.st_size.to_bytes(8, "little", signed=True)
-        + st.st_ctime_ns.to_bytes(8, "little", signed=True)
-    )
+    return _STAMP.pack(st.st_mtime_ns, st.st_size, st.st_ctime_ns)
+
+
+#: A stamp's layout: three signed 64-bit little-endian integers.
+_STAMP = struct.Struct("<qqq")
 
 
 def settled_stamp(st: os.stat_result | None, now_ns: int) -> bytes:
