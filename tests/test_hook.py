@@ -2242,3 +2242,19 @@ def test_cache_meta_rows_round_trip_and_bad_offsets_are_caught():
     assert bad is not None
     with pytest.raises(RuntimeError, match="malformed"):
         bad.profile(0, range(2))
+
+
+def test_cache_checksum_is_zlibs_crc32_of_the_blobs_in_a_row():
+    # The native CRC-32 of the function table's blobs is zlib's: entries keep their checksum.
+    import zlib
+
+    from callweave import _native, _pycache
+
+    blobs = (b"\x00\xff" * 5000 + b"tail", b"\x01\x02\x03\x04", b"", bytes(range(256)) * 3)
+    expected = 0
+    for blob in blobs:
+        expected = zlib.crc32(blob, expected)
+    assert _native.crc32(*blobs) == expected == _pycache._crc(*blobs)
+    assert _native.crc32() == 0
+    with pytest.raises(TypeError):
+        _native.crc32("not bytes")  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ __all__ = [
     "bind_call",
     "clock_pair_ns",
     "clock_source",
+    "crc32",
     "decode_source",
     "exit_record",
     "is_trampoline",
@@ -222,6 +223,7 @@ def rewrite(
     constants: str = ...,
 ) -> Rewritten: ...
 def decode_source(bytes: bytes) -> str: ...
+def crc32(*parts: bytes) -> int: ...
 def make_trampoline(
     wrapper: object, post: int, code: CodeType | None, offsets: frozenset[int]
 ) -> object: ...

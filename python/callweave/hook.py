@@ -172,7 +172,7 @@ class ModulePlan:
         cls,
         config: Config,
         fullname: str,
-        digests: Mapping[RuleBase, str] | None = None,
+        digests: Mapping[int, str] | None = None,
     ) -> ModulePlan | None:
         """The plan of module ``fullname``, or None when no rule applies to it.
 
@@ -180,9 +180,10 @@ class ModulePlan:
             config: The configuration.
             fullname: The module's name.
             digests: Each rule's own digest (:func:`rule_digests`, computed once per
-                configuration): the plan's rules hash is then the list of its rules' digests
-                per transform, not a digest hashed at every import. Without them, it is
-                :func:`callweave.config.rules_hash`'s.
+                configuration) by the ``id()`` of the configuration's rule object (hashing a
+                rule hashes all its fields): the plan's rules hash is then the list of its
+                rules' digests per transform, not a digest hashed at every import. Without
+                them, it is :func:`callweave.config.rules_hash`'s.
         """
         rules = tuple(
             (t, tuple(r for r in config.rules(t.table) if r.matches_module(fullname)))
@@ -195,7 +196,7 @@ class ModulePlan:
         else:
             # Every transform's table, also without rules (as in rules_hash); digests are hex.
             digest = ";".join(
-                f"{t.table}:{','.join(digests[r] for r in selected)}" for t, selected in rules
+                f"{t.table}:{','.join(digests[id(r)] for r in selected)}" for t, selected in rules
             )
         return cls(fullname, rules, digest)
 
@@ -682,14 +683,16 @@ class CallweaveFinder:
         self.config = config
         self.strict = config.strict if strict is None else strict
         self.resolved = config.resolve()
-        #: Per rule, the objects behind the names it injects (a wrap rule's trampoline around
-        #: its wrapper), made once: rules injecting the same name share its object.
-        self._static: dict[RuleBase, dict[str, Any]] = {}
+        #: Per rule (by the ``id()`` of the configuration's rule object: a rule's hash hashes
+        #: all its fields, at every import), the objects behind the names it injects (a wrap
+        #: rule's trampoline around its wrapper), made once: rules injecting the same name
+        #: share its object. ``self.config`` holds the rules.
+        self._static: dict[int, dict[str, Any]] = {}
         made: dict[str, Any] = {}
         for transform in REGISTRY:
             for rule in config.rules(transform.table):
                 objects = transform.static_names(rule, self.resolved)
-                self._static[rule] = {n: made.setdefault(n, v) for n, v in objects.items()}
+                self._static[id(rule)] = {n: made.setdefault(n, v) for n, v in objects.items()}
         #: Per transform rule: its built-in or the user's transformer class, resolved now.
         self._appliers = configured.prepare(
             config.transform, self.resolved, Where(config.path, "tool.callweave.transform")
@@ -697,8 +700,12 @@ class CallweaveFinder:
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
         #: Per module name asked for: its plan, or None when no rule applies (or excluded).
         self._plans: dict[str, ModulePlan | None] = {}
-        #: Each rule's digest, for the plans' rules hashes (see ModulePlan.resolve).
-        self._rule_digests = rule_digests(config)
+        #: Each rule's digest by the id() of its object, for the plans' rules hashes (see
+        #: ModulePlan.resolve).
+        digests = rule_digests(config)
+        self._rule_digests = {
+            id(rule): digests[rule] for t in REGISTRY for rule in config.rules(t.table)
+        }
         #: Every rule's module globs at once: most imported names match none (one native
         #: call says so, the plan is not resolved rule by rule).
         globs = [g for t in REGISTRY for rule in config.rules(t.table) for g in rule.modules]
@@ -815,7 +822,7 @@ class CallweaveFinder:
         static = dict(RUNTIME_NAMES)
         for _transform, selected in plan.rules:
             for selected_rule in selected:
-                static.update(self._static[selected_rule])
+                static.update(self._static[id(selected_rule)])
         version = _Version(key_hash, path, static, names, site_objects, table)
         self._versions[fullname] = version
         return version

@@ -3,6 +3,7 @@
 //! It binds the rewrite engine (rules, rewrites, code-object position remapping) and holds
 //! the native runtime that rewritten code calls.
 
+mod checksum;
 mod engine;
 mod errors;
 mod runtime;
@@ -32,6 +33,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_function(wrap_pyfunction!(engine::py_rewrite, m)?)?;
     m.add_function(wrap_pyfunction!(engine::decode_source, m)?)?;
+    m.add_function(wrap_pyfunction!(checksum::crc32, m)?)?;
     runtime::register(m)?;
     Ok(())
 }
