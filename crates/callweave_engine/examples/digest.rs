@@ -4,14 +4,15 @@
 //! `cargo run --release --example digest -- DIR [TRANSFORM [KEY=VALUE]...]` rewrites every `.py`
 //! file under `DIR` (every function selected by one rule: `wrap` by default, every call wrapped,
 //! as the `throughput` example does) and prints one
-//! hash over the debug form of each [`callweave_engine::Rewrite`] (new source, position map,
-//! sites, functions, constants) or of the error.
+//! hash over every field of each [`Rewrite`] (new source, position map, sites, functions,
+//! constants) or over the error.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use callweave_engine::{
-    rewrite, source, CallFilter, FunctionSelector, OptionValue, Options, Plan, QualnameGlobs, Rule,
+    rewrite, source, CallFilter, FunctionSelector, OptionValue, Options, Plan, QualnameGlobs,
+    Rewrite, Rule,
 };
 
 fn python_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -29,6 +30,25 @@ fn python_files(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(path);
         }
     }
+}
+
+/// Every output of a rewrite, field by field (`original` is the source it rewrote).
+fn fields(r: &Rewrite, _original: &str) -> String {
+    let mut out = format!("{:?}\n{:?}\n", r.source, r.map);
+    for s in &r.sites {
+        out += &format!(
+            "site {} {:?} {} {} {} {} {:?} {:?} {}\n",
+            s.id, s.function, s.line, s.end_line, s.col, s.end_col, s.text, s.callee, s.awaited
+        );
+    }
+    for f in &r.functions {
+        out += &format!(
+            "function {:?} {} {} {:?} {:?} {:?} {:?}\n",
+            f.qualname, f.first_line, f.def_line, f.rules, f.profile, f.original_text, f.new_text
+        );
+    }
+    out += &format!("{:?} {}", r.constants, r.unwrapped_for_depth);
+    out
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -79,7 +99,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let text = match rewrite(&decoded.text, &plan) {
             Ok(r) => {
                 ok += 1;
-                format!("{r:?}")
+                fields(&r, &decoded.text)
             }
             Err(e) => {
                 failed += 1;
