@@ -33,18 +33,32 @@ fn python_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Every output of a rewrite, field by field (`original` is the source it rewrote).
-fn fields(r: &Rewrite, _original: &str) -> String {
+fn fields(r: &Rewrite, original: &str) -> String {
     let mut out = format!("{:?}\n{:?}\n", r.source, r.map);
     for s in &r.sites {
         out += &format!(
             "site {} {:?} {} {} {} {} {:?} {:?} {}\n",
-            s.id, s.function, s.line, s.end_line, s.col, s.end_col, s.text, s.callee, s.awaited
+            s.id,
+            s.function,
+            s.line,
+            s.end_line,
+            s.col,
+            s.end_col,
+            s.text(original),
+            r.callee(s),
+            s.awaited
         );
     }
     for f in &r.functions {
         out += &format!(
             "function {:?} {} {} {:?} {:?} {:?} {:?}\n",
-            f.qualname, f.first_line, f.def_line, f.rules, f.profile, f.original_text, f.new_text
+            f.qualname,
+            f.first_line,
+            f.def_line,
+            f.rules,
+            f.profile,
+            f.original_text(original),
+            r.new_text(f)
         );
     }
     out += &format!("{:?} {}", r.constants, r.unwrapped_for_depth);
