@@ -448,6 +448,15 @@ impl<'a> SourceOrderVisitor<'a> for Collector<'a, '_> {
 
     fn visit_expr(&mut self, expr: &'a Expr) {
         match expr {
+            // Leaves, the most common expressions: nothing in them is routed or opens a scope
+            // (f-strings are not among them), so the generic walk is skipped.
+            Expr::Name(_)
+            | Expr::StringLiteral(_)
+            | Expr::BytesLiteral(_)
+            | Expr::NumberLiteral(_)
+            | Expr::BooleanLiteral(_)
+            | Expr::NoneLiteral(_)
+            | Expr::EllipsisLiteral(_) => {}
             Expr::Call(call) => {
                 let routed = self.route_call(call);
                 self.awaited_call = None;

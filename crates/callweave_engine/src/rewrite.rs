@@ -222,7 +222,8 @@ fn rewrite_parsed(
                 qualname: Arc::clone(&f.qualname),
                 first_line: first_line(f.def, &line_u32),
                 def_line: line_u32(f.def.name.range.start().to_usize()),
-                rules: f.rules.clone(),
+                // Moved from the collector once it is done with them (below).
+                rules: Vec::new(),
                 profile: None,
                 span: range.start().to_u32()..range.end().to_u32(),
             }
@@ -419,6 +420,9 @@ fn rewrite_parsed(
     let constants = body.slots;
 
     let unwrapped_for_depth = collector.unwrapped_for_depth;
+    for (func, selected) in functions.iter_mut().zip(&mut collector.functions) {
+        func.rules = std::mem::take(&mut selected.rules);
+    }
     drop(collector);
     if functions.is_empty() {
         return Ok(Rewrite {
