@@ -282,7 +282,9 @@ impl<'a, 'p> Collector<'a, 'p> {
         self.layers.get(call.layers.clone()).unwrap_or_default()
     }
 
-    /// Routes `call` if some active rule takes it; returns whether it was routed.
+    /// Routes `call` if some active rule takes it; returns whether it was routed. Kept out of
+    /// line: inlined, it weighs on every expression's visit.
+    #[inline(never)]
     fn route_call(&mut self, call: &'a ExprCall) -> bool {
         let Some(scope) = self.scopes.last() else {
             return false;
