@@ -419,6 +419,14 @@ impl<'a> SourceOrderVisitor<'a> for Collector<'a, '_> {
 
     fn visit_stmt(&mut self, stmt: &'a Stmt) {
         match stmt {
+            // Statements holding no expression: nothing to route, no scope.
+            Stmt::Pass(_)
+            | Stmt::Break(_)
+            | Stmt::Continue(_)
+            | Stmt::Import(_)
+            | Stmt::ImportFrom(_)
+            | Stmt::Global(_)
+            | Stmt::Nonlocal(_) => {}
             Stmt::FunctionDef(def) => self.visit_function(def),
             Stmt::ClassDef(class) => {
                 for d in &class.decorator_list {
