@@ -3,9 +3,8 @@
 //!
 //! `cargo run --release --example digest -- DIR [TRANSFORM [KEY=VALUE]...]` rewrites every `.py`
 //! file under `DIR` (every function selected by one rule: `wrap` by default, every call wrapped,
-//! as the `throughput` example does) and prints one
-//! hash over every field of each [`Rewrite`] (new source, position map, sites, functions,
-//! constants) or over the error.
+//! as the `throughput` example does) and prints one hash over every field of each [`Rewrite`]
+//! (new source, position map, sites, functions, constants) or over the error.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
