@@ -129,6 +129,28 @@ pub(crate) fn callee_text(expr: &Expr, source: &str) -> Option<String> {
     Some(out)
 }
 
+/// Appends the text of [`callee_name`] to `out` (where every routed call's site records it,
+/// one string for all sites) and returns its byte range there; `None`, with `out` unchanged,
+/// when the callee has no name.
+pub(crate) fn push_callee(
+    expr: &Expr,
+    source: &str,
+    out: &mut String,
+) -> Option<std::ops::Range<u32>> {
+    let start = out.len();
+    if push_text(expr, source, out).is_none() {
+        out.truncate(start);
+        return None;
+    }
+    match (u32::try_from(start), u32::try_from(out.len())) {
+        (Ok(s), Ok(e)) => Some(s..e),
+        _ => {
+            out.truncate(start);
+            None
+        }
+    }
+}
+
 /// Appends `expr`'s call name to `out`. The chain's base is always a name (the only case that
 /// does not recurse), so it is the first thing written and the only one without a `.`.
 fn push_text(expr: &Expr, source: &str, out: &mut String) -> Option<()> {
@@ -238,6 +260,14 @@ mod tests {
                 callee_name(&call.func, src).map(|n| n.to_string()),
                 "{src}"
             );
+            let mut names = String::from("before");
+            let range = push_callee(&call.func, src, &mut names);
+            assert_eq!(
+                range.map(|r| names[r.start as usize..r.end as usize].to_owned()),
+                callee_text(&call.func, src),
+                "{src}"
+            );
+            assert!(names.starts_with("before"), "{src}");
         }
     }
 

@@ -282,7 +282,9 @@ impl<'a, 'p> Collector<'a, 'p> {
         self.layers.get(call.layers.clone()).unwrap_or_default()
     }
 
-    /// Routes `call` if some active rule takes it; returns whether it was routed.
+    /// Routes `call` if some active rule takes it; returns whether it was routed. Kept out of
+    /// line: inlined, it weighs on every expression's visit.
+    #[inline(never)]
     fn route_call(&mut self, call: &'a ExprCall) -> bool {
         let Some(scope) = self.scopes.last() else {
             return false;
@@ -417,6 +419,14 @@ impl<'a> SourceOrderVisitor<'a> for Collector<'a, '_> {
 
     fn visit_stmt(&mut self, stmt: &'a Stmt) {
         match stmt {
+            // Statements holding no expression: nothing to route, no scope.
+            Stmt::Pass(_)
+            | Stmt::Break(_)
+            | Stmt::Continue(_)
+            | Stmt::Import(_)
+            | Stmt::ImportFrom(_)
+            | Stmt::Global(_)
+            | Stmt::Nonlocal(_) => {}
             Stmt::FunctionDef(def) => self.visit_function(def),
             Stmt::ClassDef(class) => {
                 for d in &class.decorator_list {
@@ -448,6 +458,15 @@ impl<'a> SourceOrderVisitor<'a> for Collector<'a, '_> {
 
     fn visit_expr(&mut self, expr: &'a Expr) {
         match expr {
+            // Leaves, the most common expressions: nothing in them is routed or opens a scope
+            // (f-strings are not among them), so the generic walk is skipped.
+            Expr::Name(_)
+            | Expr::StringLiteral(_)
+            | Expr::BytesLiteral(_)
+            | Expr::NumberLiteral(_)
+            | Expr::BooleanLiteral(_)
+            | Expr::NoneLiteral(_)
+            | Expr::EllipsisLiteral(_) => {}
             Expr::Call(call) => {
                 let routed = self.route_call(call);
                 self.awaited_call = None;

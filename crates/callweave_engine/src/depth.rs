@@ -150,12 +150,18 @@ pub(crate) fn scan(tokens: &Tokens) -> Nesting {
     let mut statement_start = 0usize;
     let mut brackets = 0usize;
     for token in tokens.iter() {
-        let offset = token.start().to_usize();
         match token.kind() {
+            // The most common tokens, which add no depth: settled first.
+            TokenKind::Name
+            | TokenKind::String
+            | TokenKind::Int
+            | TokenKind::Float
+            | TokenKind::Comment
+            | TokenKind::NonLogicalNewline => {}
             TokenKind::Lpar | TokenKind::Lsqb | TokenKind::Lbrace => {
                 brackets += 1;
                 if brackets > n.brackets.0 {
-                    n.brackets = (brackets, offset);
+                    n.brackets = (brackets, token.start().to_usize());
                 }
                 open(&mut frames);
             }
@@ -184,14 +190,19 @@ pub(crate) fn scan(tokens: &Tokens) -> Nesting {
                     }
                     *f = Frame::default();
                 }
+                statement_start = token.end().to_usize();
             }
             TokenKind::Indent => {
                 indent += 1;
                 if indent > n.indent.0 {
-                    n.indent = (indent, offset);
+                    n.indent = (indent, token.start().to_usize());
                 }
+                statement_start = token.end().to_usize();
             }
-            TokenKind::Dedent => indent = indent.saturating_sub(1),
+            TokenKind::Dedent => {
+                indent = indent.saturating_sub(1);
+                statement_start = token.end().to_usize();
+            }
             TokenKind::Lambda => {
                 if let Some(f) = frames.last_mut() {
                     f.count += 1;
@@ -210,12 +221,6 @@ pub(crate) fn scan(tokens: &Tokens) -> Nesting {
                 }
             }
             _ => {}
-        }
-        if matches!(
-            token.kind(),
-            TokenKind::Newline | TokenKind::Semi | TokenKind::Indent | TokenKind::Dedent
-        ) {
-            statement_start = token.end().to_usize();
         }
     }
     n

@@ -7,7 +7,7 @@ use ruff_python_parser::{parse_unchecked, Mode, ParseOptions, Parsed};
 use ruff_text_size::Ranged;
 
 use crate::bindings;
-use crate::callname::callee_text;
+use crate::callname::push_callee;
 use crate::collect::{Collector, RoutedCall};
 use crate::depth::{self, Nesting};
 use crate::plan::{FunctionSelector, Plan};
@@ -32,12 +32,27 @@ pub struct Site {
     pub col: u32,
     /// Column of the call's end.
     pub end_col: u32,
-    /// The call's exact original text.
-    pub text: String,
-    /// The callee's dotted call name, if it has one.
-    pub callee: Option<String>,
+    /// The call's byte range in the original source (the text [`rewrite`] was given): its
+    /// exact original text is [`Site::text`].
+    pub span: std::ops::Range<u32>,
+    /// The callee's dotted call name, if it has one, as a byte range of [`Rewrite::callees`]
+    /// (see [`Rewrite::callee`]): one string for all sites, not one per site.
+    pub callee: Option<std::ops::Range<u32>>,
     /// Whether the call is the operand of `await`.
     pub awaited: bool,
+}
+
+impl Site {
+    /// The call's exact original text; `original` is the source the rewrite was made from.
+    pub fn text<'s>(&self, original: &'s str) -> &'s str {
+        text_at(original, &self.span)
+    }
+}
+
+/// `text[range]`, empty when the range is not one of `text` (never for a rewrite's own ranges).
+fn text_at<'s>(text: &'s str, range: &std::ops::Range<u32>) -> &'s str {
+    text.get(range.start as usize..range.end as usize)
+        .unwrap_or_default()
 }
 
 /// A numbered function's entry in the rewrite (see `Transform::numbers_functions`: flat
@@ -56,7 +71,7 @@ pub struct Profiled {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Function {
     /// `__qualname__`.
-    pub qualname: String,
+    pub qualname: Arc<str>,
     /// `co_firstlineno`: the first decorator's line, else the `def` line.
     pub first_line: u32,
     /// The `def` line.
@@ -65,10 +80,18 @@ pub struct Function {
     pub rules: Vec<usize>,
     /// Present when a rule whose transform numbers functions (`profile`) selected it.
     pub profile: Option<Profiled>,
-    /// The function's original text, first decorator to end of body.
-    pub original_text: String,
-    /// The same function in the new source.
-    pub new_text: String,
+    /// The function's byte range in the original source, first decorator to end of body: its
+    /// text is [`Function::original_text`]; the same function in the new source is
+    /// [`Rewrite::new_text`].
+    pub span: std::ops::Range<u32>,
+}
+
+impl Function {
+    /// The function's original text, first decorator to end of body; `original` is the source
+    /// the rewrite was made from.
+    pub fn original_text<'s>(&self, original: &'s str) -> &'s str {
+        text_at(original, &self.span)
+    }
 }
 
 /// The result of a rewrite.
@@ -80,6 +103,8 @@ pub struct Rewrite {
     pub map: PositionMap,
     /// Every routed call.
     pub sites: Vec<Site>,
+    /// The sites' callee names, one after another (see [`Site::callee`]).
+    pub callees: String,
     /// Every selected function.
     pub functions: Vec<Function>,
     /// Constant slots taken by the transforms, in the order of their numbers.
@@ -93,6 +118,20 @@ impl Rewrite {
     /// Whether anything was changed.
     pub fn changed(&self) -> bool {
         !self.functions.is_empty()
+    }
+
+    /// The callee's dotted call name of `site` (one of this rewrite's sites), if it has one.
+    pub fn callee(&self, site: &Site) -> Option<&str> {
+        site.callee.as_ref().map(|r| text_at(&self.callees, r))
+    }
+
+    /// The text of `function` (one of this rewrite's functions) in the new source: looked up
+    /// in the position map on demand, as few callers need it.
+    pub fn new_text(&self, function: &Function) -> &str {
+        let (start, end) = self
+            .map
+            .new_range(function.span.start as usize, function.span.end as usize);
+        self.source.get(start..end).unwrap_or_default()
     }
 }
 
@@ -177,17 +216,17 @@ fn rewrite_parsed(
     let mut functions: Vec<Function> = collector
         .functions
         .iter()
-        .map(|f| Function {
-            qualname: String::from(&*f.qualname),
-            first_line: first_line(f.def, &line_u32),
-            def_line: line_u32(f.def.name.range.start().to_usize()),
-            rules: f.rules.clone(),
-            profile: None,
-            original_text: source
-                .get(std::ops::Range::<usize>::from(function_range(f.def)))
-                .unwrap_or_default()
-                .to_owned(),
-            new_text: String::new(),
+        .map(|f| {
+            let range = function_range(f.def);
+            Function {
+                qualname: Arc::clone(&f.qualname),
+                first_line: first_line(f.def, &line_u32),
+                def_line: line_u32(f.def.name.range.start().to_usize()),
+                // Moved from the collector once it is done with them (below).
+                rules: Vec::new(),
+                profile: None,
+                span: range.start().to_u32()..range.end().to_u32(),
+            }
         })
         .collect();
 
@@ -285,6 +324,8 @@ fn rewrite_parsed(
             .contains(name)
     };
     let mut sites = Vec::with_capacity(collector.calls.len());
+    // Callee names average some 12 bytes.
+    let mut callees = String::with_capacity(16 * collector.calls.len());
     let mut line_cursor = 0;
     for (i, routed) in collector.calls.iter().enumerate() {
         let id = u32::try_from(i).unwrap_or(u32::MAX);
@@ -294,7 +335,14 @@ fn rewrite_parsed(
         if let (false, [(rule, _)]) = (unpacking, layers) {
             if let Some(Some(prefix)) = simple_prefix.get(*rule) {
                 simple_wrap_edits(routed.call, prefix, location_start, &mut edits);
-                sites.push(make_site(source, &lines, routed, id, &mut line_cursor));
+                sites.push(make_site(
+                    source,
+                    &lines,
+                    routed,
+                    id,
+                    &mut line_cursor,
+                    &mut callees,
+                ));
                 continue;
             }
         }
@@ -318,7 +366,14 @@ fn rewrite_parsed(
         }
         let bind = unpacking.then_some(plan.bind.as_str());
         edits.extend(call_edits(routed.call, &tokens, location_start, bind));
-        sites.push(make_site(source, &lines, routed, id, &mut line_cursor));
+        sites.push(make_site(
+            source,
+            &lines,
+            routed,
+            id,
+            &mut line_cursor,
+            &mut callees,
+        ));
     }
 
     edits.extend(after_calls);
@@ -364,29 +419,28 @@ fn rewrite_parsed(
     edits.extend(body.edits);
     let constants = body.slots;
 
-    let selected_defs: Vec<_> = collector.functions.iter().map(|f| f.def).collect();
     let unwrapped_for_depth = collector.unwrapped_for_depth;
+    for (func, selected) in functions.iter_mut().zip(&mut collector.functions) {
+        func.rules = std::mem::take(&mut selected.rules);
+    }
     drop(collector);
     if functions.is_empty() {
         return Ok(Rewrite {
             source: source.to_owned(),
             map: PositionMap::identity_indexed(source, lines),
             sites,
+            callees,
             functions,
             constants,
             unwrapped_for_depth,
         });
     }
     let (new_source, map) = posmap::apply(source, lines, edits)?;
-    for (f, def) in functions.iter_mut().zip(selected_defs) {
-        let range = function_range(def);
-        let (start, end) = map.new_range(range.start().to_usize(), range.end().to_usize());
-        f.new_text = new_source.get(start..end).unwrap_or_default().to_owned();
-    }
     Ok(Rewrite {
         source: new_source,
         map,
         sites,
+        callees,
         functions,
         constants,
         unwrapped_for_depth,
@@ -401,6 +455,7 @@ fn make_site(
     routed: &RoutedCall<'_>,
     id: u32,
     cursor: &mut usize,
+    callees: &mut String,
 ) -> Site {
     let range = routed.call.range();
     let (start, end) = (range.start().to_usize(), range.end().to_usize());
@@ -414,8 +469,8 @@ fn make_site(
         end_line: to_u32(end_line),
         col: to_u32(col),
         end_col: to_u32(end_col),
-        text: source.get(start..end).unwrap_or_default().to_owned(),
-        callee: callee_text(&routed.call.func, source),
+        span: range.start().to_u32()..range.end().to_u32(),
+        callee: push_callee(&routed.call.func, source, callees),
         awaited: routed.awaited,
     }
 }

@@ -110,8 +110,10 @@ fn render(path: &Path) -> String {
             s.col,
             s.end_line,
             s.end_col,
-            s.callee.as_deref().unwrap_or("-"),
-            s.text.replace('\n', "\\n").replace('\r', "\\r"),
+            result.callee(s).unwrap_or("-"),
+            s.text(&decoded.text)
+                .replace('\n', "\\n")
+                .replace('\r', "\\r"),
         );
     }
     out.push_str("# ---- functions\n");

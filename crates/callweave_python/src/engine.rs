@@ -166,10 +166,42 @@ impl DottedGlobs {
     }
 }
 
+/// A site's fields, texts owned (the engine's [`EngineSite`] keeps ranges of its rewrite's
+/// strings instead).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SiteFields {
+    id: u32,
+    function: std::sync::Arc<str>,
+    line: u32,
+    end_line: u32,
+    col: u32,
+    end_col: u32,
+    text: String,
+    callee: Option<String>,
+    awaited: bool,
+}
+
+impl SiteFields {
+    /// The fields of `site`, one of `rewrite`'s sites; `original` is the source it rewrote.
+    fn of(site: &EngineSite, rewrite: &Rewrite, original: &str) -> Self {
+        Self {
+            id: site.id,
+            function: site.function.clone(),
+            line: site.line,
+            end_line: site.end_line,
+            col: site.col,
+            end_col: site.end_col,
+            text: site.text(original).to_owned(),
+            callee: rewrite.callee(site).map(str::to_owned),
+            awaited: site.awaited,
+        }
+    }
+}
+
 /// One routed call of a rewrite, in original coordinates.
 #[pyclass(module = "callweave._native", frozen)]
 pub(crate) struct Site {
-    inner: EngineSite,
+    inner: SiteFields,
 }
 
 #[pymethods]
@@ -189,7 +221,7 @@ impl Site {
         awaited: bool,
     ) -> Self {
         Self {
-            inner: EngineSite {
+            inner: SiteFields {
                 id,
                 function: function.into(),
                 line,
@@ -260,7 +292,8 @@ impl Site {
     /// The fields as a tuple `(id, function, line, end_line, col, end_col, text, callee,
     /// awaited)`: the import hook's cache format, and what `Site(*row)` takes back.
     fn row<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        site_row(py, &self.inner)
+        let s = &self.inner;
+        site_row(py, s, &s.text, s.callee.as_deref())
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
@@ -296,18 +329,51 @@ impl Site {
     }
 }
 
-/// A site's fields as a tuple (see `Site.row`).
-fn site_row<'py>(py: Python<'py>, s: &EngineSite) -> PyResult<Bound<'py, PyTuple>> {
+/// The numbers and the owner every kind of site has.
+trait SiteNumbers {
+    fn numbers(&self) -> (u32, &str, u32, u32, u32, u32, bool);
+}
+
+impl SiteNumbers for SiteFields {
+    fn numbers(&self) -> (u32, &str, u32, u32, u32, u32, bool) {
+        let s = self;
+        (
+            s.id,
+            &s.function,
+            s.line,
+            s.end_line,
+            s.col,
+            s.end_col,
+            s.awaited,
+        )
+    }
+}
+
+impl SiteNumbers for EngineSite {
+    fn numbers(&self) -> (u32, &str, u32, u32, u32, u32, bool) {
+        let s = self;
+        (
+            s.id,
+            &s.function,
+            s.line,
+            s.end_line,
+            s.col,
+            s.end_col,
+            s.awaited,
+        )
+    }
+}
+
+/// A site's fields as a tuple (see `Site.row`), given its text and callee.
+fn site_row<'py>(
+    py: Python<'py>,
+    s: &impl SiteNumbers,
+    text: &str,
+    callee: Option<&str>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let (id, function, line, end_line, col, end_col, awaited) = s.numbers();
     (
-        s.id,
-        &*s.function,
-        s.line,
-        s.end_line,
-        s.col,
-        s.end_col,
-        s.text.as_str(),
-        s.callee.as_deref(),
-        s.awaited,
+        id, function, line, end_line, col, end_col, text, callee, awaited,
     )
         .into_pyobject(py)
 }
@@ -352,6 +418,10 @@ impl Profiled {
 #[pyclass(module = "callweave._native", frozen)]
 pub(crate) struct RewrittenFunction {
     inner: EngineFunction,
+    /// The function's original text, first decorator to end of body.
+    original_text: String,
+    /// The same function in the new source.
+    new_text: String,
 }
 
 #[pymethods]
@@ -392,13 +462,13 @@ impl RewrittenFunction {
     /// The function's original text, first decorator to end of body.
     #[getter]
     fn original_text(&self) -> &str {
-        &self.inner.original_text
+        &self.original_text
     }
 
     /// The same function in the new source.
     #[getter]
     fn new_text(&self) -> &str {
-        &self.inner.new_text
+        &self.new_text
     }
 
     fn __repr__(&self) -> String {
@@ -486,6 +556,8 @@ impl ConstantSlot {
 #[pyclass(module = "callweave._native", frozen)]
 pub(crate) struct Rewritten {
     inner: Rewrite,
+    /// The source it rewrote (sites and functions keep ranges of it).
+    original: String,
 }
 
 #[pymethods]
@@ -508,7 +580,9 @@ impl Rewritten {
         self.inner
             .sites
             .iter()
-            .map(|s| Site { inner: s.clone() })
+            .map(|s| Site {
+                inner: SiteFields::of(s, &self.inner, &self.original),
+            })
             .collect()
     }
 
@@ -518,7 +592,11 @@ impl Rewritten {
         self.inner
             .functions
             .iter()
-            .map(|f| RewrittenFunction { inner: f.clone() })
+            .map(|f| RewrittenFunction {
+                inner: f.clone(),
+                original_text: f.original_text(&self.original).to_owned(),
+                new_text: self.inner.new_text(f).to_owned(),
+            })
             .collect()
     }
 
@@ -543,7 +621,11 @@ impl Rewritten {
 
     /// `[site.row() for site in self.sites]`, without building the `Site` objects.
     fn site_rows<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
-        self.inner.sites.iter().map(|s| site_row(py, s)).collect()
+        self.inner
+            .sites
+            .iter()
+            .map(|s| site_row(py, s, s.text(&self.original), self.inner.callee(s)))
+            .collect()
     }
 
     /// Constant slots the transforms took, in the order of their numbers.
@@ -783,7 +865,10 @@ pub(crate) fn py_rewrite(
             })
         })
         .map_err(to_py)?;
-    Ok(Rewritten { inner: result })
+    Ok(Rewritten {
+        inner: result,
+        original: source.to_owned(),
+    })
 }
 
 /// Decodes source bytes when they are UTF-8 (BOM removed); raises `RewriteError` naming the
