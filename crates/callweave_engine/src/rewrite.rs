@@ -244,8 +244,10 @@ fn rewrite_parsed(
     let mut reindented: Vec<(usize, usize)> = Vec::new();
     // Applied after the call routing's edits at equal offsets (see `FunctionEdits`).
     let mut after_calls = Vec::new();
+    // The transforms already applied to the function at hand (one buffer for all functions).
+    let mut seen: Vec<&str> = Vec::new();
     for (fidx, f) in collector.functions.iter().enumerate() {
-        let mut seen: Vec<&str> = Vec::new();
+        seen.clear();
         let mut fn_edits_all = Vec::new();
         for &rule in &f.rules {
             let Some(t) = plan.rules.get(rule).map(|r| r.transform()) else {

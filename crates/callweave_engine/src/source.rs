@@ -205,7 +205,8 @@ impl LineIndex {
 }
 
 /// Pushes the start of every line after the first of `bytes`, a text with no `\r` (every line
-/// ends with `\n`), sixteen bytes at a time (SSE2, part of every x86-64 CPU).
+/// ends with `\n`), sixteen bytes at a time (SSE2, part of every x86-64 CPU). Not
+/// `memchr_iter`: it restarts its search at each match, and source lines are short.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 fn push_lf_starts(bytes: &[u8], starts: &mut Vec<usize>) {
     use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
