@@ -7,29 +7,14 @@
 //! (new source, position map, sites, functions, constants) or over the error.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 
 use callweave_engine::{
     rewrite, source, CallFilter, FunctionSelector, OptionValue, Options, Plan, QualnameGlobs,
     Rewrite, Rule,
 };
-
-fn python_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if path.file_name().is_some_and(|n| n == "site-packages") {
-                continue;
-            }
-            python_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "py") {
-            out.push(path);
-        }
-    }
-}
 
 /// Every output of a rewrite, field by field (`original` is the source it rewrote).
 fn fields(r: &Rewrite, original: &str) -> String {
@@ -72,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let transform = args.next().unwrap_or_else(|| "wrap".to_owned());
     let mut files = Vec::new();
-    python_files(&dir, &mut files);
+    common::python_files(&dir, &mut files);
     files.sort();
     let mut options = Options::new();
     if transform == "wrap" {

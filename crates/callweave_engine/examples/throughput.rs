@@ -4,7 +4,9 @@
 //! and for the full rewrite (every function selected, every call wrapped), measured side by
 //! side, round by round, over the same files held in memory.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::time::Instant;
 
 use callweave_engine::{
@@ -14,29 +16,12 @@ use callweave_engine::{
 /// The engine's throughput target, as a fraction of the parser's alone on the same files.
 const TARGET: f64 = 0.8;
 
-fn python_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if path.file_name().is_some_and(|n| n == "site-packages") {
-                continue;
-            }
-            python_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "py") {
-            out.push(path);
-        }
-    }
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().ok_or("usage: throughput DIR [ROUNDS]")?);
     let rounds: usize = args.next().map_or(Ok(5), |r| r.parse())?;
     let mut files = Vec::new();
-    python_files(&dir, &mut files);
+    common::python_files(&dir, &mut files);
     files.sort();
     let texts: Vec<String> = files
         .iter()

@@ -334,17 +334,17 @@ fn rewrite_parsed(
         let location_start = call_location_start(routed.call, source, &lines, &imported);
         let unpacking = has_unpacking(routed.call);
         let layers = collector.layers(routed);
+        sites.push(make_site(
+            source,
+            &lines,
+            routed,
+            id,
+            &mut line_cursor,
+            &mut callees,
+        ));
         if let (false, [(rule, _)]) = (unpacking, layers) {
             if let Some(Some(prefix)) = simple_prefix.get(*rule) {
                 simple_wrap_edits(routed.call, prefix, location_start, &mut edits);
-                sites.push(make_site(
-                    source,
-                    &lines,
-                    routed,
-                    id,
-                    &mut line_cursor,
-                    &mut callees,
-                ));
                 continue;
             }
         }
@@ -368,14 +368,6 @@ fn rewrite_parsed(
         }
         let bind = unpacking.then_some(plan.bind.as_str());
         edits.extend(call_edits(routed.call, &tokens, location_start, bind));
-        sites.push(make_site(
-            source,
-            &lines,
-            routed,
-            id,
-            &mut line_cursor,
-            &mut callees,
-        ));
     }
 
     edits.extend(after_calls);

@@ -329,40 +329,25 @@ impl Site {
     }
 }
 
-/// The numbers and the owner every kind of site has.
+/// The numbers and the owner every kind of site has: `(id, function, line, end_line, col,
+/// end_col, awaited)`.
 trait SiteNumbers {
     fn numbers(&self) -> (u32, &str, u32, u32, u32, u32, bool);
 }
 
-impl SiteNumbers for SiteFields {
-    fn numbers(&self) -> (u32, &str, u32, u32, u32, u32, bool) {
-        let s = self;
-        (
-            s.id,
-            &s.function,
-            s.line,
-            s.end_line,
-            s.col,
-            s.end_col,
-            s.awaited,
-        )
-    }
+/// [`SiteNumbers`] for site types with those fields (the same names in each).
+macro_rules! site_numbers {
+    ($($site:ty),*) => {$(
+        impl SiteNumbers for $site {
+            fn numbers(&self) -> (u32, &str, u32, u32, u32, u32, bool) {
+                let s = self;
+                (s.id, &s.function, s.line, s.end_line, s.col, s.end_col, s.awaited)
+            }
+        }
+    )*};
 }
 
-impl SiteNumbers for EngineSite {
-    fn numbers(&self) -> (u32, &str, u32, u32, u32, u32, bool) {
-        let s = self;
-        (
-            s.id,
-            &s.function,
-            s.line,
-            s.end_line,
-            s.col,
-            s.end_col,
-            s.awaited,
-        )
-    }
-}
+site_numbers!(SiteFields, EngineSite);
 
 /// A site's fields as a tuple (see `Site.row`), given its text and callee.
 fn site_row<'py>(
