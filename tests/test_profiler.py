@@ -390,6 +390,30 @@ def test_async_gather_keeps_every_record_its_own():
         assert event.total >= long.total
 
 
+def test_an_await_leaves_out_callbacks_run_meanwhile_as_its_invocation_does():
+    prof, cb = profile(profiled.acall)
+
+    def slow(*_):
+        time.sleep(0.2)
+
+    quick = flat_profile(time_limit=10, below_callback=slow, above_callback=slow)(profiled.helper)
+
+    async def other():
+        await asyncio.sleep(0.01)  # while acall awaits asyncio.sleep(0.05)
+        return quick(1)
+
+    async def main():
+        return await asyncio.gather(prof(0), other())
+
+    assert asyncio.run(main()) == [0, 1]
+    (event,) = cb.events
+    long = sites_by_text(event.times)["asyncio.sleep(0.05)"]
+    # The other task's callback ran on this thread during the await: it is callweave's time,
+    # left out of the await as of the invocation around it, which is never the shorter.
+    assert 0 < long.total < 0.2
+    assert event.total >= long.total
+
+
 # --------------------------------------------------------------------------- exceptions
 
 

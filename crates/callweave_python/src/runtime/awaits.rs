@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 
 use super::clock::ticks;
 use super::record::Record;
-use super::thread::profiled_ticks;
+use super::thread::{callback_ticks, profiled_ticks};
 
 /// Flag of generator-based coroutines (`@types.coroutine`), which `await` accepts as they are.
 const CO_ITERABLE_COROUTINE: i64 = 0x100;
@@ -34,6 +34,10 @@ pub(crate) struct AwaitTimer {
     start: u64,
     /// The thread's profiled-span counter before the call.
     profiled: u64,
+    /// The thread's callback counter before the call: the await's time leaves out the
+    /// callbacks run meanwhile, as the invocation's does (so that an await is never longer
+    /// than the invocation around it).
+    callbacks: u64,
     callee: Py<PyAny>,
     state: UnsafeCell<State>,
 }
@@ -71,6 +75,13 @@ fn awaitable_iter<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     )))
 }
 
+/// Ticks since `start` less the time this thread spent in above/below callbacks since its
+/// callback counter read `callbacks` (as `entry::call_between_readings` times a call).
+fn elapsed_without_callbacks(start: u64, callbacks: u64) -> u64 {
+    let in_callbacks = callback_ticks().wrapping_sub(callbacks);
+    ticks().saturating_sub(start).saturating_sub(in_callbacks)
+}
+
 /// Builds the timer for a call that returned `result` (or failed). A result that cannot be
 /// awaited is returned as it is, timed as a plain call, so that the `await` itself raises
 /// CPython's own TypeError at its own position.
@@ -78,7 +89,7 @@ pub(crate) fn start_await<'py>(
     py: Python<'py>,
     record: Bound<'py, Record>,
     site: usize,
-    (start, profiled): (u64, u64),
+    (start, profiled, callbacks): (u64, u64, u64),
     callee: Bound<'py, PyAny>,
     result: PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -87,7 +98,7 @@ pub(crate) fn start_await<'py>(
         if unsafe {
             rec.get().add(
                 site,
-                ticks().saturating_sub(start),
+                elapsed_without_callbacks(start, callbacks),
                 profiled_ticks().wrapping_sub(profiled),
                 callee.as_ptr(),
             )
@@ -122,6 +133,7 @@ pub(crate) fn start_await<'py>(
             site,
             start,
             profiled,
+            callbacks,
             callee: callee.unbind(),
             state: UnsafeCell::new(State {
                 iter: Some(iter.unbind()),
@@ -148,7 +160,7 @@ impl AwaitTimer {
         let taken = unsafe { &mut *self.state.get() }.iter.take();
         let mut ok = true;
         if taken.is_some() {
-            let elapsed = ticks().saturating_sub(self.start);
+            let elapsed = elapsed_without_callbacks(self.start, self.callbacks);
             // SAFETY: GIL held; the callee is alive (we hold a reference).
             let nested = profiled_ticks().wrapping_sub(self.profiled);
             ok = unsafe {

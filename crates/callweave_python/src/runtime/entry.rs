@@ -692,6 +692,7 @@ unsafe extern "C-unwind" fn time_await(
     // SAFETY: GIL held; `unpack` checked the three leading arguments. Nothing with a
     // destructor exists yet (unwinding invariant).
     let profiled = thread::profiled_ticks();
+    let callbacks = thread::callback_ticks();
     let (result, start, _, _) = unsafe { forward(callable, args, nargs, kwnames) };
     // Past this point the frame holds `Bound`s while `start_await` looks up the awaitable's
     // `__await__`: for coroutines, futures and tasks that is C code that cannot release the
@@ -701,7 +702,14 @@ unsafe extern "C-unwind" fn time_await(
     // SAFETY: `callable` is alive; `result` is a new reference or NULL with an error set.
     let callable = unsafe { Bound::from_borrowed_ptr(py, callable) };
     let result = unsafe { Bound::from_owned_ptr_or_err(py, result) };
-    match start_await(py, record, site, (start, profiled), callable, result) {
+    match start_await(
+        py,
+        record,
+        site,
+        (start, profiled, callbacks),
+        callable,
+        result,
+    ) {
         Ok(obj) => obj.into_ptr(),
         Err(e) => {
             e.restore(py);
