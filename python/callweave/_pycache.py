@@ -214,8 +214,6 @@ def _valid_sites(sites: Any) -> bool:
 #: A profiled function's site as the runtime takes it: text, callee, line, end line, column,
 #: end column.
 ProfileSite = tuple[str, str | None, int, int, int, int]
-_PROFILE_SITE_TYPES: tuple[type | tuple[type, ...], ...]
-_PROFILE_SITE_TYPES = (str, (str, type(None)), int, int, int, int)
 
 
 def _profile_site(row: tuple[Any, ...]) -> ProfileSite:
@@ -231,8 +229,8 @@ def _valid_profile(row: Any, rule_indices: range) -> bool:
     if rule_index not in rule_indices or type(sites) is not list:
         return False
     for site in sites:
-        # _PROFILE_SITE_TYPES, spelt out: a function's first entry checks its row here.
-        if not (type(site) is tuple and len(site) == len(_PROFILE_SITE_TYPES)):
+        # A ProfileSite, checked field by field (a function's first entry checks its row here).
+        if not (type(site) is tuple and len(site) == 6):
             return False
         text, callee, line, end_line, col, end_col = site
         if not (
