@@ -3,6 +3,7 @@
 //! It binds the rewrite engine (rules, rewrites, code-object position remapping) and holds
 //! the native runtime that rewritten code calls.
 
+mod allocator;
 mod checksum;
 mod engine;
 mod errors;
@@ -14,6 +15,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    allocator::configure();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("CallweaveError", py.get_type::<errors::CallweaveError>())?;
     m.add("RewriteError", py.get_type::<errors::RewriteError>())?;

@@ -1,0 +1,48 @@
+//! The extension's Rust allocator: mimalloc, set to give memory back to the OS at once.
+//!
+//! A rewrite parses the module into a syntax tree of many small boxes and drops it: with
+//! mimalloc the engine runs in 0.84x the instructions it takes with glibc's allocator (argparse
+//! under wrap-all: 11.5M -> 9.7M; under profile-all 15.8M -> 12.9M). Only allocations made in
+//! Rust by this extension use it; Python's objects keep Python's allocator.
+//!
+//! mimalloc's defaults suit a long-running allocation-heavy program, not a library that
+//! allocates in bursts at import: it commits arenas eagerly and keeps freed memory for a
+//! second (`purge_delay`), which left a process that rewrote 19 standard library modules at
+//! 20 MB more resident memory than glibc's allocator. With arenas committed on demand and
+//! freed pages purged at once the difference is under 2 MB; the purge costs about ten
+//! `madvise` calls per rewrite.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc 3.3's `mi_option_arena_eager_commit` (default 2: eager where the OS overcommits).
+const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+/// mimalloc 3.3's `mi_option_purge_delay` (default 1000 ms).
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Sets the options above, once, before the engine's first allocation of any size (module
+/// initialisation). An option the user set in the environment (`MIMALLOC_PURGE_DELAY`, …)
+/// is left as set; so are both when the bundled mimalloc's defaults are not the expected ones
+/// (its option numbers would then differ).
+pub(crate) fn configure() {
+    // SAFETY: reading options has no precondition.
+    let defaults = unsafe {
+        (
+            libmimalloc_sys::mi_option_get(ARENA_EAGER_COMMIT),
+            libmimalloc_sys::mi_option_get(PURGE_DELAY),
+        )
+    };
+    if defaults != (2, 1000) {
+        return;
+    }
+    for (option, env, value) in [
+        (ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0),
+        (PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 0),
+    ] {
+        if std::env::var_os(env).is_none() {
+            // SAFETY: called at module initialisation, with the GIL held, before any other
+            // thread runs this extension's code (mimalloc's options are not synchronised).
+            unsafe { libmimalloc_sys::mi_option_set(option, value) };
+        }
+    }
+}
