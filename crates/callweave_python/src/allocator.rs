@@ -12,6 +12,8 @@
 //! freed pages purged at once the difference is under 2 MB; the purge costs about ten
 //! `madvise` calls per rewrite.
 
+use pyo3::prelude::*;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -20,29 +22,33 @@ const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 /// mimalloc 3.3's `mi_option_purge_delay` (default 1000 ms).
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Sets the options above, once, before the engine's first allocation of any size (module
-/// initialisation). An option the user set in the environment (`MIMALLOC_PURGE_DELAY`, …)
-/// is left as set; so are both when the bundled mimalloc's defaults are not the expected ones
-/// (its option numbers would then differ).
+/// Sets the options above, at module initialisation, before the engine's first allocation.
+/// An option the user set in the environment (`MIMALLOC_PURGE_DELAY`, ...) is left as set; so
+/// is an option whose value is not mimalloc's documented default (the bundled mimalloc's
+/// option numbers would then differ from these).
 pub(crate) fn configure() {
-    // SAFETY: reading options has no precondition.
-    let defaults = unsafe {
-        (
-            libmimalloc_sys::mi_option_get(ARENA_EAGER_COMMIT),
-            libmimalloc_sys::mi_option_get(PURGE_DELAY),
-        )
-    };
-    if defaults != (2, 1000) {
-        return;
-    }
-    for (option, env, value) in [
-        (ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0),
-        (PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 0),
+    for (option, env, default, value) in [
+        (ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 2, 0),
+        (PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 1000, 0),
     ] {
-        if std::env::var_os(env).is_none() {
+        // SAFETY: reading options has no precondition.
+        let current = unsafe { libmimalloc_sys::mi_option_get(option) };
+        if current == default && std::env::var_os(env).is_none() {
             // SAFETY: called at module initialisation, with the GIL held, before any other
             // thread runs this extension's code (mimalloc's options are not synchronised).
             unsafe { libmimalloc_sys::mi_option_set(option, value) };
         }
+    }
+}
+
+/// The allocator's `(arena_eager_commit, purge_delay)` options as in effect (for tests).
+#[pyfunction]
+pub(crate) fn allocator_options() -> (std::ffi::c_long, std::ffi::c_long) {
+    // SAFETY: reading options has no precondition.
+    unsafe {
+        (
+            libmimalloc_sys::mi_option_get(ARENA_EAGER_COMMIT),
+            libmimalloc_sys::mi_option_get(PURGE_DELAY),
+        )
     }
 }

@@ -36,6 +36,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(engine::py_rewrite, m)?)?;
     m.add_function(wrap_pyfunction!(engine::decode_source, m)?)?;
     m.add_function(wrap_pyfunction!(checksum::crc32, m)?)?;
+    m.add_function(wrap_pyfunction!(allocator::allocator_options, m)?)?;
     runtime::register(m)?;
     Ok(())
 }
