@@ -25,6 +25,7 @@ __all__ = [
     "__version__",
     "_profile_at",
     "all_profiles",
+    "allocator_options",
     "bind_call",
     "clock_pair_ns",
     "clock_source",
