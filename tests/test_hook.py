@@ -2258,3 +2258,59 @@ def test_cache_checksum_is_zlibs_crc32_of_the_blobs_in_a_row():
     assert _native.crc32() == 0
     with pytest.raises(TypeError):
         _native.crc32("not bytes")  # type: ignore[arg-type]
+
+
+NATIVE_REGISTRATION_SCRIPT = (
+    INSTALL
+    + """\
+from callweave import profiler
+import cb, pkg.mod
+g = pkg.mod.g()
+after_g = [(t.__class__.__name__, i, p.qualname) for t, i, p in profiler.REGISTERED]
+f = pkg.mod.f()
+finders = sorted(q for (m, q, _line) in profiler.FUNCTION_FINDERS if m == "pkg.mod")
+emit(g=g, f=f, after_g=after_g, after_f=len(profiler.REGISTERED), seen=cb.seen,
+     finders=finders, **cw_state())
+"""
+)
+
+
+def test_warm_first_entry_registers_natively_and_callbacks_still_find_functions(tmp_path):
+    # Issue 10: a function of a module loaded from the cache is registered by the native
+    # table on its first entry (no Python code runs); the hook's bookkeeping for it is done
+    # when something reads it, here a callback that is given the function object.
+    write_files(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/mod.py": """\
+                def f():
+                    return abs(-2)
+                def g():
+                    return abs(-1)
+                """,
+            "cb.py": """\
+                seen = []
+                def below(total, limit, times, func):
+                    seen.append(func.__qualname__ if func is not None else None)
+                """,
+        },
+    )
+    rules = (
+        '[[tool.callweave.profile]]\nmodules = ["pkg.mod"]\nfunctions = ["f"]\n'
+        'time_limit = "100s"\nbelow = "cb:below"\n'
+        '[[tool.callweave.profile]]\nmodules = ["pkg.mod"]\nfunctions = ["g"]\n'
+        'time_limit = "100s"\n'
+    )
+    write_config(tmp_path, rules)
+    cold = run(tmp_path, NATIVE_REGISTRATION_SCRIPT).ok().data
+    warm = run(tmp_path, NATIVE_REGISTRATION_SCRIPT).ok().data
+    assert cold["counters"]["rewritten"] == 1
+    assert warm["counters"]["cache_hits"] == 1
+    assert cold["after_g"] == []  # a fresh rewrite's table asks the hook
+    assert warm["after_g"] == [["_LazyTable", 1, "g"]]
+    for data in (cold, warm):
+        assert (data["g"], data["f"]) == (1, 2)
+        assert data["after_f"] == 0
+        assert data["seen"] == ["f"]
+        assert data["finders"] == ["f", "g"]

@@ -53,11 +53,13 @@ __all__ = [
     "cache_path",
     "key_suffix",
     "load_entry",
+    "malformed",
     "read_entry",
     "refresh_stamp",
     "settled_stamp",
     "source_stamp",
     "valid_meta",
+    "valid_profile_sites",
     "write_entry",
 ]
 
@@ -220,14 +222,22 @@ def _profile_site(row: tuple[Any, ...]) -> ProfileSite:
     return (row[6], row[7], row[2], row[3], row[4], row[5])
 
 
-def _valid_profile(row: Any, rule_indices: range) -> bool:
+def _valid_row(row: Any, rule_indices: range) -> bool:
+    # A profiled function's row, its sites aside (see valid_profile_sites).
     if not (type(row) is tuple and len(row) == 4):
         return False
     qualname, first_line, rule_index, sites = row
     if type(qualname) is not str or type(first_line) is not int or type(rule_index) is not int:
         return False
-    if rule_index not in rule_indices or type(sites) is not list:
-        return False
+    return rule_index in rule_indices and type(sites) is list
+
+
+def _valid_profile(row: Any, rule_indices: range) -> bool:
+    return _valid_row(row, rule_indices) and valid_profile_sites(row[3])
+
+
+def valid_profile_sites(sites: list[Any]) -> bool:
+    """Whether each of a cached row's sites is a :data:`ProfileSite`."""
     for site in sites:
         # A ProfileSite, checked field by field (a function's first entry checks its row here).
         if not (type(site) is tuple and len(site) == 6):
@@ -341,9 +351,39 @@ class EntryMeta:
             end = int.from_bytes(offsets[4 * index + 4 : 4 * index + 8], "little")
             row = self._load(self._profiles_blob[start:end]) if start <= end else None
             if not _valid_profile(row, rule_indices):
-                raise _malformed()
+                raise malformed()
             self._profiles[index] = row
         return cast(tuple[str, int, int, list[ProfileSite]], row)
+
+    def row(self, index: int, rule_indices: range) -> tuple[str, int, int, list[Any]]:
+        """Profiled function ``index`` as :meth:`profile` gives it, its sites not checked.
+
+        For a caller that checks the sites itself: ``_native.FunctionProfile`` checks each
+        one as it converts it (a malformed site raises TypeError, ValueError or OverflowError
+        there), or :func:`valid_profile_sites`. The row is read again on the next call.
+
+        Raises:
+            RuntimeError: The row is malformed (see :meth:`profile`).
+        """
+        row = self._profiles[index]
+        if row is not None:
+            return cast(tuple[str, int, int, list[Any]], row)
+        offsets = self._offsets
+        start = int.from_bytes(offsets[4 * index : 4 * index + 4], "little")
+        end = int.from_bytes(offsets[4 * index + 4 : 4 * index + 8], "little")
+        row = self._load(self._profiles_blob[start:end]) if start <= end else None
+        if not _valid_row(row, rule_indices):
+            raise malformed()
+        return cast(tuple[str, int, int, list[Any]], row)
+
+    def rows(self) -> tuple[bytes, bytes] | None:
+        """The profiled functions' rows as cached: their blob and its offsets, or None.
+
+        See :meth:`stored`. None for the meta of a fresh rewrite: its rows are not marshalled.
+        """
+        if self._profiles_blob or not self._profiles:
+            return self._profiles_blob, self._offsets
+        return None
 
     def sites(self) -> list[tuple[Any, ...]]:
         """The engine's site rows (``Site.row()``).
@@ -354,7 +394,7 @@ class EntryMeta:
         if self._sites is None:
             sites = self._load(self._sites_blob)
             if not _valid_sites(sites):
-                raise _malformed()
+                raise malformed()
             self._sites = sites
         return cast(list[tuple[Any, ...]], self._sites)
 
@@ -367,7 +407,7 @@ class EntryMeta:
         if self._names is None:
             names = self._load(self._names_blob)
             if type(names) is not list or not all(type(n) is str for n in names):
-                raise _malformed()
+                raise malformed()
             self._names = names
         return self._names
 
@@ -404,7 +444,8 @@ def _crc(profiles: bytes, offsets: bytes, sites: bytes, names: bytes) -> int:
     return _native.crc32(profiles, offsets, sites, names)
 
 
-def _malformed() -> RuntimeError:
+def malformed() -> RuntimeError:
+    """The error of a cache entry whose function table is malformed despite its checksum."""
     return RuntimeError(
         "callweave: a cache entry's function table is malformed (delete the"
         " __pycache__/*.callweave.pyc files)"

@@ -45,6 +45,7 @@ import ast
 import atexit
 import builtins
 import dataclasses
+import functools
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -77,10 +78,12 @@ from callweave.errors import ConfigError, RewriteError
 from callweave.profiler import (
     FUNCTION_FINDERS,
     PENDING,
+    REGISTERED,
     RUNTIME_NAMES,
     default_above_log,
     default_below_log,
-    register_profile,
+    is_default_callback,
+    record_registered,
 )
 from callweave.sites import make_sites
 from callweave.transforms import REGISTRY, RuntimeNames, Transform, configured
@@ -185,18 +188,25 @@ class ModulePlan:
                 rules' digests per transform, not a digest hashed at every import. Without
                 them, it is :func:`callweave.config.rules_hash`'s.
         """
-        rules = tuple(
-            (t, tuple(r for r in config.rules(t.table) if r.matches_module(fullname)))
-            for t in REGISTRY
-        )
-        if not any(selected for _, selected in rules):
+        # Loops and list displays, no generators: this runs at every matched module's import.
+        matched = []
+        any_rule = False
+        for t in REGISTRY:
+            selected = tuple([r for r in config.rules(t.table) if r.matches_module(fullname)])
+            matched.append((t, selected))
+            any_rule = any_rule or bool(selected)
+        if not any_rule:
             return None
+        rules = tuple(matched)
         if digests is None:
             digest = rules_hash({t.table: selected for t, selected in rules})
         else:
             # Every transform's table, also without rules (as in rules_hash); digests are hex.
             digest = ";".join(
-                f"{t.table}:{','.join(digests[id(r)] for r in selected)}" for t, selected in rules
+                [
+                    f"{t.table}:{','.join([digests[id(r)] for r in selected])}"
+                    for t, selected in rules
+                ]
             )
         return cls(fullname, rules, digest)
 
@@ -224,12 +234,22 @@ class ModulePlan:
 
     def rule_indices(self, table: str) -> range:
         """The engine's indices of one transform's rules (see :func:`native_rules`)."""
+        indices = self._indices.get(table)
+        if indices is None:
+            total = sum(len(selected) for _transform, selected in self.rules)
+            return range(total, total)
+        return indices
+
+    @functools.cached_property
+    def _indices(self) -> dict[str, range]:
+        # Every transform's indices at once, computed on first use: a warm import asks for
+        # two tables' (the transform rules', each profiled function's first entry).
+        indices: dict[str, range] = {}
         start = 0
         for transform, selected in self.rules:
-            if transform.table == table:
-                return range(start, start + len(selected))
+            indices.setdefault(transform.table, range(start, start + len(selected)))
             start += len(selected)
-        return range(start, start)
+        return indices
 
 
 def rule_digests(config: Config) -> dict[RuleBase, str]:
@@ -336,32 +356,46 @@ class _LazyTable:
     def __call__(self, index: int) -> _native.FunctionProfile:
         """The profile of function ``index``, registered now if it is not yet."""
         with _register_lock:
+            if REGISTERED:
+                record_registered()  # the functions registered before it first
             profile = self.profiles[index]
             if profile is not None:
                 return profile
             plan = self._plan
             rule_indices = plan.rule_indices("profile")
-            qualname, line, rule_index, sites = self._meta.profile(index, rule_indices)
+            # The sites are checked as the native profile is made (register).
+            qualname, line, rule_index, sites = self._meta.row(index, rule_indices)
             rule = plan.profile[rule_index - rule_indices.start]
             profile = self._finder.register(rule, plan.fullname, qualname, self._path, line, sites)
+            self.record(index, profile)
+            return profile
+
+    def record(self, index: int, profile: _native.FunctionProfile) -> None:
+        """Function ``index`` is registered as ``profile``: lets callbacks find its object."""
+        with _register_lock:
+            if self.profiles[index] is not None:
+                return
             self.profiles[index] = profile
-            self._bound.append((qualname, line))
+            bound = (profile.qualname, profile.line)
+            self._bound.append(bound)
             for ref, users in self._modules:
                 module = ref()
                 if module is not None:
-                    self._finder.bind_finders(module, plan.fullname, [(qualname, line)], users)
+                    self._finder.bind_finders(module, self._plan.fullname, [bound], users)
             if len(self._bound) == len(self.profiles):
                 PENDING.pop(id(self), None)
-            return profile
 
     def register_all(self) -> None:
         """Registers every function of the table not registered yet, in table order."""
+        record_registered()
         for index, profile in enumerate(self.profiles):
             if profile is None:
                 self(index)
 
     def place(self, module: ModuleType, users: _Users) -> None:
         """Records a module running the version, and its code objects that use its names."""
+        if REGISTERED:
+            record_registered()
         self._modules = [(r, u) for r, u in self._modules if r() not in (None, module)]
         self._modules.append((weakref.ref(module), users))
         if self._bound:
@@ -698,6 +732,14 @@ class CallweaveFinder:
             config.transform, self.resolved, Where(config.path, "tool.callweave.transform")
         )
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
+        #: Per profile rule (by the ``id()`` of its object), what its native profiles are
+        #: made with: time limit, callbacks above and below it, whether calls are recorded
+        #: (resolved now, but a rule's with an OpenTelemetry callback at its first
+        #: registration: callweave.otel is imported when first needed).
+        self._profile_args: dict[int, tuple[float, Any, Any, bool]] = {}
+        for rule in config.profile:
+            if rule.above.kind != "otel" and rule.below.kind != "otel":
+                self._rule_args(rule)
         #: Per module name asked for: its plan, or None when no rule applies (or excluded).
         self._plans: dict[str, ModulePlan | None] = {}
         #: Each rule's digest by the id() of its object, for the plans' rules hashes (see
@@ -767,25 +809,44 @@ class CallweaveFinder:
         qualname: str,
         path: str,
         line: int,
-        sites: list[_native.Site] | list[_pycache.ProfileSite],
+        sites: list[Any],
     ) -> _native.FunctionProfile:
-        """A native profile for a function of a loaded module (reused across reloads)."""
+        """A native profile for a function of a loaded module (reused across reloads).
+
+        Args:
+            rule: The profile rule that selected the function.
+            module: Its module's name.
+            qualname: Its qualname.
+            path: Its module's file.
+            line: Its first line.
+            sites: Its sites from its cache entry's row, as :data:`_pycache.ProfileSite`
+                rows, not checked yet (see :meth:`_pycache.EntryMeta.row`).
+
+        Raises:
+            RuntimeError: A site is malformed (:func:`_pycache.malformed`).
+        """
         key = (module, qualname, line)
         existing = self._profiles.get(key)
         if existing is not None and len(existing.sites) == len(sites):
+            if not _pycache.valid_profile_sites(sites):
+                raise _pycache.malformed()
             return existing
-        above = _callback(rule.above, self.resolved, default_above_log)
-        below = _callback(rule.below, self.resolved, default_below_log)
-        profile = register_profile(
-            module=module,
-            qualname=qualname,
-            filename=path,
-            line=line,
-            sites=sites,
-            time_limit=rule.time_limit,
-            above=above,
-            below=below,
-        )
+        time_limit, above, below, record_calls = self._rule_args(rule)
+        try:
+            # As profiler.register_profile, the rows already in the native profile's form.
+            profile = _native.FunctionProfile(
+                module=module,
+                qualname=qualname,
+                filename=path,
+                line=line,
+                sites=sites,
+                time_limit=time_limit,
+                above=above,
+                below=below,
+                record_calls=record_calls,
+            )
+        except (TypeError, ValueError, OverflowError):  # converting a malformed site
+            raise _pycache.malformed() from None
         self._profiles[key] = profile
         return profile
 
@@ -817,7 +878,7 @@ class CallweaveFinder:
         table = None
         if meta.profiled:
             table = _LazyTable(self, plan, path, meta)
-            names[enter_name] = _native.ProfileTable.lazy(meta.profiled, table).enter_function()
+            names[enter_name] = self._profile_table(plan, path, meta, table).enter_function()
         # The shared runtime (bind_call serves every transform's star calls), then each rule's.
         static = dict(RUNTIME_NAMES)
         for _transform, selected in plan.rules:
@@ -826,6 +887,53 @@ class CallweaveFinder:
         version = _Version(key_hash, path, static, names, site_objects, table)
         self._versions[fullname] = version
         return version
+
+    def _profile_table(
+        self, plan: ModulePlan, path: str, meta: _pycache.EntryMeta, table: _LazyTable
+    ) -> _native.ProfileTable:
+        """A version's native profile table: it registers a function on its first entry.
+
+        For an entry read from the cache, the native table registers a function from its
+        cached row itself (no Python code runs on that first entry; the table's bookkeeping
+        is done later, :func:`callweave.profiler.record_registered`) and asks ``table`` for
+        what it leaves (a reload's function that has a profile already, a malformed row).
+        A fresh rewrite's table, or one whose rules have an OpenTelemetry callback (imported
+        when first needed), asks ``table`` for every function.
+        """
+        rows = meta.rows()
+        known = self._profile_args
+        args: list[tuple[float, Any, Any, bool]] = []
+        for rule in plan.profile:
+            rule_args = known.get(id(rule))
+            if rule_args is None:
+                rows = None
+                break
+            args.append(rule_args)
+        if rows is None:
+            return _native.ProfileTable.lazy(meta.profiled, table)
+        blob, offsets = rows
+        return _native.ProfileTable.cached(
+            meta.profiled,
+            table,
+            blob,
+            offsets,
+            plan.fullname,
+            path,
+            plan.rule_indices("profile").start,
+            args,
+            self._profiles,
+            REGISTERED,
+        )
+
+    def _rule_args(self, rule: ProfileRule) -> tuple[float, Any, Any, bool]:
+        """What a profile rule's native profiles are made with (see ``_profile_args``)."""
+        args = self._profile_args.get(id(rule))
+        if args is None:
+            above = _callback(rule.above, self.resolved, default_above_log)
+            below = _callback(rule.below, self.resolved, default_below_log)
+            record_calls = not (is_default_callback(above) and is_default_callback(below))
+            args = self._profile_args[id(rule)] = (rule.time_limit, above, below, record_calls)
+        return args
 
     def bind_finders(
         self,
@@ -867,6 +975,8 @@ class CallweaveFinder:
         own = tuple(version.names)
         # Walked when first needed (a reload, a callback): see _Users.
         users = _Users(code, frozenset(own))
+        if REGISTERED:
+            record_registered()  # FUNCTION_FINDERS as the registrations so far leave it
         keys = self._function_keys.setdefault(fullname, set())
         for key in [k for k in keys if not _alive(FUNCTION_FINDERS.get(k))]:
             keys.discard(key)
@@ -930,7 +1040,11 @@ class CallweaveFinder:
             self._plans[fullname] = None
             return None
         plan = ModulePlan.resolve(self.config, fullname, self._rule_digests)
-        sources = [a.source_hash for a in self.appliers(plan)] if plan is not None else []
+        sources = (
+            [a.source_hash for a in self.appliers(plan)]
+            if plan is not None and self._appliers
+            else []
+        )
         if plan is not None and any(sources):
             # A user transformer's effect is in the cached code: its source is in the key.
             h = hashlib.sha256(plan.rules_hash.encode())
