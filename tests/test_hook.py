@@ -817,10 +817,17 @@ def _corruptions(blob: bytes) -> dict[str, bytes]:
 
     garbage = b"\xde\xad\xbe\xef" * 64
     key = blob[8:16]
+    size = int.from_bytes(blob[H - 4 : H], "little")
+    rows = blob[H + size :]
     try:
-        code, stored, _key = marshal.loads(blob[H:])
+        code, stored, _key = marshal.loads(blob[H : H + size])
     except (EOFError, ValueError, TypeError):
         code = stored = None  # only the names are wanted
+
+    def entry(payload: bytes, tail: bytes = rows) -> bytes:
+        # The header with this payload's length: the payload itself is what is wrong.
+        return blob[: H - 4] + len(payload).to_bytes(4, "little") + payload + tail
+
     head = blob[:H]
     return {
         "empty": b"",
@@ -829,22 +836,26 @@ def _corruptions(blob: bytes) -> dict[str, bytes]:
         "short_header": blob[: H - 1],
         "truncated": blob[: len(blob) // 2],
         "truncated_by_one": blob[:-1],
+        "truncated_payload": blob[: H + size - 1],
         "bad_magic": b"\0\0\0\0" + blob[4:],
         "timestamp_flags": blob[:4] + bytes(4) + blob[8:],
         # The header's key digest no longer the payload's (which names the runtime names).
         "wrong_hash": blob[:8] + bytes(8) + blob[16:],
-        "wrong_payload_key": head + marshal.dumps((code, stored, bytes(8))),
+        "wrong_payload_key": entry(marshal.dumps((code, stored, bytes(8)))),
         "garbage": garbage,
         "garbage_body": head + garbage,
-        "not_code": head + marshal.dumps(("not code", None, key)),
+        "garbage_payload": entry(garbage),
+        "garbage_rows": entry(blob[H : H + size], garbage),
+        "not_code": entry(marshal.dumps(("not code", None, key))),
         # A valid header with a malformed payload (issue 7 item 21, repro 24).
-        "meta_junk": head + marshal.dumps((code, "junk", key)),
-        "meta_wrong_rows": head + marshal.dumps((code, ([1], [2]), key)),
-        "meta_bad_site_index": head
-        + marshal.dumps((code, ([("f", 1, [0], (0, 5, [0]))], []), key)),
-        "meta_bad_rule_index": head + marshal.dumps((code, ([("f", 1, [0], (0, 7, []))], []), key)),
-        "not_a_triple": head + marshal.dumps((code, stored)),
-        "not_a_tuple": head + marshal.dumps(code),
+        "meta_junk": entry(marshal.dumps((code, "junk", key))),
+        "meta_wrong_rows": entry(marshal.dumps((code, ([1], [2]), key))),
+        "meta_bad_site_index": entry(
+            marshal.dumps((code, ([("f", 1, [0], (0, 5, [0]))], []), key))
+        ),
+        "meta_bad_rule_index": entry(marshal.dumps((code, ([("f", 1, [0], (0, 7, []))], []), key))),
+        "not_a_triple": entry(marshal.dumps((code, stored))),
+        "not_a_tuple": entry(marshal.dumps(code)),
     }
 
 

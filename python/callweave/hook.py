@@ -590,7 +590,9 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
             raise ImportError(f"callweave: no rule applies to {fullname!r}", name=fullname)
         return self._plan
 
-    def _cached(self, plan: ModulePlan, blob: bytes) -> tuple[CodeType, _pycache.EntryMeta] | None:
+    def _cached(
+        self, plan: ModulePlan, blob: _pycache.Entry
+    ) -> tuple[CodeType, _pycache.EntryMeta] | None:
         """The code and meta of a cache entry whose header matched, or None (a miss)."""
         read = _pycache.load_entry(blob)
         if read is None:
@@ -647,16 +649,16 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         stamp_hit = (
             blob is not None
             and st is not None
-            and blob[16:48] == _pycache.source_stamp(st) + suffix_digest
+            and blob[0][16:48] == _pycache.source_stamp(st) + suffix_digest
         )
         if stamp_hit:
             # Current without reading the source (the key digest stored with the stamp
             # names the version's runtime names).
-            entry = self._cached(plan, cast(bytes, blob))
-            digest = cast(bytes, blob)[8:16]
+            entry = self._cached(plan, cast(_pycache.Entry, blob))
+            digest = cast(_pycache.Entry, blob)[0][8:16]
         if entry is None:
             data, digest, stamp = self._read_source(path, st, suffix)
-            if not stamp_hit and blob is not None and blob[8:16] == digest:
+            if not stamp_hit and blob is not None and blob[0][8:16] == digest:
                 # The same key, a stale stamp (a touch, a copy): current all the same.
                 entry = self._cached(plan, blob)
                 if entry is not None:
