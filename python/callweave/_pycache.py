@@ -55,6 +55,7 @@ __all__ = [
     "ProfileSite",
     "cache_note",
     "cache_path",
+    "cache_path_beside",
     "key_suffix",
     "load_entry",
     "malformed",
@@ -140,6 +141,17 @@ def cache_path(source_path: str) -> str | None:
     except NotImplementedError:
         return None
     return base[: -len(".pyc")] + CACHE_SUFFIX
+
+
+def cache_path_beside(cached: str) -> str | None:
+    """Where the module whose ordinary bytecode is at ``cached`` is cached (:func:`cache_path`).
+
+    ``cached`` is importlib's ``cache_from_source`` of the source (a module's ``__cached__``):
+    None unless it ends with ``.pyc``.
+    """
+    if not cached.endswith(".pyc"):
+        return None
+    return cached[: -len(".pyc")] + CACHE_SUFFIX
 
 
 def key_suffix(fullname: str, rules_hash: str, *, pytest: bool) -> bytes:
@@ -486,8 +498,11 @@ def valid_meta(stored: Any, slot_rules: range = range(0)) -> EntryMeta | None:
         return None
     if not offsets and profiles:
         return None
-    if _crc(profiles, offsets, sites, names) != crc or not _valid_slots(slots, slot_rules):
+    if _native.crc32(profiles, offsets, sites, names) != crc:  # as _crc, one call less
         return None
+    if slots or type(slots) is not list:  # an empty list is valid
+        if not _valid_slots(slots, slot_rules):
+            return None
     count = len(offsets) // 4 - 1 if offsets else 0
     return EntryMeta(slots, [None] * count, None, sites, None, names, profiles, offsets)
 

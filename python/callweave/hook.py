@@ -220,17 +220,29 @@ class ModulePlan:
     @property
     def profile(self) -> tuple[ProfileRule, ...]:
         """The module's profile rules."""
-        return cast(tuple[ProfileRule, ...], self.of("profile"))
+        rules: tuple[ProfileRule, ...] = self._tables.get("profile", ())
+        return rules
 
     @property
     def wrap(self) -> tuple[WrapRule, ...]:
         """The module's wrap rules."""
-        return cast(tuple[WrapRule, ...], self.of("wrap"))
+        rules: tuple[WrapRule, ...] = self._tables.get("wrap", ())
+        return rules
 
     @property
     def transform(self) -> tuple[TransformRule, ...]:
         """The module's transform rules."""
-        return cast(tuple[TransformRule, ...], self.of("transform"))
+        rules: tuple[TransformRule, ...] = self._tables.get("transform", ())
+        return rules
+
+    @functools.cached_property
+    def _tables(self) -> dict[str, Any]:
+        # Each transform's rules by table, as `of` finds them (the first of a table), made
+        # on first use: the hook asks for them at every matched import.
+        tables: dict[str, Any] = {}
+        for transform, selected in self.rules:
+            tables.setdefault(transform.table, selected)
+        return tables
 
     def rule_indices(self, table: str) -> range:
         """The engine's indices of one transform's rules (see :func:`native_rules`)."""
@@ -297,7 +309,7 @@ def _module_dict(module: ModuleType) -> dict[str, Any]:
     return namespace
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Version:
     """What one version of a module's rewritten code finds in its globals.
 
@@ -642,7 +654,16 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
             st: os.stat_result | None = os.stat(path)
         except OSError:
             st = None  # get_data raises the error an ordinary import raises
-        cache = _pycache.cache_path(path)
+        cache = None
+        if isinstance(module, ModuleType):
+            # importlib set the module's __cached__ (its spec's cached: cache_from_source of
+            # the same path) before it asked for the code: callweave's entry is beside it.
+            namespace = _MODULE_DICT.__get__(module, type(module))
+            cached = namespace.get("__cached__")
+            if type(cached) is str and namespace.get("__file__") == path:
+                cache = _pycache.cache_path_beside(cached)
+        if cache is None:
+            cache = _pycache.cache_path(path)
         blob = _pycache.read_entry(cache)
         data: bytes | None = None
         entry: tuple[CodeType, _pycache.EntryMeta] | None = None
@@ -868,7 +889,8 @@ class CallweaveFinder:
         enter_name, sites_name = _version_names(key_hash)
         names: dict[str, Any] = {}
         site_objects: dict[_native.Site, Any] = {}
-        if any(w.pass_site for w in plan.wrap):
+        wrap = plan.wrap
+        if wrap and any([w.pass_site for w in wrap]):
             # Sites that did not change since the previous version share its CallSite objects:
             # stale code of an older version that is still alive costs a tuple, not a table.
             sites = [_native.Site(*row) for row in meta.sites()]
@@ -1034,10 +1056,9 @@ class CallweaveFinder:
 
     def plan(self, fullname: str) -> ModulePlan | None:
         """The rules that apply to the module, or None (cached: imports ask for many names)."""
-        try:
+        # A name asked for the first time raises no KeyError (an exception costs more).
+        if fullname in self._plans:
             return self._plans[fullname]
-        except KeyError:
-            pass
         if self._any_rule is None or not self._any_rule.matches(fullname) or _excluded(fullname):
             self._plans[fullname] = None
             return None
