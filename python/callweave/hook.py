@@ -45,7 +45,6 @@ import ast
 import atexit
 import builtins
 import dataclasses
-import functools
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -169,6 +168,25 @@ class ModulePlan:
     fullname: str
     rules: tuple[tuple[Transform, tuple[RuleBase, ...]], ...]
     rules_hash: str
+    #: Set by __post_init__ (see there).
+    _tables: dict[str, Any] = dataclasses.field(init=False, repr=False, compare=False)
+    _indices: dict[str, range] = dataclasses.field(init=False, repr=False, compare=False)
+    _end: int = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Each transform's rules and engine indices by table (the first of a table, as `of`
+        # finds them), made once: the hook asks for them at every matched import.
+        tables: dict[str, Any] = {}
+        indices: dict[str, range] = {}
+        start = 0
+        for transform, selected in self.rules:
+            if transform.table not in tables:
+                tables[transform.table] = selected
+                indices[transform.table] = range(start, start + len(selected))
+            start += len(selected)
+        object.__setattr__(self, "_tables", tables)
+        object.__setattr__(self, "_indices", indices)
+        object.__setattr__(self, "_end", start)
 
     @classmethod
     def resolve(
@@ -235,33 +253,10 @@ class ModulePlan:
         rules: tuple[TransformRule, ...] = self._tables.get("transform", ())
         return rules
 
-    @functools.cached_property
-    def _tables(self) -> dict[str, Any]:
-        # Each transform's rules by table, as `of` finds them (the first of a table), made
-        # on first use: the hook asks for them at every matched import.
-        tables: dict[str, Any] = {}
-        for transform, selected in self.rules:
-            tables.setdefault(transform.table, selected)
-        return tables
-
     def rule_indices(self, table: str) -> range:
         """The engine's indices of one transform's rules (see :func:`native_rules`)."""
-        indices = self._indices.get(table)
-        if indices is None:
-            total = sum(len(selected) for _transform, selected in self.rules)
-            return range(total, total)
-        return indices
-
-    @functools.cached_property
-    def _indices(self) -> dict[str, range]:
-        # Every transform's indices at once, computed on first use: a warm import asks for
-        # two tables' (the transform rules', each profiled function's first entry).
-        indices: dict[str, range] = {}
-        start = 0
-        for transform, selected in self.rules:
-            indices.setdefault(transform.table, range(start, start + len(selected)))
-            start += len(selected)
-        return indices
+        indices: range | None = self._indices.get(table)
+        return indices if indices is not None else range(self._end, self._end)
 
 
 def rule_digests(config: Config) -> dict[RuleBase, str]:
