@@ -333,14 +333,20 @@ _register_lock = threading.RLock()
 class _LazyTable:
     """Registers a module version's profiled functions, each when it is first entered.
 
-    A warm import registers nothing: the version's native table
-    (``_native.ProfileTable.lazy``) calls this object with a function's index on that
-    function's first entry, and it registers the function (its row is unmarshalled then,
-    :meth:`callweave._pycache.EntryMeta.profile`) and lets callbacks find its function object
-    (``FUNCTION_FINDERS``). ``profiler.stats()`` registers the functions still pending
-    (:data:`callweave.profiler.PENDING`), so reports list the functions that never ran as
-    before. The native table holds this object (no reference cycle: this object holds
-    neither the table nor its entry function).
+    A warm import registers nothing. For an entry read from the cache, the version's native
+    table (``_native.ProfileTable.cached``) registers a function from its cached row on that
+    function's first entry, without Python code, and queues it in
+    :data:`callweave.profiler.REGISTERED`; :meth:`record` then does this object's
+    bookkeeping for it, when something reads that bookkeeping
+    (:func:`callweave.profiler.record_registered`). For what the native table leaves (a
+    reload's function that has a profile already, a malformed row) and for a fresh
+    rewrite's table (``_native.ProfileTable.lazy``), the native table calls this object with
+    the function's index, and it registers the function (its row is unmarshalled then,
+    :meth:`callweave._pycache.EntryMeta.row`). Either way callbacks find the function's
+    object (``FUNCTION_FINDERS``). ``profiler.stats()`` registers the functions still
+    pending (:data:`callweave.profiler.PENDING`), so reports list the functions that never
+    ran as before. The native table holds this object (no reference cycle: this object
+    holds neither the table nor its entry function).
     """
 
     __slots__ = ("_bound", "_finder", "_meta", "_modules", "_path", "_plan", "profiles")

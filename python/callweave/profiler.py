@@ -210,10 +210,11 @@ REGISTERED: list[tuple[Any, int, _native.FunctionProfile]] = []
 def record_registered() -> None:
     """Hands the functions registered natively to their tables' bookkeeping, in order."""
     while REGISTERED:
-        batch = REGISTERED[:]
-        del REGISTERED[: len(batch)]
-        for table, index, profile in batch:
-            table.record(index, profile)
+        try:
+            table, index, profile = REGISTERED.pop(0)  # atomic: each is recorded once
+        except IndexError:  # another thread took the last one
+            return
+        table.record(index, profile)
 
 
 def register_pending() -> None:
