@@ -2325,3 +2325,13 @@ def test_warm_first_entry_registers_natively_and_callbacks_still_find_functions(
         assert data["after_f"] == 0
         assert data["seen"] == ["f"]
         assert data["finders"] == ["f", "g"]
+
+
+def test_the_hooks_source_hash_is_importlibs():
+    # The key suffix's digest is hashed without importlib.util's wrapper: the same digest.
+    import importlib.util
+
+    from callweave import hook
+
+    for data in (b"", b"abc", bytes(range(256)) * 10):
+        assert hook._source_hash(hook._RAW_MAGIC, data) == importlib.util.source_hash(data)

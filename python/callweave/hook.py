@@ -292,6 +292,11 @@ _EXEC_MODULE_CODE: CodeType = (
 )
 _MODULE_DICT = vars(ModuleType)["__dict__"]
 
+#: ``importlib.util.source_hash(data)`` is ``_source_hash(_RAW_MAGIC, data)`` (one Python
+#: frame less at every import).
+_source_hash = _imp.source_hash
+_RAW_MAGIC: int = importlib.util._RAW_MAGIC_NUMBER  # type: ignore[attr-defined]
+
 
 def _version_names(key_hash: str) -> tuple[str, str]:
     """The names of a module version's profile-table entry and site table."""
@@ -646,11 +651,12 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         caller = sys._getframe(1)
         module = caller.f_locals.get("module") if caller.f_code is _EXEC_MODULE_CODE else None
         plan = self._require_plan(fullname)
-        path = self.get_filename(fullname)
+        # get_filename's: the plan is the loader's own module's (checked above).
+        path = self.path
         suffix = _pycache.key_suffix(
             fullname, plan.rules_hash, pytest=self._pytest_hook is not None
         )
-        suffix_digest = importlib.util.source_hash(suffix)
+        suffix_digest = _source_hash(_RAW_MAGIC, suffix)
         try:
             st: os.stat_result | None = os.stat(path)
         except OSError:
