@@ -817,10 +817,17 @@ def _corruptions(blob: bytes) -> dict[str, bytes]:
 
     garbage = b"\xde\xad\xbe\xef" * 64
     key = blob[8:16]
+    size = int.from_bytes(blob[H - 4 : H], "little")
+    rows = blob[H + size :]
     try:
-        code, stored, _key = marshal.loads(blob[H:])
+        code, stored, _key = marshal.loads(blob[H : H + size])
     except (EOFError, ValueError, TypeError):
         code = stored = None  # only the names are wanted
+
+    def entry(payload: bytes, tail: bytes = rows) -> bytes:
+        # The header with this payload's length: the payload itself is what is wrong.
+        return blob[: H - 4] + len(payload).to_bytes(4, "little") + payload + tail
+
     head = blob[:H]
     return {
         "empty": b"",
@@ -829,22 +836,26 @@ def _corruptions(blob: bytes) -> dict[str, bytes]:
         "short_header": blob[: H - 1],
         "truncated": blob[: len(blob) // 2],
         "truncated_by_one": blob[:-1],
+        "truncated_payload": blob[: H + size - 1],
         "bad_magic": b"\0\0\0\0" + blob[4:],
         "timestamp_flags": blob[:4] + bytes(4) + blob[8:],
         # The header's key digest no longer the payload's (which names the runtime names).
         "wrong_hash": blob[:8] + bytes(8) + blob[16:],
-        "wrong_payload_key": head + marshal.dumps((code, stored, bytes(8))),
+        "wrong_payload_key": entry(marshal.dumps((code, stored, bytes(8)))),
         "garbage": garbage,
         "garbage_body": head + garbage,
-        "not_code": head + marshal.dumps(("not code", None, key)),
+        "garbage_payload": entry(garbage),
+        "garbage_rows": entry(blob[H : H + size], garbage),
+        "not_code": entry(marshal.dumps(("not code", None, key))),
         # A valid header with a malformed payload (issue 7 item 21, repro 24).
-        "meta_junk": head + marshal.dumps((code, "junk", key)),
-        "meta_wrong_rows": head + marshal.dumps((code, ([1], [2]), key)),
-        "meta_bad_site_index": head
-        + marshal.dumps((code, ([("f", 1, [0], (0, 5, [0]))], []), key)),
-        "meta_bad_rule_index": head + marshal.dumps((code, ([("f", 1, [0], (0, 7, []))], []), key)),
-        "not_a_triple": head + marshal.dumps((code, stored)),
-        "not_a_tuple": head + marshal.dumps(code),
+        "meta_junk": entry(marshal.dumps((code, "junk", key))),
+        "meta_wrong_rows": entry(marshal.dumps((code, ([1], [2]), key))),
+        "meta_bad_site_index": entry(
+            marshal.dumps((code, ([("f", 1, [0], (0, 5, [0]))], []), key))
+        ),
+        "meta_bad_rule_index": entry(marshal.dumps((code, ([("f", 1, [0], (0, 7, []))], []), key))),
+        "not_a_triple": entry(marshal.dumps((code, stored))),
+        "not_a_tuple": entry(marshal.dumps(code)),
     }
 
 
@@ -2258,3 +2269,69 @@ def test_cache_checksum_is_zlibs_crc32_of_the_blobs_in_a_row():
     assert _native.crc32() == 0
     with pytest.raises(TypeError):
         _native.crc32("not bytes")  # type: ignore[arg-type]
+
+
+NATIVE_REGISTRATION_SCRIPT = (
+    INSTALL
+    + """\
+from callweave import profiler
+import cb, pkg.mod
+g = pkg.mod.g()
+after_g = [(t.__class__.__name__, i, p.qualname) for t, i, p in profiler.REGISTERED]
+f = pkg.mod.f()
+finders = sorted(q for (m, q, _line) in profiler.FUNCTION_FINDERS if m == "pkg.mod")
+emit(g=g, f=f, after_g=after_g, after_f=len(profiler.REGISTERED), seen=cb.seen,
+     finders=finders, **cw_state())
+"""
+)
+
+
+def test_warm_first_entry_registers_natively_and_callbacks_still_find_functions(tmp_path):
+    # Issue 10: a function of a module loaded from the cache is registered by the native
+    # table on its first entry (no Python code runs); the hook's bookkeeping for it is done
+    # when something reads it, here a callback that is given the function object.
+    write_files(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/mod.py": """\
+                def f():
+                    return abs(-2)
+                def g():
+                    return abs(-1)
+                """,
+            "cb.py": """\
+                seen = []
+                def below(total, limit, times, func):
+                    seen.append(func.__qualname__ if func is not None else None)
+                """,
+        },
+    )
+    rules = (
+        '[[tool.callweave.profile]]\nmodules = ["pkg.mod"]\nfunctions = ["f"]\n'
+        'time_limit = "100s"\nbelow = "cb:below"\n'
+        '[[tool.callweave.profile]]\nmodules = ["pkg.mod"]\nfunctions = ["g"]\n'
+        'time_limit = "100s"\n'
+    )
+    write_config(tmp_path, rules)
+    cold = run(tmp_path, NATIVE_REGISTRATION_SCRIPT).ok().data
+    warm = run(tmp_path, NATIVE_REGISTRATION_SCRIPT).ok().data
+    assert cold["counters"]["rewritten"] == 1
+    assert warm["counters"]["cache_hits"] == 1
+    assert cold["after_g"] == []  # a fresh rewrite's table asks the hook
+    assert warm["after_g"] == [["_LazyTable", 1, "g"]]
+    for data in (cold, warm):
+        assert (data["g"], data["f"]) == (1, 2)
+        assert data["after_f"] == 0
+        assert data["seen"] == ["f"]
+        assert data["finders"] == ["f", "g"]
+
+
+def test_the_hooks_source_hash_is_importlibs():
+    # The key suffix's digest is hashed without importlib.util's wrapper: the same digest.
+    import importlib.util
+
+    from callweave import hook
+
+    for data in (b"", b"abc", bytes(range(256)) * 10):
+        assert hook._source_hash(hook._RAW_MAGIC, data) == importlib.util.source_hash(data)

@@ -1488,3 +1488,64 @@ def test_a_callbacks_time_is_not_charged_to_the_callers_site_or_total():
     st = function_stats(outer_prof.__callweave_profile__)
     assert st.sites[0].total * 1e9 <= elapsed - cb_ns + 1
     assert st.total * 1e9 <= elapsed - cb_ns + 1
+
+
+def _cached_table(rows, resolve, profiles, registered, *, rule_start=1):
+    """A ``ProfileTable.cached`` of marshalled rows, as the import hook makes it (module m)."""
+    import marshal
+
+    blobs = [marshal.dumps(row) for row in rows]
+    ends = [0]
+    for blob in blobs:
+        ends.append(ends[-1] + len(blob))
+    offsets = b"".join(e.to_bytes(4, "little") for e in ends)
+    rules = [(2.0, None, None, False)]
+    return _native.ProfileTable.cached(
+        len(rows),
+        resolve,
+        b"".join(blobs),
+        offsets,
+        "m",
+        "m.py",
+        rule_start,
+        rules,
+        profiles,
+        registered,
+    )
+
+
+def test_cached_profile_table_registers_a_function_from_its_row_without_its_resolver():
+    # A warm import's first entry registers the function natively: the Python resolver is
+    # asked only for what the table leaves it (a malformed row, a function with a profile).
+    asked = []
+
+    def resolve(index):
+        asked.append(index)
+        return _native.FunctionProfile(
+            module="m", qualname="other", filename="m.py", line=1, sites=[], time_limit=1.0
+        )
+
+    site = ("g()", "g", 4, 4, 4, 7)
+    rows = [("f", 3, 1, [site]), ("h", 9, 1, [("g()", None)]), ("k", 12, 5, [])]
+    profiles: dict = {}
+    registered: list = []
+    enter = _cached_table(rows, resolve, profiles, registered).enter_function()
+    _native.exit_record(enter(0))
+    assert asked == []
+    ((table_resolve, index, prof),) = registered
+    assert table_resolve is resolve and index == 0
+    assert profiles == {("m", "f", 3): prof}
+    assert (prof.module, prof.qualname, prof.filename, prof.line) == ("m", "f", "m.py", 3)
+    assert prof.time_limit == 2.0 and prof.sites == [site]
+    assert prof.stats()["count"] == 1
+    assert ("m", "f", 3) in [(p.module, p.qualname, p.line) for p in _native.all_profiles()]
+    _native.exit_record(enter(0))
+    assert prof.stats()["count"] == 2 and len(registered) == 1
+    # A malformed site, a rule index out of the table's rules: the resolver's.
+    _native.exit_record(enter(1))
+    _native.exit_record(enter(2))
+    assert asked == [1, 2] and len(registered) == 1
+    # A function that has a profile already (a reloaded module's): the resolver's.
+    again = _cached_table(rows, resolve, profiles, registered).enter_function()
+    _native.exit_record(again(0))
+    assert asked == [1, 2, 0] and len(registered) == 1

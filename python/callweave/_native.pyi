@@ -310,6 +310,28 @@ class ProfileTable:
     @staticmethod
     def lazy(size: int, resolve: Callable[[int], FunctionProfile]) -> ProfileTable:
         """A table of ``size`` functions; function ``i`` is ``resolve(i)`` (on first entry)."""
+    @staticmethod
+    def cached(
+        size: int,
+        resolve: Callable[[int], FunctionProfile],
+        blob: bytes,
+        offsets: bytes,
+        module: str,
+        filename: str,
+        rule_start: int,
+        rules: list[tuple[float, Any, Any, bool]],
+        profiles: dict[tuple[str, str, int], FunctionProfile],
+        registered: list[tuple[Any, int, FunctionProfile]],
+    ) -> ProfileTable:
+        """A lazy table that registers function ``i`` from its cached row itself.
+
+        Row ``i`` is ``marshal.loads(blob[offsets[i]:offsets[i + 1]])`` (4-byte little-endian
+        offsets): ``(qualname, first line, rule index, sites)``, registered with
+        ``rules[rule index - rule_start]`` (time limit, above, below, record_calls), put into
+        ``profiles`` under ``(module, qualname, line)`` and appended to ``registered`` as
+        ``(resolve, i, profile)``. A malformed row, or a function already in ``profiles``, is
+        ``resolve(i)``'s.
+        """
     def enter_function(self) -> Callable[[int], Record]: ...
     @property
     def enter(self) -> Callable[[int], Record]:

@@ -16,10 +16,13 @@ refreshed (:func:`refresh_stamp`), so the next import is cheap again. A stamp is
 once the source's mtime is :data:`SETTLED_NS` old (:func:`settled_stamp`): an edit in the
 same clock tick as the cached version's cannot have that version's stamp.
 
-The payload is ``marshal.dumps((code, stored, key digest))``, where ``stored`` is plain data
-the hook validates (:func:`valid_meta`) before it trusts an entry: a header that matches says
-nothing about the payload. The key digest in the payload must be the header's: it names the
-runtime names the code uses.
+The header ends with the payload's length (4 bytes, little-endian). The payload is
+``marshal.dumps((code, stored[1:], key digest))``, where ``stored`` is plain data the hook
+validates (:func:`valid_meta`) before it trusts an entry: a header that matches says nothing
+about the payload. The key digest in the payload must be the header's: it names the runtime
+names the code uses. The profiled functions' rows (``stored[0]``, the biggest part of
+``stored``) follow the payload, raw, to the end of the file: they are read into their own
+``bytes`` object, not copied out of the payload by marshal.
 
 A warm import unmarshals and checks only what every import needs (the constant slots, the
 number of profiled functions): each profiled function's row and the site table stay marshalled
@@ -47,17 +50,21 @@ __all__ = [
     "FORMAT",
     "HEADER_SIZE",
     "SETTLED_NS",
+    "Entry",
     "EntryMeta",
     "ProfileSite",
     "cache_note",
     "cache_path",
+    "cache_path_beside",
     "key_suffix",
     "load_entry",
+    "malformed",
     "read_entry",
     "refresh_stamp",
     "settled_stamp",
     "source_stamp",
     "valid_meta",
+    "valid_profile_sites",
     "write_entry",
 ]
 
@@ -68,14 +75,19 @@ CACHE_SUFFIX = ".callweave.pyc"
 #: 5: profiled functions' rows and the site table marshalled apart, read lazily: EntryMeta;
 #: 7: the profiled functions' rows in one blob with a table of offsets;
 #: 8: the source's stat stamp and the key suffix's digest in the header, the key digest in
-#: the payload).
-FORMAT = 8
+#: the payload; 9: the payload's length in the header, the profiled functions' rows raw
+#: after the payload).
+FORMAT = 9
 
 #: A hash-based pyc's flags word (PEP 552: hash-based, check_source).
 _FLAGS = (3).to_bytes(4, "little")
 
-#: Magic number, flags, key digest (8), source stamp (24), key suffix digest (8).
-HEADER_SIZE = 48
+#: What an entry starts with: the magic number and the flags.
+_MAGIC_FLAGS = importlib.util.MAGIC_NUMBER + _FLAGS
+
+#: Magic number, flags, key digest (8), source stamp (24), key suffix digest (8), the
+#: payload's length (4).
+HEADER_SIZE = 52
 
 #: The stamp of an entry that is validated by its key digest alone (see :func:`settled_stamp`).
 _NO_STAMP = bytes(24)
@@ -129,6 +141,17 @@ def cache_path(source_path: str) -> str | None:
     except NotImplementedError:
         return None
     return base[: -len(".pyc")] + CACHE_SUFFIX
+
+
+def cache_path_beside(cached: str) -> str | None:
+    """Where the module whose ordinary bytecode is at ``cached`` is cached (:func:`cache_path`).
+
+    ``cached`` is importlib's ``cache_from_source`` of the source (a module's ``__cached__``):
+    None unless it ends with ``.pyc``.
+    """
+    if not cached.endswith(".pyc"):
+        return None
+    return cached[: -len(".pyc")] + CACHE_SUFFIX
 
 
 def key_suffix(fullname: str, rules_hash: str, *, pytest: bool) -> bytes:
@@ -220,14 +243,22 @@ def _profile_site(row: tuple[Any, ...]) -> ProfileSite:
     return (row[6], row[7], row[2], row[3], row[4], row[5])
 
 
-def _valid_profile(row: Any, rule_indices: range) -> bool:
+def _valid_row(row: Any, rule_indices: range) -> bool:
+    # A profiled function's row, its sites aside (see valid_profile_sites).
     if not (type(row) is tuple and len(row) == 4):
         return False
     qualname, first_line, rule_index, sites = row
     if type(qualname) is not str or type(first_line) is not int or type(rule_index) is not int:
         return False
-    if rule_index not in rule_indices or type(sites) is not list:
-        return False
+    return rule_index in rule_indices and type(sites) is list
+
+
+def _valid_profile(row: Any, rule_indices: range) -> bool:
+    return _valid_row(row, rule_indices) and valid_profile_sites(row[3])
+
+
+def valid_profile_sites(sites: list[Any]) -> bool:
+    """Whether each of a cached row's sites is a :data:`ProfileSite`."""
     for site in sites:
         # A ProfileSite, checked field by field (a function's first entry checks its row here).
         if not (type(site) is tuple and len(site) == 6):
@@ -341,9 +372,39 @@ class EntryMeta:
             end = int.from_bytes(offsets[4 * index + 4 : 4 * index + 8], "little")
             row = self._load(self._profiles_blob[start:end]) if start <= end else None
             if not _valid_profile(row, rule_indices):
-                raise _malformed()
+                raise malformed()
             self._profiles[index] = row
         return cast(tuple[str, int, int, list[ProfileSite]], row)
+
+    def row(self, index: int, rule_indices: range) -> tuple[str, int, int, list[Any]]:
+        """Profiled function ``index`` as :meth:`profile` gives it, its sites not checked.
+
+        For a caller that checks the sites itself: ``_native.FunctionProfile`` checks each
+        one as it converts it (a malformed site raises TypeError, ValueError or OverflowError
+        there), or :func:`valid_profile_sites`. The row is read again on the next call.
+
+        Raises:
+            RuntimeError: The row is malformed (see :meth:`profile`).
+        """
+        row = self._profiles[index]
+        if row is not None:
+            return cast(tuple[str, int, int, list[Any]], row)
+        offsets = self._offsets
+        start = int.from_bytes(offsets[4 * index : 4 * index + 4], "little")
+        end = int.from_bytes(offsets[4 * index + 4 : 4 * index + 8], "little")
+        row = self._load(self._profiles_blob[start:end]) if start <= end else None
+        if not _valid_row(row, rule_indices):
+            raise malformed()
+        return cast(tuple[str, int, int, list[Any]], row)
+
+    def rows(self) -> tuple[bytes, bytes] | None:
+        """The profiled functions' rows as cached: their blob and its offsets, or None.
+
+        See :meth:`stored`. None for the meta of a fresh rewrite: its rows are not marshalled.
+        """
+        if self._profiles_blob or not self._profiles:
+            return self._profiles_blob, self._offsets
+        return None
 
     def sites(self) -> list[tuple[Any, ...]]:
         """The engine's site rows (``Site.row()``).
@@ -354,7 +415,7 @@ class EntryMeta:
         if self._sites is None:
             sites = self._load(self._sites_blob)
             if not _valid_sites(sites):
-                raise _malformed()
+                raise malformed()
             self._sites = sites
         return cast(list[tuple[Any, ...]], self._sites)
 
@@ -367,7 +428,7 @@ class EntryMeta:
         if self._names is None:
             names = self._load(self._names_blob)
             if type(names) is not list or not all(type(n) is str for n in names):
-                raise _malformed()
+                raise malformed()
             self._names = names
         return self._names
 
@@ -404,7 +465,8 @@ def _crc(profiles: bytes, offsets: bytes, sites: bytes, names: bytes) -> int:
     return _native.crc32(profiles, offsets, sites, names)
 
 
-def _malformed() -> RuntimeError:
+def malformed() -> RuntimeError:
+    """The error of a cache entry whose function table is malformed despite its checksum."""
     return RuntimeError(
         "callweave: a cache entry's function table is malformed (delete the"
         " __pycache__/*.callweave.pyc files)"
@@ -436,47 +498,64 @@ def valid_meta(stored: Any, slot_rules: range = range(0)) -> EntryMeta | None:
         return None
     if not offsets and profiles:
         return None
-    if _crc(profiles, offsets, sites, names) != crc or not _valid_slots(slots, slot_rules):
+    if _native.crc32(profiles, offsets, sites, names) != crc:  # as _crc, one call less
         return None
+    if slots or type(slots) is not list:  # an empty list is valid
+        if not _valid_slots(slots, slot_rules):
+            return None
     count = len(offsets) // 4 - 1 if offsets else 0
     return EntryMeta(slots, [None] * count, None, sites, None, names, profiles, offsets)
 
 
-def read_entry(cache: str | None) -> bytes | None:
-    """The cache file's bytes when its header is callweave's (magic number, flags), else None.
+#: A cache entry as read (:func:`read_entry`): its header, its payload, the profiled
+#: functions' rows.
+Entry = tuple[bytes, bytes, bytes]
 
-    The caller compares the stamp or the key digest (``[8:48]``) and loads the payload
-    (:func:`load_entry`); anything unreadable is a miss.
+
+def read_entry(cache: str | None) -> Entry | None:
+    """The cache file's header, payload and rows when its header is callweave's, else None.
+
+    The header's magic number and flags are checked, and the payload's length. The caller
+    compares the stamp or the key digest (``header[8:48]``) and loads the payload
+    (:func:`load_entry`); anything unreadable is a miss. Each part is read into its own
+    ``bytes`` object (no part is copied out of another).
     """
     if cache is None:
         return None
     try:
-        # Unbuffered: the whole file is read at once, a FileIO is enough.
+        # Unbuffered: each part is read at once, a FileIO is enough.
         with open(cache, "rb", buffering=0) as f:
-            blob = f.readall()
+            header = f.read(HEADER_SIZE)
+            if len(header) < HEADER_SIZE or header[:8] != _MAGIC_FLAGS:
+                return None
+            size = int.from_bytes(header[48:52], "little")
+            payload = f.read(size)
+            rows = f.readall()
     except OSError:
         return None
-    if len(blob) < HEADER_SIZE or blob[:8] != importlib.util.MAGIC_NUMBER + _FLAGS:
+    if len(payload) != size:
         return None
-    return blob
+    return header, payload, rows
 
 
-def load_entry(blob: bytes) -> tuple[CodeType, Any] | None:
+def load_entry(entry: Entry) -> tuple[CodeType, Any] | None:
     """The ``(code, stored meta)`` of an entry read by :func:`read_entry`, or None.
 
     Only the payload's outer shape and its key digest (the header's) are checked here; the
-    caller validates the meta (:func:`valid_meta`). Whatever fails to load is a miss: it is
-    rewritten and replaced.
+    caller validates the meta (:func:`valid_meta`, given the rows back in their place).
+    Whatever fails to load is a miss: it is rewritten and replaced.
     """
+    header, payload, rows = entry
     try:
-        entry = marshal.loads(memoryview(blob)[HEADER_SIZE:])
+        loaded = marshal.loads(payload)
     except Exception:  # marshal raises EOFError, ValueError, TypeError... on bad data
         return None
-    if not (type(entry) is tuple and len(entry) == 3 and type(entry[0]) is CodeType):
+    if not (type(loaded) is tuple and len(loaded) == 3 and type(loaded[0]) is CodeType):
         return None
-    if entry[2] != blob[8:16]:
+    if loaded[2] != header[8:16]:
         return None
-    return entry[0], entry[1]
+    rest = loaded[1]
+    return loaded[0], ((rows, *rest) if type(rest) is tuple else rest)
 
 
 def _source_mode(source_path: str) -> int:
@@ -510,19 +589,15 @@ def write_entry(
     if cache is None or sys.dont_write_bytecode:
         return
     digest, stamp, suffix_digest = header
-    blob = (
-        importlib.util.MAGIC_NUMBER
-        + _FLAGS
-        + digest
-        + stamp
-        + suffix_digest
-        + marshal.dumps((code, meta.stored(), digest))
-    )
+    stored = meta.stored()
+    payload = marshal.dumps((code, stored[1:], digest))
+    size = len(payload).to_bytes(4, "little")
+    blob = _MAGIC_FLAGS + digest + stamp + suffix_digest + size + payload + stored[0]
     _write_atomic(cache, source_path, blob)
 
 
 def refresh_stamp(
-    cache: str | None, source_path: str, blob: bytes, stamp: bytes, suffix_digest: bytes
+    cache: str | None, source_path: str, entry: Entry, stamp: bytes, suffix_digest: bytes
 ) -> bool:
     """Rewrites a current entry whose stamp is stale with the source's (atomically).
 
@@ -532,7 +607,7 @@ def refresh_stamp(
     Args:
         cache: The entry's path.
         source_path: The module's source (for the file's mode).
-        blob: The entry as read (:func:`read_entry`), its key digest the source's.
+        entry: The entry as read (:func:`read_entry`), its key digest the source's.
         stamp: The source's stamp, as :func:`settled_stamp` gives it.
         suffix_digest: The key suffix's digest.
 
@@ -541,9 +616,11 @@ def refresh_stamp(
     """
     if cache is None or sys.dont_write_bytecode or stamp == _NO_STAMP:
         return False
-    if blob[16:48] == stamp + suffix_digest:
+    header, payload, rows = entry
+    if header[16:48] == stamp + suffix_digest:
         return False
-    return _write_atomic(cache, source_path, blob[:16] + stamp + suffix_digest + blob[48:])
+    blob = header[:16] + stamp + suffix_digest + header[48:] + payload + rows
+    return _write_atomic(cache, source_path, blob)
 
 
 def _write_atomic(cache: str, source_path: str, blob: bytes) -> bool:

@@ -77,10 +77,12 @@ from callweave.errors import ConfigError, RewriteError
 from callweave.profiler import (
     FUNCTION_FINDERS,
     PENDING,
+    REGISTERED,
     RUNTIME_NAMES,
     default_above_log,
     default_below_log,
-    register_profile,
+    is_default_callback,
+    record_registered,
 )
 from callweave.sites import make_sites
 from callweave.transforms import REGISTRY, RuntimeNames, Transform, configured
@@ -166,6 +168,25 @@ class ModulePlan:
     fullname: str
     rules: tuple[tuple[Transform, tuple[RuleBase, ...]], ...]
     rules_hash: str
+    #: Set by __post_init__ (see there).
+    _tables: dict[str, Any] = dataclasses.field(init=False, repr=False, compare=False)
+    _indices: dict[str, range] = dataclasses.field(init=False, repr=False, compare=False)
+    _end: int = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Each transform's rules and engine indices by table (the first of a table, as `of`
+        # finds them), made once: the hook asks for them at every matched import.
+        tables: dict[str, Any] = {}
+        indices: dict[str, range] = {}
+        start = 0
+        for transform, selected in self.rules:
+            if transform.table not in tables:
+                tables[transform.table] = selected
+                indices[transform.table] = range(start, start + len(selected))
+            start += len(selected)
+        object.__setattr__(self, "_tables", tables)
+        object.__setattr__(self, "_indices", indices)
+        object.__setattr__(self, "_end", start)
 
     @classmethod
     def resolve(
@@ -185,18 +206,25 @@ class ModulePlan:
                 rules' digests per transform, not a digest hashed at every import. Without
                 them, it is :func:`callweave.config.rules_hash`'s.
         """
-        rules = tuple(
-            (t, tuple(r for r in config.rules(t.table) if r.matches_module(fullname)))
-            for t in REGISTRY
-        )
-        if not any(selected for _, selected in rules):
+        # Loops and list displays, no generators: this runs at every matched module's import.
+        matched = []
+        any_rule = False
+        for t in REGISTRY:
+            selected = tuple([r for r in config.rules(t.table) if r.matches_module(fullname)])
+            matched.append((t, selected))
+            any_rule = any_rule or bool(selected)
+        if not any_rule:
             return None
+        rules = tuple(matched)
         if digests is None:
             digest = rules_hash({t.table: selected for t, selected in rules})
         else:
             # Every transform's table, also without rules (as in rules_hash); digests are hex.
             digest = ";".join(
-                f"{t.table}:{','.join(digests[id(r)] for r in selected)}" for t, selected in rules
+                [
+                    f"{t.table}:{','.join([digests[id(r)] for r in selected])}"
+                    for t, selected in rules
+                ]
             )
         return cls(fullname, rules, digest)
 
@@ -210,26 +238,25 @@ class ModulePlan:
     @property
     def profile(self) -> tuple[ProfileRule, ...]:
         """The module's profile rules."""
-        return cast(tuple[ProfileRule, ...], self.of("profile"))
+        rules: tuple[ProfileRule, ...] = self._tables.get("profile", ())
+        return rules
 
     @property
     def wrap(self) -> tuple[WrapRule, ...]:
         """The module's wrap rules."""
-        return cast(tuple[WrapRule, ...], self.of("wrap"))
+        rules: tuple[WrapRule, ...] = self._tables.get("wrap", ())
+        return rules
 
     @property
     def transform(self) -> tuple[TransformRule, ...]:
         """The module's transform rules."""
-        return cast(tuple[TransformRule, ...], self.of("transform"))
+        rules: tuple[TransformRule, ...] = self._tables.get("transform", ())
+        return rules
 
     def rule_indices(self, table: str) -> range:
         """The engine's indices of one transform's rules (see :func:`native_rules`)."""
-        start = 0
-        for transform, selected in self.rules:
-            if transform.table == table:
-                return range(start, start + len(selected))
-            start += len(selected)
-        return range(start, start)
+        indices: range | None = self._indices.get(table)
+        return indices if indices is not None else range(self._end, self._end)
 
 
 def rule_digests(config: Config) -> dict[RuleBase, str]:
@@ -265,6 +292,11 @@ _EXEC_MODULE_CODE: CodeType = (
 )
 _MODULE_DICT = vars(ModuleType)["__dict__"]
 
+#: ``importlib.util.source_hash(data)`` is ``_source_hash(_RAW_MAGIC, data)`` (one Python
+#: frame less at every import).
+_source_hash = _imp.source_hash
+_RAW_MAGIC: int = importlib.util._RAW_MAGIC_NUMBER  # type: ignore[attr-defined]
+
 
 def _version_names(key_hash: str) -> tuple[str, str]:
     """The names of a module version's profile-table entry and site table."""
@@ -277,7 +309,7 @@ def _module_dict(module: ModuleType) -> dict[str, Any]:
     return namespace
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Version:
     """What one version of a module's rewritten code finds in its globals.
 
@@ -306,14 +338,20 @@ _register_lock = threading.RLock()
 class _LazyTable:
     """Registers a module version's profiled functions, each when it is first entered.
 
-    A warm import registers nothing: the version's native table
-    (``_native.ProfileTable.lazy``) calls this object with a function's index on that
-    function's first entry, and it registers the function (its row is unmarshalled then,
-    :meth:`callweave._pycache.EntryMeta.profile`) and lets callbacks find its function object
-    (``FUNCTION_FINDERS``). ``profiler.stats()`` registers the functions still pending
-    (:data:`callweave.profiler.PENDING`), so reports list the functions that never ran as
-    before. The native table holds this object (no reference cycle: this object holds
-    neither the table nor its entry function).
+    A warm import registers nothing. For an entry read from the cache, the version's native
+    table (``_native.ProfileTable.cached``) registers a function from its cached row on that
+    function's first entry, without Python code, and queues it in
+    :data:`callweave.profiler.REGISTERED`; :meth:`record` then does this object's
+    bookkeeping for it, when something reads that bookkeeping
+    (:func:`callweave.profiler.record_registered`). For what the native table leaves (a
+    reload's function that has a profile already, a malformed row) and for a fresh
+    rewrite's table (``_native.ProfileTable.lazy``), the native table calls this object with
+    the function's index, and it registers the function (its row is unmarshalled then,
+    :meth:`callweave._pycache.EntryMeta.row`). Either way callbacks find the function's
+    object (``FUNCTION_FINDERS``). ``profiler.stats()`` registers the functions still
+    pending (:data:`callweave.profiler.PENDING`), so reports list the functions that never
+    ran as before. The native table holds this object (no reference cycle: this object
+    holds neither the table nor its entry function).
     """
 
     __slots__ = ("_bound", "_finder", "_meta", "_modules", "_path", "_plan", "profiles")
@@ -336,32 +374,46 @@ class _LazyTable:
     def __call__(self, index: int) -> _native.FunctionProfile:
         """The profile of function ``index``, registered now if it is not yet."""
         with _register_lock:
+            if REGISTERED:
+                record_registered()  # the functions registered before it first
             profile = self.profiles[index]
             if profile is not None:
                 return profile
             plan = self._plan
             rule_indices = plan.rule_indices("profile")
-            qualname, line, rule_index, sites = self._meta.profile(index, rule_indices)
+            # The sites are checked as the native profile is made (register).
+            qualname, line, rule_index, sites = self._meta.row(index, rule_indices)
             rule = plan.profile[rule_index - rule_indices.start]
             profile = self._finder.register(rule, plan.fullname, qualname, self._path, line, sites)
+            self.record(index, profile)
+            return profile
+
+    def record(self, index: int, profile: _native.FunctionProfile) -> None:
+        """Function ``index`` is registered as ``profile``: lets callbacks find its object."""
+        with _register_lock:
+            if self.profiles[index] is not None:
+                return
             self.profiles[index] = profile
-            self._bound.append((qualname, line))
+            bound = (profile.qualname, profile.line)
+            self._bound.append(bound)
             for ref, users in self._modules:
                 module = ref()
                 if module is not None:
-                    self._finder.bind_finders(module, plan.fullname, [(qualname, line)], users)
+                    self._finder.bind_finders(module, self._plan.fullname, [bound], users)
             if len(self._bound) == len(self.profiles):
                 PENDING.pop(id(self), None)
-            return profile
 
     def register_all(self) -> None:
         """Registers every function of the table not registered yet, in table order."""
+        record_registered()
         for index, profile in enumerate(self.profiles):
             if profile is None:
                 self(index)
 
     def place(self, module: ModuleType, users: _Users) -> None:
         """Records a module running the version, and its code objects that use its names."""
+        if REGISTERED:
+            record_registered()
         self._modules = [(r, u) for r, u in self._modules if r() not in (None, module)]
         self._modules.append((weakref.ref(module), users))
         if self._bound:
@@ -556,7 +608,9 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
             raise ImportError(f"callweave: no rule applies to {fullname!r}", name=fullname)
         return self._plan
 
-    def _cached(self, plan: ModulePlan, blob: bytes) -> tuple[CodeType, _pycache.EntryMeta] | None:
+    def _cached(
+        self, plan: ModulePlan, blob: _pycache.Entry
+    ) -> tuple[CodeType, _pycache.EntryMeta] | None:
         """The code and meta of a cache entry whose header matched, or None (a miss)."""
         read = _pycache.load_entry(blob)
         if read is None:
@@ -597,32 +651,42 @@ class CallweaveLoader(importlib.machinery.SourceFileLoader):
         caller = sys._getframe(1)
         module = caller.f_locals.get("module") if caller.f_code is _EXEC_MODULE_CODE else None
         plan = self._require_plan(fullname)
-        path = self.get_filename(fullname)
+        # get_filename's: the plan is the loader's own module's (checked above).
+        path = self.path
         suffix = _pycache.key_suffix(
             fullname, plan.rules_hash, pytest=self._pytest_hook is not None
         )
-        suffix_digest = importlib.util.source_hash(suffix)
+        suffix_digest = _source_hash(_RAW_MAGIC, suffix)
         try:
             st: os.stat_result | None = os.stat(path)
         except OSError:
             st = None  # get_data raises the error an ordinary import raises
-        cache = _pycache.cache_path(path)
+        cache = None
+        if isinstance(module, ModuleType):
+            # importlib set the module's __cached__ (its spec's cached: cache_from_source of
+            # the same path) before it asked for the code: callweave's entry is beside it.
+            namespace = _MODULE_DICT.__get__(module, type(module))
+            cached = namespace.get("__cached__")
+            if type(cached) is str and namespace.get("__file__") == path:
+                cache = _pycache.cache_path_beside(cached)
+        if cache is None:
+            cache = _pycache.cache_path(path)
         blob = _pycache.read_entry(cache)
         data: bytes | None = None
         entry: tuple[CodeType, _pycache.EntryMeta] | None = None
         stamp_hit = (
             blob is not None
             and st is not None
-            and blob[16:48] == _pycache.source_stamp(st) + suffix_digest
+            and blob[0][16:48] == _pycache.source_stamp(st) + suffix_digest
         )
         if stamp_hit:
             # Current without reading the source (the key digest stored with the stamp
             # names the version's runtime names).
-            entry = self._cached(plan, cast(bytes, blob))
-            digest = cast(bytes, blob)[8:16]
+            entry = self._cached(plan, cast(_pycache.Entry, blob))
+            digest = cast(_pycache.Entry, blob)[0][8:16]
         if entry is None:
             data, digest, stamp = self._read_source(path, st, suffix)
-            if not stamp_hit and blob is not None and blob[8:16] == digest:
+            if not stamp_hit and blob is not None and blob[0][8:16] == digest:
                 # The same key, a stale stamp (a touch, a copy): current all the same.
                 entry = self._cached(plan, blob)
                 if entry is not None:
@@ -698,6 +762,14 @@ class CallweaveFinder:
             config.transform, self.resolved, Where(config.path, "tool.callweave.transform")
         )
         self._profiles: dict[tuple[str, str, int], _native.FunctionProfile] = {}
+        #: Per profile rule (by the ``id()`` of its object), what its native profiles are
+        #: made with: time limit, callbacks above and below it, whether calls are recorded
+        #: (resolved now, but a rule's with an OpenTelemetry callback at its first
+        #: registration: callweave.otel is imported when first needed).
+        self._profile_args: dict[int, tuple[float, Any, Any, bool]] = {}
+        for rule in config.profile:
+            if rule.above.kind != "otel" and rule.below.kind != "otel":
+                self._rule_args(rule)
         #: Per module name asked for: its plan, or None when no rule applies (or excluded).
         self._plans: dict[str, ModulePlan | None] = {}
         #: Each rule's digest by the id() of its object, for the plans' rules hashes (see
@@ -767,25 +839,44 @@ class CallweaveFinder:
         qualname: str,
         path: str,
         line: int,
-        sites: list[_native.Site] | list[_pycache.ProfileSite],
+        sites: list[Any],
     ) -> _native.FunctionProfile:
-        """A native profile for a function of a loaded module (reused across reloads)."""
+        """A native profile for a function of a loaded module (reused across reloads).
+
+        Args:
+            rule: The profile rule that selected the function.
+            module: Its module's name.
+            qualname: Its qualname.
+            path: Its module's file.
+            line: Its first line.
+            sites: Its sites from its cache entry's row, as :data:`_pycache.ProfileSite`
+                rows, not checked yet (see :meth:`_pycache.EntryMeta.row`).
+
+        Raises:
+            RuntimeError: A site is malformed (:func:`_pycache.malformed`).
+        """
         key = (module, qualname, line)
         existing = self._profiles.get(key)
         if existing is not None and len(existing.sites) == len(sites):
+            if not _pycache.valid_profile_sites(sites):
+                raise _pycache.malformed()
             return existing
-        above = _callback(rule.above, self.resolved, default_above_log)
-        below = _callback(rule.below, self.resolved, default_below_log)
-        profile = register_profile(
-            module=module,
-            qualname=qualname,
-            filename=path,
-            line=line,
-            sites=sites,
-            time_limit=rule.time_limit,
-            above=above,
-            below=below,
-        )
+        time_limit, above, below, record_calls = self._rule_args(rule)
+        try:
+            # As profiler.register_profile, the rows already in the native profile's form.
+            profile = _native.FunctionProfile(
+                module=module,
+                qualname=qualname,
+                filename=path,
+                line=line,
+                sites=sites,
+                time_limit=time_limit,
+                above=above,
+                below=below,
+                record_calls=record_calls,
+            )
+        except (TypeError, ValueError, OverflowError):  # converting a malformed site
+            raise _pycache.malformed() from None
         self._profiles[key] = profile
         return profile
 
@@ -805,7 +896,8 @@ class CallweaveFinder:
         enter_name, sites_name = _version_names(key_hash)
         names: dict[str, Any] = {}
         site_objects: dict[_native.Site, Any] = {}
-        if any(w.pass_site for w in plan.wrap):
+        wrap = plan.wrap
+        if wrap and any([w.pass_site for w in wrap]):
             # Sites that did not change since the previous version share its CallSite objects:
             # stale code of an older version that is still alive costs a tuple, not a table.
             sites = [_native.Site(*row) for row in meta.sites()]
@@ -817,7 +909,7 @@ class CallweaveFinder:
         table = None
         if meta.profiled:
             table = _LazyTable(self, plan, path, meta)
-            names[enter_name] = _native.ProfileTable.lazy(meta.profiled, table).enter_function()
+            names[enter_name] = self._profile_table(plan, path, meta, table).enter_function()
         # The shared runtime (bind_call serves every transform's star calls), then each rule's.
         static = dict(RUNTIME_NAMES)
         for _transform, selected in plan.rules:
@@ -826,6 +918,53 @@ class CallweaveFinder:
         version = _Version(key_hash, path, static, names, site_objects, table)
         self._versions[fullname] = version
         return version
+
+    def _profile_table(
+        self, plan: ModulePlan, path: str, meta: _pycache.EntryMeta, table: _LazyTable
+    ) -> _native.ProfileTable:
+        """A version's native profile table: it registers a function on its first entry.
+
+        For an entry read from the cache, the native table registers a function from its
+        cached row itself (no Python code runs on that first entry; the table's bookkeeping
+        is done later, :func:`callweave.profiler.record_registered`) and asks ``table`` for
+        what it leaves (a reload's function that has a profile already, a malformed row).
+        A fresh rewrite's table, or one whose rules have an OpenTelemetry callback (imported
+        when first needed), asks ``table`` for every function.
+        """
+        rows = meta.rows()
+        known = self._profile_args
+        args: list[tuple[float, Any, Any, bool]] = []
+        for rule in plan.profile:
+            rule_args = known.get(id(rule))
+            if rule_args is None:
+                rows = None
+                break
+            args.append(rule_args)
+        if rows is None:
+            return _native.ProfileTable.lazy(meta.profiled, table)
+        blob, offsets = rows
+        return _native.ProfileTable.cached(
+            meta.profiled,
+            table,
+            blob,
+            offsets,
+            plan.fullname,
+            path,
+            plan.rule_indices("profile").start,
+            args,
+            self._profiles,
+            REGISTERED,
+        )
+
+    def _rule_args(self, rule: ProfileRule) -> tuple[float, Any, Any, bool]:
+        """What a profile rule's native profiles are made with (see ``_profile_args``)."""
+        args = self._profile_args.get(id(rule))
+        if args is None:
+            above = _callback(rule.above, self.resolved, default_above_log)
+            below = _callback(rule.below, self.resolved, default_below_log)
+            record_calls = not (is_default_callback(above) and is_default_callback(below))
+            args = self._profile_args[id(rule)] = (rule.time_limit, above, below, record_calls)
+        return args
 
     def bind_finders(
         self,
@@ -867,6 +1006,8 @@ class CallweaveFinder:
         own = tuple(version.names)
         # Walked when first needed (a reload, a callback): see _Users.
         users = _Users(code, frozenset(own))
+        if REGISTERED:
+            record_registered()  # FUNCTION_FINDERS as the registrations so far leave it
         keys = self._function_keys.setdefault(fullname, set())
         for key in [k for k in keys if not _alive(FUNCTION_FINDERS.get(k))]:
             keys.discard(key)
@@ -922,15 +1063,18 @@ class CallweaveFinder:
 
     def plan(self, fullname: str) -> ModulePlan | None:
         """The rules that apply to the module, or None (cached: imports ask for many names)."""
-        try:
+        # A name asked for the first time raises no KeyError (an exception costs more).
+        if fullname in self._plans:
             return self._plans[fullname]
-        except KeyError:
-            pass
         if self._any_rule is None or not self._any_rule.matches(fullname) or _excluded(fullname):
             self._plans[fullname] = None
             return None
         plan = ModulePlan.resolve(self.config, fullname, self._rule_digests)
-        sources = [a.source_hash for a in self.appliers(plan)] if plan is not None else []
+        sources = (
+            [a.source_hash for a in self.appliers(plan)]
+            if plan is not None and self._appliers
+            else []
+        )
         if plan is not None and any(sources):
             # A user transformer's effect is in the cached code: its source is in the key.
             h = hashlib.sha256(plan.rules_hash.encode())

@@ -200,8 +200,26 @@ FUNCTION_FINDERS: dict[tuple[str, str, int], Callable[[], Any]] = {}
 PENDING: dict[int, Callable[[], object]] = {}
 
 
+#: Functions a profile table registered natively on their first entry (``ProfileTable.cached``),
+#: in order, as ``(table, index, profile)``, until the import hook's ``table.record(index,
+#: profile)`` does its bookkeeping for them (:func:`record_registered`): whatever reads that
+#: bookkeeping (:data:`FUNCTION_FINDERS`, the pending tables) records them first.
+REGISTERED: list[tuple[Any, int, _native.FunctionProfile]] = []
+
+
+def record_registered() -> None:
+    """Hands the functions registered natively to their tables' bookkeeping, in order."""
+    while REGISTERED:
+        try:
+            table, index, profile = REGISTERED.pop(0)  # atomic: each is recorded once
+        except IndexError:  # another thread took the last one
+            return
+        table.record(index, profile)
+
+
 def register_pending() -> None:
     """Registers the profile tables the import hook deferred, in import order."""
+    record_registered()
     for key in list(PENDING):
         register = PENDING.pop(key, None)
         if register is not None:
@@ -211,6 +229,8 @@ def register_pending() -> None:
 def _function_of(profile: _native.FunctionProfile) -> Any:
     func = profile.function
     if func is None:
+        if REGISTERED:
+            record_registered()
         find = FUNCTION_FINDERS.get((profile.module, profile.qualname, profile.line))
         if find is not None:
             func = find()

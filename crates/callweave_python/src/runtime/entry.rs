@@ -43,6 +43,7 @@ use std::sync::{Arc, OnceLock};
 use pyo3::exceptions::{PyIndexError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 
 use super::cpython::{PyTracebackObject, VectorcallUnwind};
 use pyo3::PyTypeInfo;
@@ -51,7 +52,7 @@ use super::awaits::start_await;
 use super::clock::ticks;
 use super::record::Record;
 use super::stack;
-use super::stats::{FunctionProfile, FunctionState};
+use super::stats::{FunctionArgs, FunctionProfile, FunctionState, ProfileSite};
 use super::thread;
 
 extern "C" {
@@ -255,6 +256,44 @@ pub(crate) struct ProfileTable {
     pub(crate) functions: Vec<OnceLock<Arc<FunctionState>>>,
     /// Registers function `i` on its first entry (None: every slot is set at creation).
     resolve: Option<Py<PyAny>>,
+    /// The cached rows a table made by `ProfileTable.cached` registers its functions from
+    /// itself, before asking `resolve` (None: `resolve` registers every function).
+    rows: Option<CachedRows>,
+}
+
+/// A profile rule's registration arguments: time limit, callback above it, below it, whether
+/// calls are recorded.
+type RuleArgs = (f64, Option<Py<PyAny>>, Option<Py<PyAny>>, bool);
+
+/// A cached row's fields: qualname, first line, rule index, sites.
+type RowFields<'py> = (
+    Bound<'py, PyString>,
+    Bound<'py, PyAny>,
+    usize,
+    Bound<'py, PyList>,
+);
+
+/// A cache entry's profiled-function rows (`callweave._pycache.EntryMeta`'s blob and
+/// offsets), and what the import hook registers their functions with, so that a function's
+/// first entry registers it without running Python code.
+///
+/// Row `i` is `marshal.loads(blob[offsets[i]:offsets[i + 1]])` (offsets 4-byte little-endian),
+/// `(qualname, first line, rule index, sites)`. A row that is not exactly that shape, or a
+/// function already in `profiles` (a reload: the hook reuses its profile), is left to
+/// `resolve`, which raises the hook's error for a malformed row. Each function registered
+/// here is put into `profiles` under `(module, qualname, line)` and appended to `registered`
+/// as `(resolve, i, profile)`, in order: the hook's bookkeeping reads it later.
+struct CachedRows {
+    blob: Py<PyBytes>,
+    offsets: Py<PyBytes>,
+    module: Py<PyString>,
+    filename: String,
+    /// The engine's index of the first profile rule: row rule indices are counted from it.
+    rule_start: usize,
+    /// Per profile rule: time limit, callback above it, below it, whether calls are recorded.
+    rules: Vec<RuleArgs>,
+    profiles: Py<PyDict>,
+    registered: Py<PyList>,
 }
 
 impl ProfileTable {
@@ -293,6 +332,14 @@ impl ProfileTable {
                 "no profiled function number {i}"
             )));
         };
+        if let Some(rows) = self.rows.as_ref() {
+            let started = ticks();
+            let state = register_row(py, rows, resolve, i);
+            thread::add_callback_ticks(ticks().saturating_sub(started));
+            if let Some(state) = state? {
+                return Ok(slot.get_or_init(|| state));
+            }
+        }
         let started = ticks();
         let profile = resolve.call1(py, (i,));
         thread::add_callback_ticks(ticks().saturating_sub(started));
@@ -301,6 +348,113 @@ impl ProfileTable {
         let state = Arc::clone(&profile.get().state);
         Ok(slot.get_or_init(|| state))
     }
+}
+
+/// The 4-byte little-endian offset number `k` of `offsets`, if there is one.
+fn offset_at(offsets: &[u8], k: usize) -> Option<usize> {
+    let bytes = offsets.get(4 * k..4 * k + 4)?;
+    let word: [u8; 4] = bytes.try_into().ok()?;
+    usize::try_from(u32::from_le_bytes(word)).ok()
+}
+
+/// Registers function `i` of a table from its cached row (see [`CachedRows`]): `Ok(None)`
+/// when the row is left to the Python resolver (malformed, or the function already has a
+/// profile). Runs no Python code: nothing else runs between the check of `profiles` and the
+/// registration.
+fn register_row(
+    py: Python<'_>,
+    rows: &CachedRows,
+    resolve: &Py<PyAny>,
+    i: usize,
+) -> PyResult<Option<Arc<FunctionState>>> {
+    let blob = rows.blob.bind(py).as_bytes();
+    let offsets = rows.offsets.bind(py).as_bytes();
+    let (Some(start), Some(end)) = (offset_at(offsets, i), offset_at(offsets, i + 1)) else {
+        return Ok(None);
+    };
+    let Some(data) = blob.get(start..end) else {
+        return Ok(None);
+    };
+    let Ok(len) = ffi::Py_ssize_t::try_from(data.len()) else {
+        return Ok(None);
+    };
+    // SAFETY: `data` is `len` readable bytes of a `bytes` object kept alive by `rows`; GIL
+    // held. Unmarshalling plain data (the rows hold tuples, lists, strings and ints) runs
+    // no Python code.
+    let row = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyMarshal_ReadObjectFromString(data.as_ptr().cast(), len),
+        )
+    };
+    let Ok(row) = row else {
+        return Ok(None); // the error is dropped: the resolver raises the hook's own
+    };
+    let Some((qualname, line, rule, sites)) = row_fields(&row) else {
+        return Ok(None);
+    };
+    let Some(rule_index) = rule.checked_sub(rows.rule_start) else {
+        return Ok(None);
+    };
+    let Some((time_limit, above, below, record_calls)) = rows.rules.get(rule_index) else {
+        return Ok(None);
+    };
+    let profiles = rows.profiles.bind(py);
+    let key = PyTuple::new(
+        py,
+        [
+            rows.module.bind(py).as_any(),
+            qualname.as_any(),
+            line.as_any(),
+        ],
+    )?;
+    if profiles.contains(&key)? {
+        return Ok(None);
+    }
+    let (Ok(line), Ok(sites)) = (line.extract::<u32>(), sites.extract::<Vec<ProfileSite>>()) else {
+        return Ok(None);
+    };
+    let profile = FunctionProfile::register(FunctionArgs {
+        module: rows.module.bind(py).to_str()?.to_owned(),
+        qualname: qualname.to_str()?.to_owned(),
+        filename: rows.filename.clone(),
+        line,
+        sites,
+        time_limit: *time_limit,
+        above: above.as_ref().map(|a| a.clone_ref(py)),
+        below: below.as_ref().map(|b| b.clone_ref(py)),
+        record_calls: *record_calls,
+    })?;
+    let state = Arc::clone(&profile.state);
+    let profile = Bound::new(py, profile)?;
+    profiles.set_item(&key, &profile)?;
+    let entry = PyTuple::new(
+        py,
+        [
+            resolve.bind(py).clone(),
+            i.into_pyobject(py)?.into_any(),
+            profile.into_any(),
+        ],
+    )?;
+    rows.registered.bind(py).append(entry)?;
+    Ok(Some(state))
+}
+
+/// A cached row's fields, `(qualname, first line, rule index, sites)`, when the row is a
+/// 4-tuple of a `str`, an `int`, an `int` that fits a `usize` and a `list` (exact types, as
+/// marshal makes them).
+fn row_fields<'py>(row: &Bound<'py, PyAny>) -> Option<RowFields<'py>> {
+    let row = row.cast_exact::<PyTuple>().ok()?;
+    if row.len() != 4 {
+        return None;
+    }
+    let qualname = row.get_item(0).ok()?.cast_into_exact::<PyString>().ok()?;
+    let line = row.get_item(1).ok()?;
+    line.cast_exact::<PyInt>().ok()?;
+    let rule = row.get_item(2).ok()?;
+    let rule = rule.cast_exact::<PyInt>().ok()?.extract::<usize>().ok()?;
+    let sites = row.get_item(3).ok()?.cast_into_exact::<PyList>().ok()?;
+    Some((qualname, line, rule, sites))
 }
 
 #[pymethods]
@@ -313,6 +467,7 @@ impl ProfileTable {
                 .map(|f| OnceLock::from(Arc::clone(&f.state)))
                 .collect(),
             resolve: None,
+            rows: None,
         }
     }
 
@@ -323,7 +478,50 @@ impl ProfileTable {
         Self {
             functions: (0..size).map(|_| OnceLock::new()).collect(),
             resolve: Some(resolve),
+            rows: None,
         }
+    }
+
+    /// A lazy table (see `lazy`) that registers function `i` from its cached row itself
+    /// when it can (see the Rust docs of `CachedRows`), else asks `resolve(i)`.
+    ///
+    /// `rules` are, per profile rule, `(time_limit, above, below, record_calls)`; a row's
+    /// rule index minus `rule_start` indexes them.
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    fn cached(
+        py: Python<'_>,
+        size: usize,
+        resolve: Py<PyAny>,
+        blob: Py<PyBytes>,
+        offsets: Py<PyBytes>,
+        module: Py<PyString>,
+        filename: String,
+        rule_start: usize,
+        rules: Vec<RuleArgs>,
+        profiles: Py<PyDict>,
+        registered: Py<PyList>,
+    ) -> PyResult<Self> {
+        // Each row's start and the blob's end (see `EntryMeta`).
+        if offsets.bind(py).as_bytes().len() != 4 * (size + 1) && size != 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "offsets must hold the start of each row and the end of the blob",
+            ));
+        }
+        Ok(Self {
+            functions: (0..size).map(|_| OnceLock::new()).collect(),
+            resolve: Some(resolve),
+            rows: Some(CachedRows {
+                blob,
+                offsets,
+                module,
+                filename,
+                rule_start,
+                rules,
+                profiles,
+                registered,
+            }),
+        })
     }
 
     /// The entry callable for this table: `enter(i)` returns a new record for function `i`.

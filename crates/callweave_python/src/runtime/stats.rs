@@ -307,43 +307,40 @@ impl FunctionState {
     }
 }
 
-#[pymethods]
-impl FunctionProfile {
-    /// Pickles by reference to this process's registry (`_profile_at`): a profile holds live
-    /// callbacks and aggregates, so it is the same object again, or a clear error elsewhere.
-    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, ProfileRef)> {
-        let index = REGISTRY
-            .lock()
-            .ok()
-            .and_then(|all| all.iter().position(|s| Arc::ptr_eq(s, &self.state)))
-            .ok_or_else(|| {
-                pyo3::exceptions::PyValueError::new_err(format!(
-                    "callweave: {}:{} is not a registered profile",
-                    self.state.module, self.state.qualname
-                ))
-            })?;
-        let at = py.import("callweave._native")?.getattr("_profile_at")?;
-        let s = &self.state;
-        Ok((at, (index, s.module.clone(), s.qualname.clone(), s.line)))
-    }
+/// A site as `FunctionProfile` takes it: `(text, callee, line, end_line, col, end_col)`.
+pub(crate) type ProfileSite = (String, Option<String>, u32, u32, u32, u32);
 
-    /// Registers a profiled function.
+/// What a profiled function is registered with (`FunctionProfile(...)`'s arguments).
+pub(crate) struct FunctionArgs {
+    pub(crate) module: String,
+    pub(crate) qualname: String,
+    pub(crate) filename: String,
+    pub(crate) line: u32,
+    pub(crate) sites: Vec<ProfileSite>,
+    pub(crate) time_limit: f64,
+    pub(crate) above: Option<Py<PyAny>>,
+    pub(crate) below: Option<Py<PyAny>>,
+    pub(crate) record_calls: bool,
+}
+
+impl FunctionProfile {
+    /// Registers a profiled function (`FunctionProfile(...)`, and a lazy profile table's
+    /// native registration): its state joins the registry `stats()` reads.
     ///
-    /// `sites` are tuples `(text, callee, line, end_line, col, end_col)` in local-index order.
-    #[new]
-    #[pyo3(signature = (*, module, qualname, filename, line, sites, time_limit, above=None, below=None, record_calls=false))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        module: String,
-        qualname: String,
-        filename: String,
-        line: u32,
-        sites: Vec<(String, Option<String>, u32, u32, u32, u32)>,
-        time_limit: f64,
-        above: Option<Py<PyAny>>,
-        below: Option<Py<PyAny>>,
-        record_calls: bool,
-    ) -> PyResult<Self> {
+    /// # Errors
+    /// `ValueError` for a time limit that is not a finite number of seconds >= 0.
+    pub(crate) fn register(args: FunctionArgs) -> PyResult<Self> {
+        let FunctionArgs {
+            module,
+            qualname,
+            filename,
+            line,
+            sites,
+            time_limit,
+            above,
+            below,
+            record_calls,
+        } = args;
         if !(time_limit.is_finite() && time_limit >= 0.0) {
             return Err(PyValueError::new_err(format!(
                 "time_limit must be a finite number of seconds >= 0, got {time_limit}"
@@ -375,6 +372,57 @@ impl FunctionProfile {
             all.push(Arc::clone(&state));
         }
         Ok(Self { state })
+    }
+}
+
+#[pymethods]
+impl FunctionProfile {
+    /// Pickles by reference to this process's registry (`_profile_at`): a profile holds live
+    /// callbacks and aggregates, so it is the same object again, or a clear error elsewhere.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, ProfileRef)> {
+        let index = REGISTRY
+            .lock()
+            .ok()
+            .and_then(|all| all.iter().position(|s| Arc::ptr_eq(s, &self.state)))
+            .ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "callweave: {}:{} is not a registered profile",
+                    self.state.module, self.state.qualname
+                ))
+            })?;
+        let at = py.import("callweave._native")?.getattr("_profile_at")?;
+        let s = &self.state;
+        Ok((at, (index, s.module.clone(), s.qualname.clone(), s.line)))
+    }
+
+    /// Registers a profiled function.
+    ///
+    /// `sites` are tuples `(text, callee, line, end_line, col, end_col)` in local-index order.
+    #[new]
+    #[pyo3(signature = (*, module, qualname, filename, line, sites, time_limit, above=None, below=None, record_calls=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        module: String,
+        qualname: String,
+        filename: String,
+        line: u32,
+        sites: Vec<ProfileSite>,
+        time_limit: f64,
+        above: Option<Py<PyAny>>,
+        below: Option<Py<PyAny>>,
+        record_calls: bool,
+    ) -> PyResult<Self> {
+        Self::register(FunctionArgs {
+            module,
+            qualname,
+            filename,
+            line,
+            sites,
+            time_limit,
+            above,
+            below,
+            record_calls,
+        })
     }
 
     #[getter]
