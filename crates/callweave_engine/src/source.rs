@@ -151,6 +151,17 @@ impl LineIndex {
         }
     }
 
+    /// The index of a text of `len` bytes whose line starts are `starts` (0 first, increasing:
+    /// what [`LineIndex::new`] would find).
+    pub(crate) fn from_starts(starts: Vec<usize>, len: usize) -> Self {
+        Self { starts, len }
+    }
+
+    /// Start offsets of every line, 0 first.
+    pub(crate) fn starts(&self) -> &[usize] {
+        &self.starts
+    }
+
     /// Number of lines (a text ending in a line break has an empty last line).
     pub fn line_count(&self) -> usize {
         self.starts.len()
