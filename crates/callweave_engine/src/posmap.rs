@@ -188,11 +188,6 @@ pub(crate) fn apply(
     order.sort();
     let mut out = String::with_capacity(original.len() + edits.len() * 24);
     let mut chunks = Vec::with_capacity(edits.len() * 2 + 1);
-    // The new text's line starts, read off the original's (see `NewLines`): with `\n` line
-    // ends alone; else (None) the new text is indexed on its own.
-    let mut lines = memchr::memchr(b'\r', original.as_bytes())
-        .is_none()
-        .then(|| NewLines::new(orig_lines.starts()));
     let mut cursor = 0usize;
     for edit in order.iter().filter_map(|&(_, _, i)| edits.get(i)) {
         if edit.start < cursor || edit.end < edit.start {
@@ -201,135 +196,38 @@ pub(crate) fn apply(
         let kept = original
             .get(cursor..edit.start)
             .ok_or_else(|| EngineError::OverlappingEdits { offset: edit.start })?;
-        if let Some(at) = push_copied(&mut chunks, &mut out, kept, cursor) {
-            if let Some(l) = lines.as_mut() {
-                l.copied(cursor, edit.start, at);
-            }
-        }
+        push_copied(&mut chunks, &mut out, kept, cursor);
         let origin = Origin::Inserted {
             anchor: edit.anchor,
             from: edit.start,
             at: edit.end,
             located: edit.located,
         };
-        if let Some(at) = push_inserted(&mut chunks, &mut out, &edit.text, origin) {
-            if lines.as_mut().is_some_and(|l| !l.inserted(&edit.text, at)) {
-                lines = None;
-            }
-        }
+        push_inserted(&mut chunks, &mut out, &edit.text, origin);
         cursor = edit.end;
     }
     let rest = original
         .get(cursor..)
         .ok_or_else(|| EngineError::OverlappingEdits { offset: cursor })?;
-    if let Some(at) = push_copied(&mut chunks, &mut out, rest, cursor) {
-        if let Some(l) = lines.as_mut() {
-            l.copied(cursor, original.len(), at);
-        }
-    }
-    let new_lines = match lines {
-        Some(l) => LineIndex::from_starts(l.starts, out.len()),
-        None => LineIndex::new(&out),
-    };
+    push_copied(&mut chunks, &mut out, rest, cursor);
     let map = PositionMap {
         chunks,
-        new_lines,
+        new_lines: LineIndex::new(&out),
         orig_lines,
     };
     Ok((out, map))
 }
 
-/// The new text's line starts, read off the original's line index as copied chunks are pushed
-/// and off the inserted texts, rather than from a scan of the whole new text. Only for texts
-/// whose line ends are all `\n`: a line starts exactly after each `\n`, and a seam's space is
-/// never one. A `\r` (original or inserted) could pair with a `\n` across a seam, so the
-/// caller then indexes the new text itself.
-struct NewLines<'o> {
-    /// The original's line starts.
-    orig: &'o [usize],
-    /// Index in `orig` of the first start not placed or skipped yet: copied chunks come in
-    /// increasing original order, so every start before it is at or before the last copied
-    /// chunk's end.
-    next: usize,
-    /// The new text's line starts so far.
-    starts: Vec<usize>,
-    /// The last inserted text found to hold no line break, as (address, length): fragments
-    /// mostly repeat a few shared texts (a wrapper's `W(`, `, `), each checked once in a row.
-    /// The same address and length are the same bytes: every text outlives the applying.
-    clean: [(usize, usize); 2],
-}
-
-impl<'o> NewLines<'o> {
-    fn new(orig: &'o [usize]) -> Self {
-        // Inserted fragments add a few lines (statements), mostly none (call wrappers).
-        let mut starts = Vec::with_capacity(orig.len() + orig.len() / 8 + 8);
-        starts.push(0);
-        Self {
-            orig,
-            next: 0,
-            starts,
-            clean: [(0, usize::MAX); 2],
-        }
-    }
-
-    /// Original bytes `from..to` were copied at new offset `at`: each `\n` among them (the
-    /// original's line starts in `from + 1..=to`) starts a line. Starts at or before `from`
-    /// are not this chunk's: the `\n` before them was copied earlier, or replaced.
-    #[inline]
-    fn copied(&mut self, from: usize, to: usize, at: usize) {
-        let mut i = self.next;
-        while self.orig.get(i).is_some_and(|&s| s <= from) {
-            i += 1;
-        }
-        while let Some(&s) = self.orig.get(i) {
-            if s > to {
-                break;
-            }
-            self.starts.push(s - from + at);
-            i += 1;
-        }
-        self.next = i;
-    }
-
-    /// `text` was inserted at new offset `at`: each of its `\n`s starts a line. False when it
-    /// holds a `\r` (the starts are then not read off the pieces).
-    #[inline]
-    fn inserted(&mut self, text: &str, at: usize) -> bool {
-        let key = (text.as_ptr() as usize, text.len());
-        if self.clean.contains(&key) {
-            return true;
-        }
-        let bytes = text.as_bytes();
-        let Some(first) = memchr::memchr2(b'\n', b'\r', bytes) else {
-            self.clean = [key, self.clean[0]];
-            return true;
-        };
-        for (k, &b) in bytes.iter().enumerate().skip(first) {
-            if b == b'\n' {
-                self.starts.push(at + k + 1);
-            } else if b == b'\r' {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-/// Appends copied `text` (original bytes from `orig_start` on) as a new chunk and returns
-/// where it starts in `out` (None when it is empty: no chunk). Token boundaries are kept:
+/// Appends copied `text` (original bytes from `orig_start` on) as a new chunk, unless it is
+/// empty. Token boundaries are kept:
 /// where copied text follows an inserted fragment and both sides of the seam are identifier
 /// characters (`W(x)` + `y`), a space ends the fragment so the two never fuse into one
 /// identifier; the space belongs to the fragment and maps like it. Copied text meeting copied
 /// text is never touched (the original tokens are the original's business).
 #[inline]
-fn push_copied(
-    chunks: &mut Vec<Chunk>,
-    out: &mut String,
-    text: &str,
-    orig_start: usize,
-) -> Option<usize> {
+fn push_copied(chunks: &mut Vec<Chunk>, out: &mut String, text: &str, orig_start: usize) {
     if text.is_empty() {
-        return None;
+        return;
     }
     if let Some(last) = chunks.last_mut() {
         if matches!(last.origin, Origin::Inserted { .. })
@@ -347,26 +245,18 @@ fn push_copied(
         new_end: out.len(),
         origin: Origin::Copied { orig_start },
     });
-    Some(new_start)
 }
 
-/// Appends an inserted fragment `text` as a new chunk and returns where `text` starts in `out`
-/// (None when it is empty: no chunk). Where it meets its neighbour (copied text or another
+/// Appends an inserted fragment `text` as a new chunk, unless it is empty. Where it meets its neighbour (copied text or another
 /// fragment) and both sides of the seam are identifier characters (`not` + `W(`, `return` +
 /// `W(`), a space starts the fragment so the two never fuse into one identifier.
 #[inline]
-fn push_inserted(
-    chunks: &mut Vec<Chunk>,
-    out: &mut String,
-    text: &str,
-    origin: Origin,
-) -> Option<usize> {
+fn push_inserted(chunks: &mut Vec<Chunk>, out: &mut String, text: &str, origin: Origin) {
     if text.is_empty() {
-        return None;
+        return;
     }
     let new_start = out.len();
-    let seam = ends_with_identifier_char(out) && starts_with_identifier_char(text);
-    if seam {
+    if ends_with_identifier_char(out) && starts_with_identifier_char(text) {
         out.push(' ');
     }
     out.push_str(text);
@@ -375,7 +265,6 @@ fn push_inserted(
         new_end: out.len(),
         origin,
     });
-    Some(new_start + usize::from(seam))
 }
 
 /// Whether the last character of `text` is an identifier character (see
@@ -836,40 +725,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn the_new_line_index_is_the_new_texts() {
-        // Edits at line starts and ends, replacing line breaks, inserting lines, at both ends
-        // of the text, and with a seam's space; then the same with `\r` line ends.
-        let src = "ab = f(x)\nnot g\n\nreturn h(1,\n  2)\nz\n";
-        let edits = || {
-            vec![
-                Edit::insert(0, "\n# head\n", Anchor::new(0, 0, true)),
-                Edit::insert(5, "W(", anchor(5, 9)),
-                Edit::replace(6, 7, ", ", anchor(6, 7)),
-                Edit::replace(9, 10, " ;\n", anchor(9, 10)),
-                Edit::insert(14, "W(", anchor(14, 15)),
-                Edit::replace(16, 17, "", anchor(16, 17)),
-                Edit::insert(17, "s\nt\n", Anchor::new(17, 17, true)),
-                Edit::replace(25, 33, "k(1,\n\n", anchor(25, 33)),
-                Edit::insert(src.len(), "end", anchor(0, 0)),
-            ]
-        };
-        let (new, map) = apply(src, LineIndex::new(src), edits()).expect("applies");
-        assert_eq!(
-            new,
-            "\n# head\nab = W(f, x) ;\nnot W(g\ns\nt\nreturn h k(1,\n\n\nz\nend"
-        );
-        assert_eq!(map.new_lines, LineIndex::new(&new));
-        let crlf = src.replace('\n', "\r\n");
-        let (new, map) = apply(&crlf, LineIndex::new(&crlf), Vec::new()).expect("applies");
-        assert_eq!(map.new_lines, LineIndex::new(&new));
-        // A `\r` inserted before a copied `\n` pairs with it.
-        let edits = vec![Edit::insert(9, "\r", anchor(9, 9))];
-        let (new, map) = apply(src, LineIndex::new(src), edits).expect("applies");
-        assert!(new.starts_with("ab = f(x)\r\n"));
-        assert_eq!(map.new_lines, LineIndex::new(&new));
     }
 
     #[test]
