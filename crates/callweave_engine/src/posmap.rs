@@ -193,9 +193,10 @@ pub(crate) fn apply(
         if edit.start < cursor || edit.end < edit.start {
             return Err(EngineError::OverlappingEdits { offset: edit.start });
         }
-        let kept = original
-            .get(cursor..edit.start)
-            .ok_or_else(|| EngineError::OverlappingEdits { offset: edit.start })?;
+        // The error is built only when returned (`ok_or` builds and drops one per edit).
+        let Some(kept) = original.get(cursor..edit.start) else {
+            return Err(EngineError::OverlappingEdits { offset: edit.start });
+        };
         push_copied(&mut chunks, &mut out, kept, cursor);
         let origin = Origin::Inserted {
             anchor: edit.anchor,
@@ -206,9 +207,9 @@ pub(crate) fn apply(
         push_inserted(&mut chunks, &mut out, &edit.text, origin);
         cursor = edit.end;
     }
-    let rest = original
-        .get(cursor..)
-        .ok_or_else(|| EngineError::OverlappingEdits { offset: cursor })?;
+    let Some(rest) = original.get(cursor..) else {
+        return Err(EngineError::OverlappingEdits { offset: cursor });
+    };
     push_copied(&mut chunks, &mut out, rest, cursor);
     let map = PositionMap {
         chunks,

@@ -231,8 +231,8 @@ unsafe fn push_lf_starts_avx2(bytes: &[u8], starts: &mut Vec<usize>) {
         // SAFETY: `block` is 32 readable bytes, and the load is unaligned.
         let v = unsafe { _mm256_loadu_si256(block.as_ptr().cast()) };
         // Bit `k` set exactly when byte `k` of the block is `\n`.
-        let mut mask = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\n' as i8)))
-            as u32;
+        let mut mask =
+            _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\n' as i8))) as u32;
         while mask != 0 {
             starts.push(base + mask.trailing_zeros() as usize + 1);
             mask &= mask - 1;
