@@ -178,14 +178,13 @@ pub(crate) fn apply(
     edits: Vec<Edit<'_>>,
 ) -> Result<(String, PositionMap), EngineError> {
     // Sorting small keys, not the edits; the planned index ends each key, keeping the planned
-    // order among equal offsets and seam orders. Planned edits are mostly in order already,
-    // which the (run-detecting) stable sort makes use of.
+    // order among equal offsets and seam orders (keys are unique: any sort gives one order).
     let mut order: Vec<(usize, (u8, std::cmp::Reverse<usize>), usize)> = edits
         .iter()
         .enumerate()
         .map(|(i, e)| (e.start, seam_order(e), i))
         .collect();
-    order.sort();
+    sort_mostly_sorted(&mut order);
     let mut out = String::with_capacity(original.len() + edits.len() * 24);
     let mut chunks = Vec::with_capacity(edits.len() * 2 + 1);
     let mut cursor = 0usize;
@@ -217,6 +216,34 @@ pub(crate) fn apply(
         orig_lines,
     };
     Ok((out, map))
+}
+
+/// Sorts `keys`, which are mostly in order already: planned edits come in source order but
+/// for a few, such as the edits of a method call's receiver call (`a.b().c()`: the outer call
+/// is planned first, its `(` comes after the inner call's), which belong a few places back.
+/// Each key is moved back past the larger ones before it; when the moves add up to more than
+/// a few per key (long method chains), the library's sort finishes the job.
+fn sort_mostly_sorted<T: Ord + Copy>(keys: &mut [T]) {
+    let mut budget = 4 * keys.len() + 64;
+    for i in 1..keys.len() {
+        let Some(&key) = keys.get(i) else { break };
+        let mut at = i;
+        while at > 0 && keys.get(at - 1).is_some_and(|k| *k > key) {
+            at -= 1;
+            if i - at > budget {
+                keys.sort();
+                return;
+            }
+        }
+        if at == i {
+            continue;
+        }
+        budget -= i - at;
+        keys.copy_within(at..i, at + 1);
+        if let Some(slot) = keys.get_mut(at) {
+            *slot = key;
+        }
+    }
 }
 
 /// Appends copied `text` (original bytes from `orig_start` on) as a new chunk, unless it is
@@ -724,6 +751,39 @@ mod tests {
                     map.map_location_near(&mut cursor, l, is_call),
                     map.map_location_near(&mut MapCursor::default(), l, is_call)
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn sorting_mostly_sorted_keys_sorts() {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        for len in [0, 1, 2, 5, 64, 1000] {
+            let sorted: Vec<(usize, usize)> = (0..len).map(|i| (i / 3, i)).collect();
+            // In order, a few keys out of place, shuffled, and reversed (over the moves'
+            // budget: the library sort takes over).
+            let mut cases = vec![sorted.clone()];
+            let mut few = sorted.clone();
+            for _ in 0..len / 10 {
+                let (a, b) = (next() % len, next() % len);
+                few.swap(a, b);
+            }
+            cases.push(few);
+            let mut shuffled = sorted.clone();
+            for i in (1..len).rev() {
+                shuffled.swap(i, next() % (i + 1));
+            }
+            cases.push(shuffled);
+            cases.push(sorted.iter().rev().copied().collect());
+            for mut keys in cases {
+                sort_mostly_sorted(&mut keys);
+                assert_eq!(keys, sorted);
             }
         }
     }
