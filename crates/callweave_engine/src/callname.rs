@@ -250,6 +250,14 @@ mod tests {
             "(lambda: 0)()",
             "a[b + 1]()",
             "x.y[1:2]()",
+            "a . b()",
+            "a.\\\n  b()",
+            "(a).b()",
+            "(a.b)()",
+            "(a\n  .b)()",
+            // Names are NFKC-normalised: µ (U+00B5) is named μ (U+03BC).
+            "µ.x()",
+            "a.µ()",
         ] {
             let parsed = ruff_python_parser::parse_expression(src).expect("parses");
             let Expr::Call(call) = parsed.expr() else {

@@ -178,14 +178,13 @@ pub(crate) fn apply(
     edits: Vec<Edit<'_>>,
 ) -> Result<(String, PositionMap), EngineError> {
     // Sorting small keys, not the edits; the planned index ends each key, keeping the planned
-    // order among equal offsets and seam orders. Planned edits are mostly in order already,
-    // which the (run-detecting) stable sort makes use of.
+    // order among equal offsets and seam orders (keys are unique: any sort gives one order).
     let mut order: Vec<(usize, (u8, std::cmp::Reverse<usize>), usize)> = edits
         .iter()
         .enumerate()
         .map(|(i, e)| (e.start, seam_order(e), i))
         .collect();
-    order.sort();
+    sort_mostly_sorted(&mut order);
     let mut out = String::with_capacity(original.len() + edits.len() * 24);
     let mut chunks = Vec::with_capacity(edits.len() * 2 + 1);
     let mut cursor = 0usize;
@@ -193,37 +192,24 @@ pub(crate) fn apply(
         if edit.start < cursor || edit.end < edit.start {
             return Err(EngineError::OverlappingEdits { offset: edit.start });
         }
-        let kept = original
-            .get(cursor..edit.start)
-            .ok_or(EngineError::OverlappingEdits { offset: edit.start })?;
-        push_chunk(
-            &mut chunks,
-            &mut out,
-            kept,
-            Origin::Copied { orig_start: cursor },
-        );
-        push_chunk(
-            &mut chunks,
-            &mut out,
-            &edit.text,
-            Origin::Inserted {
-                anchor: edit.anchor,
-                from: edit.start,
-                at: edit.end,
-                located: edit.located,
-            },
-        );
+        // The error is built only when returned (`ok_or` builds and drops one per edit).
+        let Some(kept) = original.get(cursor..edit.start) else {
+            return Err(EngineError::OverlappingEdits { offset: edit.start });
+        };
+        push_copied(&mut chunks, &mut out, kept, cursor);
+        let origin = Origin::Inserted {
+            anchor: edit.anchor,
+            from: edit.start,
+            at: edit.end,
+            located: edit.located,
+        };
+        push_inserted(&mut chunks, &mut out, &edit.text, origin);
         cursor = edit.end;
     }
-    let rest = original
-        .get(cursor..)
-        .ok_or(EngineError::OverlappingEdits { offset: cursor })?;
-    push_chunk(
-        &mut chunks,
-        &mut out,
-        rest,
-        Origin::Copied { orig_start: cursor },
-    );
+    let Some(rest) = original.get(cursor..) else {
+        return Err(EngineError::OverlappingEdits { offset: cursor });
+    };
+    push_copied(&mut chunks, &mut out, rest, cursor);
     let map = PositionMap {
         chunks,
         new_lines: LineIndex::new(&out),
@@ -232,42 +218,75 @@ pub(crate) fn apply(
     Ok((out, map))
 }
 
-/// Appends `text` as a new chunk. Token boundaries are kept: where an inserted fragment meets
-/// a neighbour (copied text or another fragment) and both sides of the seam are identifier
-/// characters (`not` + `W(`, `return` + `W(`), a space is inserted at the seam so the two never
-/// fuse into one identifier. The space belongs to the inserted side and maps like it. Copied
-/// text meeting copied text is never touched (the original tokens are the original's business).
-fn push_chunk(chunks: &mut Vec<Chunk>, out: &mut String, text: &str, origin: Origin) {
+/// Sorts `keys`, which are mostly in order already: planned edits come in source order but
+/// for a few, such as the edits of a method call's receiver call (`a.b().c()`: the outer call
+/// is planned first, its `(` comes after the inner call's), which belong a few places back.
+/// Each key is moved back past the larger ones before it; when the moves add up to more than
+/// a few per key (long method chains), the library's sort finishes the job.
+fn sort_mostly_sorted<T: Ord + Copy>(keys: &mut [T]) {
+    let mut budget = 4 * keys.len() + 64;
+    for i in 1..keys.len() {
+        let Some(&key) = keys.get(i) else { break };
+        let mut at = i;
+        while at > 0 && keys.get(at - 1).is_some_and(|k| *k > key) {
+            at -= 1;
+            if i - at > budget {
+                keys.sort();
+                return;
+            }
+        }
+        if at == i {
+            continue;
+        }
+        budget -= i - at;
+        keys.copy_within(at..i, at + 1);
+        if let Some(slot) = keys.get_mut(at) {
+            *slot = key;
+        }
+    }
+}
+
+/// Appends copied `text` (original bytes from `orig_start` on) as a new chunk, unless it is
+/// empty. Token boundaries are kept:
+/// where copied text follows an inserted fragment and both sides of the seam are identifier
+/// characters (`W(x)` + `y`), a space ends the fragment so the two never fuse into one
+/// identifier; the space belongs to the fragment and maps like it. Copied text meeting copied
+/// text is never touched (the original tokens are the original's business).
+#[inline]
+fn push_copied(chunks: &mut Vec<Chunk>, out: &mut String, text: &str, orig_start: usize) {
     if text.is_empty() {
         return;
     }
-    let inserted = matches!(origin, Origin::Inserted { .. });
-    let seam = ends_with_identifier_char(out) && starts_with_identifier_char(text);
-    if seam {
-        let prev_inserted = chunks
-            .last()
-            .is_some_and(|c| matches!(c.origin, Origin::Inserted { .. }));
-        if inserted {
-            // The space starts this fragment.
-            let new_start = out.len();
+    if let Some(last) = chunks.last_mut() {
+        if matches!(last.origin, Origin::Inserted { .. })
+            && ends_with_identifier_char(out)
+            && starts_with_identifier_char(text)
+        {
             out.push(' ');
-            out.push_str(text);
-            chunks.push(Chunk {
-                new_start,
-                new_end: out.len(),
-                origin,
-            });
-            return;
-        }
-        if prev_inserted {
-            // The space ends the previous fragment (this chunk is copied text).
-            out.push(' ');
-            if let Some(last) = chunks.last_mut() {
-                last.new_end = out.len();
-            }
+            last.new_end = out.len();
         }
     }
     let new_start = out.len();
+    out.push_str(text);
+    chunks.push(Chunk {
+        new_start,
+        new_end: out.len(),
+        origin: Origin::Copied { orig_start },
+    });
+}
+
+/// Appends an inserted fragment `text` as a new chunk, unless it is empty. Where it meets its neighbour (copied text or another
+/// fragment) and both sides of the seam are identifier characters (`not` + `W(`, `return` +
+/// `W(`), a space starts the fragment so the two never fuse into one identifier.
+#[inline]
+fn push_inserted(chunks: &mut Vec<Chunk>, out: &mut String, text: &str, origin: Origin) {
+    if text.is_empty() {
+        return;
+    }
+    let new_start = out.len();
+    if ends_with_identifier_char(out) && starts_with_identifier_char(text) {
+        out.push(' ');
+    }
     out.push_str(text);
     chunks.push(Chunk {
         new_start,
@@ -278,23 +297,30 @@ fn push_chunk(chunks: &mut Vec<Chunk>, out: &mut String, text: &str, origin: Ori
 
 /// Whether the last character of `text` is an identifier character (see
 /// [`is_identifier_char`]), without decoding when it is ASCII.
+#[inline]
 fn ends_with_identifier_char(text: &str) -> bool {
-    identifier_byte(text.as_bytes().last())
-        .unwrap_or_else(|| text.chars().next_back().is_some_and(is_identifier_char))
+    match text.as_bytes().last() {
+        None => false,
+        Some(&b) if b.is_ascii() => is_identifier_byte(b),
+        Some(_) => text.chars().next_back().is_some_and(is_identifier_char),
+    }
 }
 
 /// Whether the first character of `text` is an identifier character (see
 /// [`is_identifier_char`]), without decoding when it is ASCII.
+#[inline]
 fn starts_with_identifier_char(text: &str) -> bool {
-    identifier_byte(text.as_bytes().first())
-        .unwrap_or_else(|| text.chars().next().is_some_and(is_identifier_char))
+    match text.as_bytes().first() {
+        None => false,
+        Some(&b) if b.is_ascii() => is_identifier_byte(b),
+        Some(_) => text.chars().next().is_some_and(is_identifier_char),
+    }
 }
 
-/// [`is_identifier_char`] of an ASCII byte; None for no byte or a byte of a multi-byte
-/// character (the character must be decoded).
-fn identifier_byte(b: Option<&u8>) -> Option<bool> {
-    b.filter(|b| b.is_ascii())
-        .map(|&b| b == b'_' || b.is_ascii_alphanumeric())
+/// [`is_identifier_char`] of an ASCII byte.
+#[inline]
+fn is_identifier_byte(b: u8) -> bool {
+    b == b'_' || b.is_ascii_alphanumeric()
 }
 
 /// Whether `c` can continue a Python identifier or number (a superset of XID_Continue's ASCII
@@ -725,6 +751,39 @@ mod tests {
                     map.map_location_near(&mut cursor, l, is_call),
                     map.map_location_near(&mut MapCursor::default(), l, is_call)
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn sorting_mostly_sorted_keys_sorts() {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        for len in [0, 1, 2, 5, 64, 1000] {
+            let sorted: Vec<(usize, usize)> = (0..len).map(|i| (i / 3, i)).collect();
+            // In order, a few keys out of place, shuffled, and reversed (over the moves'
+            // budget: the library sort takes over).
+            let mut cases = vec![sorted.clone()];
+            let mut few = sorted.clone();
+            for _ in 0..len / 10 {
+                let (a, b) = (next() % len, next() % len);
+                few.swap(a, b);
+            }
+            cases.push(few);
+            let mut shuffled = sorted.clone();
+            for i in (1..len).rev() {
+                shuffled.swap(i, next() % (i + 1));
+            }
+            cases.push(shuffled);
+            cases.push(sorted.iter().rev().copied().collect());
+            for mut keys in cases {
+                sort_mostly_sorted(&mut keys);
+                assert_eq!(keys, sorted);
             }
         }
     }

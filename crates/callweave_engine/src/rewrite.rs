@@ -213,6 +213,12 @@ fn rewrite_parsed(
         }
     }
 
+    // Functions come in source order (a nested one after its parent's name): their lines are
+    // looked up from the previous one's (same results as `line_u32`).
+    let mut cursor = 0;
+    let mut line_near = |offset: usize| {
+        u32::try_from(lines.line_col_near(offset, &mut cursor).0).unwrap_or(u32::MAX)
+    };
     let mut functions: Vec<Function> = collector
         .functions
         .iter()
@@ -220,8 +226,8 @@ fn rewrite_parsed(
             let range = function_range(f.def);
             Function {
                 qualname: Arc::clone(&f.qualname),
-                first_line: first_line(f.def, &line_u32),
-                def_line: line_u32(f.def.name.range.start().to_usize()),
+                first_line: line_near(range.start().to_usize()),
+                def_line: line_near(f.def.name.range.start().to_usize()),
                 // Moved from the collector once it is done with them (below).
                 rules: Vec::new(),
                 profile: None,

@@ -97,7 +97,7 @@ pub(crate) fn call_location_start(
     let spans_lines = source
         .as_bytes()
         .get(start..attr_end)
-        .is_some_and(|text| memchr::memchr2(b'\n', b'\r', text).is_some());
+        .is_some_and(has_line_break);
     if !spans_lines || lines.line_col(start).0 == lines.line_col(attr_end).0 {
         return start;
     }
@@ -112,6 +112,16 @@ pub(crate) fn call_location_start(
     }
     // CPython subtracts the name's length in code points from a byte column; do the same.
     attr_end.saturating_sub(attr.attr.id.chars().count())
+}
+
+/// Whether `text` holds a `\n` or `\r`. Most texts asked about are a method call's callee
+/// (`self.name`), shorter than what a vectorised search starts to pay for.
+fn has_line_break(text: &[u8]) -> bool {
+    if text.len() <= 32 {
+        text.iter().any(|&b| b == b'\n' || b == b'\r')
+    } else {
+        memchr::memchr2(b'\n', b'\r', text).is_some()
+    }
 }
 
 /// The common case, one wrap layer without sites: `W(` before the callee, `(` → `, ` or
