@@ -52,7 +52,7 @@ use super::awaits::start_await;
 use super::clock::ticks;
 use super::record::Record;
 use super::stack;
-use super::stats::{FunctionArgs, FunctionProfile, FunctionState, ProfileSite};
+use super::stats::{FunctionProfile, FunctionSpec, FunctionState, ProfileSite, SiteInfo};
 use super::thread;
 
 extern "C" {
@@ -414,12 +414,12 @@ fn register_row(
     let (Ok(line), Ok(sites)) = (line.extract::<u32>(), sites.extract::<Vec<ProfileSite>>()) else {
         return Ok(None);
     };
-    let profile = FunctionProfile::register(FunctionArgs {
+    let profile = FunctionProfile::register(FunctionSpec {
         module: rows.module.bind(py).to_str()?.to_owned(),
         qualname: qualname.to_str()?.to_owned(),
         filename: rows.filename.clone(),
         line,
-        sites,
+        sites: sites.into_iter().map(SiteInfo::from).collect(),
         time_limit: *time_limit,
         above: above.as_ref().map(|a| a.clone_ref(py)),
         below: below.as_ref().map(|b| b.clone_ref(py)),

@@ -22,6 +22,19 @@ pub(crate) struct SiteInfo {
     pub(crate) end_col: u32,
 }
 
+impl From<ProfileSite> for SiteInfo {
+    fn from((text, callee, line, end_line, col, end_col): ProfileSite) -> Self {
+        Self {
+            text,
+            callee,
+            line,
+            end_line,
+            col,
+            end_col,
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct SiteAgg {
     pub(crate) count: AtomicU64,
@@ -310,64 +323,20 @@ impl FunctionState {
 /// A site as `FunctionProfile` takes it: `(text, callee, line, end_line, col, end_col)`.
 pub(crate) type ProfileSite = (String, Option<String>, u32, u32, u32, u32);
 
-/// What a profiled function is registered with (`FunctionProfile(...)`'s arguments).
-pub(crate) struct FunctionArgs {
-    pub(crate) module: String,
-    pub(crate) qualname: String,
-    pub(crate) filename: String,
-    pub(crate) line: u32,
-    pub(crate) sites: Vec<ProfileSite>,
-    pub(crate) time_limit: f64,
-    pub(crate) above: Option<Py<PyAny>>,
-    pub(crate) below: Option<Py<PyAny>>,
-    pub(crate) record_calls: bool,
-}
-
 impl FunctionProfile {
     /// Registers a profiled function (`FunctionProfile(...)`, and a lazy profile table's
     /// native registration): its state joins the registry `stats()` reads.
     ///
     /// # Errors
     /// `ValueError` for a time limit that is not a finite number of seconds >= 0.
-    pub(crate) fn register(args: FunctionArgs) -> PyResult<Self> {
-        let FunctionArgs {
-            module,
-            qualname,
-            filename,
-            line,
-            sites,
-            time_limit,
-            above,
-            below,
-            record_calls,
-        } = args;
+    pub(crate) fn register(spec: FunctionSpec) -> PyResult<Self> {
+        let time_limit = spec.time_limit;
         if !(time_limit.is_finite() && time_limit >= 0.0) {
             return Err(PyValueError::new_err(format!(
                 "time_limit must be a finite number of seconds >= 0, got {time_limit}"
             )));
         }
-        let sites: Vec<SiteInfo> = sites
-            .into_iter()
-            .map(|(text, callee, line, end_line, col, end_col)| SiteInfo {
-                text,
-                callee,
-                line,
-                end_line,
-                col,
-                end_col,
-            })
-            .collect();
-        let state = Arc::new(FunctionState::new(FunctionSpec {
-            module,
-            qualname,
-            filename,
-            line,
-            sites,
-            time_limit,
-            above,
-            below,
-            record_calls,
-        }));
+        let state = Arc::new(FunctionState::new(spec));
         if let Ok(mut all) = REGISTRY.lock() {
             all.push(Arc::clone(&state));
         }
@@ -412,12 +381,12 @@ impl FunctionProfile {
         below: Option<Py<PyAny>>,
         record_calls: bool,
     ) -> PyResult<Self> {
-        Self::register(FunctionArgs {
+        Self::register(FunctionSpec {
             module,
             qualname,
             filename,
             line,
-            sites,
+            sites: sites.into_iter().map(SiteInfo::from).collect(),
             time_limit,
             above,
             below,
