@@ -837,6 +837,7 @@ def _corruptions(blob: bytes) -> dict[str, bytes]:
         "truncated": blob[: len(blob) // 2],
         "truncated_by_one": blob[:-1],
         "truncated_payload": blob[: H + size - 1],
+        "payload_length_past_the_end": blob[: H - 4] + b"\xff\xff\xff\xff" + blob[H:],
         "bad_magic": b"\0\0\0\0" + blob[4:],
         "timestamp_flags": blob[:4] + bytes(4) + blob[8:],
         # The header's key digest no longer the payload's (which names the runtime names).
@@ -2253,6 +2254,25 @@ def test_cache_meta_rows_round_trip_and_bad_offsets_are_caught():
     assert bad is not None
     with pytest.raises(RuntimeError, match="malformed"):
         bad.profile(0, range(2))
+
+
+def test_a_corrupt_payload_length_is_a_miss_without_reading_that_much(tmp_path):
+    # The header's payload length is read before anything is checked: a corrupt one past the
+    # file's end had read() allocate its 4 GiB (a MemoryError, or that much memory held).
+    import tracemalloc
+
+    from callweave import _pycache
+
+    entry = tmp_path / "m.callweave.pyc"
+    header = importlib.util.MAGIC_NUMBER + (3).to_bytes(4, "little") + bytes(40)
+    entry.write_bytes(header + b"\xff\xff\xff\xff" + b"payload")
+    tracemalloc.start()
+    try:
+        assert _pycache.read_entry(str(entry)) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
 
 
 def test_cache_checksum_is_zlibs_crc32_of_the_blobs_in_a_row():

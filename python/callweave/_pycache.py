@@ -529,6 +529,10 @@ def read_entry(cache: str | None) -> Entry | None:
             if len(header) < HEADER_SIZE or header[:8] != _MAGIC_FLAGS:
                 return None
             size = int.from_bytes(header[48:52], "little")
+            # read() allocates what it is asked for: a corrupt length past the file's end is
+            # a miss, not gigabytes.
+            if size > os.fstat(f.fileno()).st_size - HEADER_SIZE:
+                return None
             payload = f.read(size)
             rows = f.readall()
     except OSError:
