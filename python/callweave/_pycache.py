@@ -367,10 +367,7 @@ class EntryMeta:
         """
         row = self._profiles[index]
         if row is None:
-            offsets = self._offsets
-            start = int.from_bytes(offsets[4 * index : 4 * index + 4], "little")
-            end = int.from_bytes(offsets[4 * index + 4 : 4 * index + 8], "little")
-            row = self._load(self._profiles_blob[start:end]) if start <= end else None
+            row = self._read_row(index)
             if not _valid_profile(row, rule_indices):
                 raise malformed()
             self._profiles[index] = row
@@ -387,15 +384,18 @@ class EntryMeta:
             RuntimeError: The row is malformed (see :meth:`profile`).
         """
         row = self._profiles[index]
-        if row is not None:
-            return cast(tuple[str, int, int, list[Any]], row)
+        if row is None:
+            row = self._read_row(index)
+            if not _valid_row(row, rule_indices):
+                raise malformed()
+        return cast(tuple[str, int, int, list[Any]], row)
+
+    def _read_row(self, index: int) -> Any:
+        """Row ``index`` unmarshalled from the blob, unchecked (None for bad offsets)."""
         offsets = self._offsets
         start = int.from_bytes(offsets[4 * index : 4 * index + 4], "little")
         end = int.from_bytes(offsets[4 * index + 4 : 4 * index + 8], "little")
-        row = self._load(self._profiles_blob[start:end]) if start <= end else None
-        if not _valid_row(row, rule_indices):
-            raise malformed()
-        return cast(tuple[str, int, int, list[Any]], row)
+        return self._load(self._profiles_blob[start:end]) if start <= end else None
 
     def rows(self) -> tuple[bytes, bytes] | None:
         """The profiled functions' rows as cached: their blob and its offsets, or None.
