@@ -81,8 +81,8 @@ from callweave.profiler import (
     RUNTIME_NAMES,
     default_above_log,
     default_below_log,
-    is_default_callback,
     record_registered,
+    records_calls,
 )
 from callweave.sites import make_sites
 from callweave.transforms import REGISTRY, RuntimeNames, Transform, configured
@@ -962,7 +962,7 @@ class CallweaveFinder:
         if args is None:
             above = _callback(rule.above, self.resolved, default_above_log)
             below = _callback(rule.below, self.resolved, default_below_log)
-            record_calls = not (is_default_callback(above) and is_default_callback(below))
+            record_calls = records_calls(above, below)
             args = self._profile_args[id(rule)] = (rule.time_limit, above, below, record_calls)
         return args
 

@@ -349,6 +349,11 @@ def is_default_callback(callback: Any) -> bool:
     )
 
 
+def records_calls(above: Any, below: Any) -> bool:
+    """Whether a function with these callbacks keeps its calls one by one (``record_calls``)."""
+    return not (is_default_callback(above) and is_default_callback(below))
+
+
 def register_profile(
     *,
     module: str,
@@ -390,7 +395,7 @@ def register_profile(
         time_limit=time_limit,
         above=above,
         below=below,
-        record_calls=not (is_default_callback(above) and is_default_callback(below)),
+        record_calls=records_calls(above, below),
     )
 
 
